@@ -1,0 +1,418 @@
+"""Readers and writers: where documents enter and leave the refinery.
+
+Readers turn JSONL (plain, .gz, .zst), Parquet, folders of text files and WARC files (or JSONL
+with an HTML field) into :class:`Document` objects. Malformed input never raises: a bad record
+becomes a document rejected with ``input:<rule>`` and a detail naming file and line, and a file
+that cannot be read at all becomes an :class:`InputError` that the run reports.
+
+Inputs are cut into :class:`Shard` objects (a record range of one file) so that executors can
+spread them over processes and a resumed run can skip finished ones.
+
+Writers write one shard at a time to a temporary name and rename it when complete, so a reader
+never sees half a file.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import json
+import os
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import xxhash
+
+from gristmill.data.document import Document
+
+FORMATS = ("jsonl", "parquet", "text", "warc")
+
+
+@dataclass
+class InputSpec:
+    """The ``input:`` section of a recipe."""
+
+    paths: list[str]
+    format: str = "auto"
+    text_field: str = "text"
+    id_field: str = "id"
+    html_field: str | None = None
+    """If set (JSONL/Parquet), the text is extracted from this HTML field."""
+    extractor: str = "resiliparse"
+    max_doc_bytes: int = 10_000_000
+    shard_size: int = 5000
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Records ``[start, stop)`` of one input file (``stop=None``: to the end)."""
+
+    path: str
+    format: str
+    index: int
+    start: int = 0
+    stop: int | None = None
+
+
+@dataclass
+class InputError:
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else self.path
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class ShardPlan:
+    shards: list[Shard] = field(default_factory=list)
+    errors: list[InputError] = field(default_factory=list)
+
+
+def stable_id(path: str, line: int) -> str:
+    """The id of a document that has none: a hash of its source file and record number."""
+    return xxhash.xxh64_hexdigest(f"{path}:{line}".encode())
+
+
+def detect_format(path: str) -> str:
+    p = path.lower()
+    if os.path.isdir(path):
+        return "text"
+    for suffix in (".gz", ".zst", ".zstd"):
+        if p.endswith(suffix):
+            p = p[: -len(suffix)]
+    if p.endswith((".jsonl", ".json", ".ndjson")):
+        return "jsonl"
+    if p.endswith(".parquet"):
+        return "parquet"
+    if p.endswith((".warc", ".arc")):
+        return "warc"
+    if p.endswith(".txt"):
+        return "text"
+    raise ValueError(f"cannot tell the format of {path}; set input.format to one of {', '.join(FORMATS)}")
+
+
+def expand_paths(patterns: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        out.extend(matches)
+    return out
+
+
+def open_binary(path: str) -> io.BufferedIOBase:
+    """Open a possibly compressed file for binary reading."""
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if path.endswith((".zst", ".zstd")):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))  # noqa: SIM115
+    return open(path, "rb")  # noqa: SIM115
+
+
+def _count_lines(path: str) -> tuple[int, str | None]:
+    """Number of lines readable in ``path`` and the error that stopped the count, if any."""
+    n = 0
+    last = b"\n"
+    try:
+        with open_binary(path) as f:
+            while chunk := f.read(1 << 22):
+                n += chunk.count(b"\n")
+                last = chunk[-1:]
+    except (EOFError, OSError, zlib.error) as exc:
+        return n + (last != b"\n"), f"file is truncated or corrupt after line {n}: {exc}"
+    except Exception as exc:  # zstandard raises its own error type
+        return n + (last != b"\n"), f"file is truncated or corrupt after line {n}: {exc}"
+    return n + (last != b"\n"), None
+
+
+def plan_shards(spec: InputSpec) -> ShardPlan:
+    """Cut the input into shards; files that cannot be read become errors, not exceptions."""
+    plan = ShardPlan()
+    paths = expand_paths(spec.paths)
+    for path in paths:
+        if not os.path.exists(path):
+            plan.errors.append(InputError(path, None, "no such file or directory"))
+            continue
+        fmt = spec.format if spec.format != "auto" else detect_format(path)
+        if fmt == "text" and os.path.isdir(path):
+            files = sorted(str(p) for p in Path(path).rglob("*") if p.is_file())
+            for start in range(0, len(files), spec.shard_size):
+                plan.shards.append(Shard(path, "text", len(plan.shards), start, start + spec.shard_size))
+            continue
+        if not os.access(path, os.R_OK):
+            plan.errors.append(InputError(path, None, "permission denied"))
+            continue
+        if fmt == "jsonl":
+            n, err = _count_lines(path)
+            if err:
+                plan.errors.append(InputError(path, n, err))
+            for start in range(0, n, spec.shard_size):
+                plan.shards.append(Shard(path, fmt, len(plan.shards), start, min(n, start + spec.shard_size)))
+        elif fmt == "parquet":
+            try:
+                n = pq.ParquetFile(path).metadata.num_rows
+            except Exception as exc:
+                plan.errors.append(InputError(path, None, f"not a readable Parquet file: {exc}"))
+                continue
+            for start in range(0, n, spec.shard_size):
+                plan.shards.append(Shard(path, fmt, len(plan.shards), start, min(n, start + spec.shard_size)))
+        elif fmt in ("warc", "text"):
+            plan.shards.append(Shard(path, fmt, len(plan.shards)))
+        else:
+            plan.errors.append(InputError(path, None, f"unknown format {fmt!r}"))
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+
+def _bad(spec_path: str, line: int, rule: str, raw: str, detail: str) -> Document:
+    doc = Document(id=stable_id(spec_path, line), text=raw[:1_000_000], meta={"source_file": spec_path, "source_line": line})
+    doc.reject("input", rule, f"{spec_path}:{line}: {detail}")
+    return doc
+
+
+def record_to_document(
+    record: Any, path: str, line: int, spec: InputSpec, extract_html: Any = None
+) -> Document:
+    """Validate one parsed record; a record that is not a usable document comes back rejected."""
+    if not isinstance(record, dict):
+        return _bad(path, line, "invalid_json", json.dumps(record)[:1000], "record is not a JSON object")
+    raw_id = record.get(spec.id_field)
+    doc_id = str(raw_id) if raw_id not in (None, "") else stable_id(path, line)
+    if spec.html_field:
+        html = record.get(spec.html_field)
+        if not isinstance(html, str):
+            return _bad(path, line, "missing_text", "", f"field {spec.html_field!r} is missing or not a string")
+        text = extract_html(html) if extract_html else html
+    else:
+        text = record.get(spec.text_field)
+    meta = {k: v for k, v in record.items() if k not in (spec.id_field, spec.text_field, spec.html_field)}
+    if not isinstance(text, str):
+        doc = Document(doc_id, "", meta)
+        doc.reject("input", "missing_text", f"{path}:{line}: field {spec.text_field!r} is missing or not a string")
+        return doc
+    doc = Document(doc_id, text, meta)
+    if not text.strip():
+        doc.reject("input", "empty_text", f"{path}:{line}: the text is empty")
+    return doc
+
+
+def _jsonl_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
+    path = shard.path
+    with open_binary(path) as f:
+        for lineno, raw in enumerate(f, start=1):
+            if lineno <= shard.start:
+                continue
+            if shard.stop is not None and lineno > shard.stop:
+                break
+            if not raw.strip():
+                continue
+            if len(raw) > spec.max_doc_bytes:
+                yield _bad(path, lineno, "too_large", raw[:1_000_000].decode("utf-8", "replace"),
+                           f"record of {len(raw):,} bytes exceeds input.max_doc_bytes={spec.max_doc_bytes:,}")
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield _bad(path, lineno, "invalid_utf8", raw.decode("utf-8", "replace"), f"invalid UTF-8 at byte {exc.start}")
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield _bad(path, lineno, "invalid_json", line, f"invalid JSON: {exc.msg} at column {exc.colno}")
+                continue
+            yield record_to_document(record, path, lineno, spec, extract_html)
+
+
+def _parquet_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
+    table = pq.read_table(shard.path).slice(shard.start, (shard.stop or 0) - shard.start if shard.stop else None)
+    for i, record in enumerate(table.to_pylist(), start=shard.start + 1):
+        text = record.get(spec.html_field or spec.text_field)
+        if isinstance(text, str) and len(text) > spec.max_doc_bytes:
+            yield _bad(shard.path, i, "too_large", text[:1_000_000], f"text of {len(text):,} characters exceeds input.max_doc_bytes")
+            continue
+        yield record_to_document(record, shard.path, i, spec, extract_html)
+
+
+def _text_documents(shard: Shard, spec: InputSpec) -> Iterator[Document]:
+    if os.path.isdir(shard.path):
+        files = sorted(str(p) for p in Path(shard.path).rglob("*") if p.is_file())[shard.start : shard.stop]
+    else:
+        files = [shard.path]
+    for file in files:
+        rel = os.path.relpath(file, shard.path) if os.path.isdir(shard.path) else os.path.basename(file)
+        try:
+            size = os.path.getsize(file)
+            if size > spec.max_doc_bytes:
+                yield _bad(file, 1, "too_large", "", f"file of {size:,} bytes exceeds input.max_doc_bytes")
+                continue
+            raw = Path(file).read_bytes()
+        except OSError as exc:
+            yield _bad(file, 1, "unreadable", "", f"cannot read: {exc.strerror}")
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield _bad(file, 1, "invalid_utf8", raw.decode("utf-8", "replace"), f"invalid UTF-8 at byte {exc.start}")
+            continue
+        doc = Document(stable_id(file, 1), text, {"source_file": rel})
+        if not text.strip():
+            doc.reject("input", "empty_text", f"{file}: the file is empty")
+        yield doc
+
+
+def _warc_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
+    from warcio.archiveiterator import ArchiveIterator
+
+    with open(shard.path, "rb") as f:
+        for n, record in enumerate(ArchiveIterator(f), start=1):
+            if record.rec_type != "response":
+                continue
+            url = record.rec_headers.get_header("WARC-Target-URI")
+            rec_id = record.rec_headers.get_header("WARC-Record-ID") or stable_id(shard.path, n)
+            ctype = (record.http_headers.get_header("Content-Type") if record.http_headers else "") or ""
+            meta = {"url": url, "warc_date": record.rec_headers.get_header("WARC-Date")}
+            payload = record.content_stream().read()
+            if "html" not in ctype.lower():
+                yield _bad(shard.path, n, "not_html", "", f"record {url} has content type {ctype!r}")
+                continue
+            if len(payload) > spec.max_doc_bytes:
+                yield _bad(shard.path, n, "too_large", "", f"record {url} of {len(payload):,} bytes")
+                continue
+            html = payload.decode("utf-8", "replace")
+            doc = Document(rec_id.strip("<>").removeprefix("urn:uuid:"), extract_html(html), meta)
+            if not doc.text.strip():
+                doc.reject("input", "empty_text", f"{shard.path} record {n} ({url}): no text extracted")
+            yield doc
+
+
+def html_extractor(name: str) -> Any:
+    """Return a function html -> main text, by extractor name (``resiliparse`` or ``trafilatura``)."""
+    if name == "resiliparse":
+        from resiliparse.extract.html2text import extract_plain_text
+
+        def extract(html: str) -> str:
+            return extract_plain_text(html, main_content=True, alt_texts=False, links=False, list_bullets=True)
+
+        return extract
+    if name == "trafilatura":
+        import trafilatura
+
+        def extract(html: str) -> str:
+            return trafilatura.extract(html, include_comments=False, include_tables=True) or ""
+
+        return extract
+    raise ValueError(f"unknown HTML extractor {name!r}: use resiliparse or trafilatura")
+
+
+def read_shard(shard: Shard, spec: InputSpec) -> Iterator[Document]:
+    """Every document of a shard, the malformed ones already rejected with ``input:<rule>``."""
+    needs_html = shard.format == "warc" or spec.html_field
+    extract = html_extractor(spec.extractor) if needs_html else None
+    if shard.format == "jsonl":
+        yield from _jsonl_documents(shard, spec, extract)
+    elif shard.format == "parquet":
+        yield from _parquet_documents(shard, spec, extract)
+    elif shard.format == "text":
+        yield from _text_documents(shard, spec)
+    elif shard.format == "warc":
+        yield from _warc_documents(shard, spec, extract)
+    else:
+        raise ValueError(f"unknown format {shard.format}")
+
+
+# ---------------------------------------------------------------------------------------------- writers
+
+
+def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    keys: dict[str, None] = {"id": None, "text": None}
+    for row in rows:
+        keys.update(dict.fromkeys(row))
+    tail = [k for k in ("reason", "detail") if k in keys]
+    order = ["id", "text"] + sorted(k for k in keys if k not in ("id", "text", "reason", "detail")) + tail
+    columns: dict[str, list[Any]] = {k: [r.get(k) for r in rows] for k in order}
+    arrays = {}
+    for key, values in columns.items():
+        try:
+            arrays[key] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            # Mixed types in free metadata: keep the information as JSON text rather than fail the shard.
+            arrays[key] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values], pa.string())
+        if pa.types.is_null(arrays[key].type):
+            arrays[key] = arrays[key].cast(pa.string())
+    return pa.table(arrays)
+
+
+def write_documents(docs: Sequence[Document], path: Path, fmt: str = "parquet") -> None:
+    """Write ``docs`` to ``path`` atomically (temporary name, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    rows = [d.to_row() for d in docs]
+    if fmt == "parquet":
+        pq.write_table(_table(rows), tmp, compression="zstd")
+    elif fmt == "jsonl":
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        raise ValueError(f"unknown output format {fmt!r}: use parquet or jsonl")
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def output_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*") if p.suffix in (".parquet", ".jsonl") and not p.name.startswith("."))
+
+
+def read_documents(folder_or_file: Path | str) -> Iterator[Document]:
+    """Read documents back from a gristmill output folder (``OUT/kept``) or one output file."""
+    target = Path(folder_or_file)
+    files = output_files(target) if target.is_dir() else [target]
+    for file in files:
+        if file.suffix == ".parquet":
+            pf = pq.ParquetFile(file)
+            for batch in pf.iter_batches(batch_size=2000):
+                for row in batch.to_pylist():
+                    yield Document.from_row(row)
+        else:
+            with open(file, encoding="utf-8") as f:
+                for line in f:
+                    yield Document.from_row(json.loads(line))
+
+
+def read_texts(folder_or_file: Path | str, text_field: str = "text", batch_size: int = 2000) -> Iterator[list[str]]:
+    """Stream batches of texts from a gristmill output folder without building Document objects."""
+    target = Path(folder_or_file)
+    files = output_files(target) if target.is_dir() else [target]
+    for file in files:
+        if file.suffix == ".parquet":
+            pf = pq.ParquetFile(file)
+            for batch in pf.iter_batches(batch_size=batch_size, columns=[text_field]):
+                yield [t for t in batch.column(0).to_pylist() if t]
+        else:
+            texts: list[str] = []
+            with open(file, encoding="utf-8") as f:
+                for line in f:
+                    texts.append(json.loads(line).get(text_field) or "")
+                    if len(texts) >= batch_size:
+                        yield texts
+                        texts = []
+            if texts:
+                yield texts

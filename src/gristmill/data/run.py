@@ -1,0 +1,313 @@
+"""Run a pipeline over a corpus: stages, shard tasks, resume, stats and the output layout.
+
+Output layout of a run at ``OUT``::
+
+    OUT/kept/part-00000.parquet       documents that passed every step
+    OUT/rejected/s1-part-00000.parquet  rejected documents, with ``reason`` (step:rule) and ``detail``
+    OUT/stats.json                    per step: documents and bytes in/out, rejections by reason, seconds
+    OUT/_work/                        resume state: the recipe, one done-marker per finished shard task,
+                                      corpus-step decisions, and the kept shards between stages
+
+Every shard task writes its outputs atomically and then its done-marker, so a killed run can be
+resumed with ``resume=True``: finished tasks are skipped, unfinished ones are redone from scratch,
+and the result equals an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gristmill.data.document import Document
+from gristmill.data.executors import Executor, make_executor
+from gristmill.data.io import InputError, InputSpec, Shard, atomic_write_text, output_files, plan_shards, read_documents, read_shard, write_documents
+from gristmill.data.pipeline import CorpusStep, Step, StepStats, batched, run_steps, split_stages
+
+QUARANTINE_EXIT = 3
+
+
+class RunError(Exception):
+    """A problem with the run's set-up that the user can fix (existing output, changed recipe, ...)."""
+
+
+@dataclass
+class OutputSpec:
+    path: str
+    format: str = "parquet"
+
+
+@dataclass
+class ShardTask:
+    """One unit of work: run ``steps`` over one input shard (stage 1) or one kept file of the previous stage."""
+
+    stage: int
+    index: int
+    steps: list[Step]
+    spec: InputSpec
+    shard: Shard | None
+    source_file: str | None
+    out_dir: str
+    kept_dir: str
+    fmt: str
+    batch_size: int = 1000
+
+
+@dataclass
+class ShardResult:
+    stage: int
+    index: int
+    docs_in: int
+    kept: int
+    rejected: int
+    input_stats: dict[str, Any]
+    step_stats: list[dict[str, Any]]
+
+
+def _done_marker(out_dir: str, stage: int, index: int) -> Path:
+    return Path(out_dir) / "_work" / f"stage{stage}" / "done" / f"{index:05d}.json"
+
+
+def _step_workdir(out_dir: str, stage: int, step_pos: int, step: Step) -> Path:
+    return Path(out_dir) / "_work" / f"stage{stage}" / f"{step_pos:02d}-{step.name}"
+
+
+def run_shard_task(task: ShardTask) -> ShardResult:
+    """Process one shard; safe to run twice (outputs are replaced atomically, the marker comes last)."""
+    marker = _done_marker(task.out_dir, task.stage, task.index)
+    if marker.exists():
+        return ShardResult(**json.loads(marker.read_text()))
+    shard_name = f"part-{task.index:05d}"
+    for pos, step in enumerate(task.steps):
+        step.setup(_step_workdir(task.out_dir, task.stage, pos, step), shard_name)
+    if task.shard is not None:
+        docs = read_shard(task.shard, task.spec)
+    else:
+        docs = read_documents(task.source_file)
+    stats = [StepStats() for _ in task.steps]
+    input_stats = StepStats()
+    kept_all: list[Document] = []
+    rejected_all: list[Document] = []
+    n_in = 0
+    for batch in batched(docs, task.batch_size):
+        n_in += len(batch)
+        for d in batch:
+            if d.rejected:
+                input_stats.rejected[d.reason] += 1
+        kept, rejected = run_steps(batch, task.steps, stats)
+        kept_all.extend(kept)
+        rejected_all.extend(rejected)
+    assert n_in == len(kept_all) + len(rejected_all), "a document was lost"
+    input_stats.docs_in = n_in
+    input_stats.docs_out = n_in - sum(input_stats.rejected.values())
+    if kept_all:
+        write_documents(kept_all, Path(task.kept_dir) / f"{shard_name}.{task.fmt}", task.fmt)
+    if rejected_all:
+        write_documents(rejected_all, Path(task.out_dir) / "rejected" / f"s{task.stage}-{shard_name}.{task.fmt}", task.fmt)
+    result = ShardResult(task.stage, task.index, n_in, len(kept_all), len(rejected_all),
+                         input_stats.to_json(), [s.to_json() for s in stats])
+    atomic_write_text(marker, json.dumps(asdict(result)))
+    return result
+
+
+@dataclass
+class RunResult:
+    out: Path
+    docs_in: int
+    kept: int
+    rejected: int
+    input_errors: list[InputError] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def quarantined(self) -> int:
+        """Documents rejected for malformed input plus files that could not be read."""
+        return sum(v for k, v in self.stats["input"]["rejected"].items()) + len(self.input_errors)
+
+    @property
+    def exit_code(self) -> int:
+        return QUARANTINE_EXIT if self.quarantined else 0
+
+
+@dataclass
+class Pipeline:
+    """Input, ordered steps and output; ``run`` executes them. The same object a recipe file builds."""
+
+    input: InputSpec
+    steps: list[Step]
+    output: OutputSpec
+    batch_size: int = 1000
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {
+            "input": asdict(self.input),
+            "steps": [{"name": s.name, "params": s.params()} for s in self.steps],
+            "output": asdict(self.output),
+        }
+
+    def run(self, workers: int = 1, resume: bool = False, overwrite: bool = False,
+            executor: Executor | None = None, progress: bool = True, console: Console | None = None) -> RunResult:
+        console = console or Console(stderr=True)
+        out = Path(self.output.path)
+        self._prepare_output(out, resume, overwrite)
+        own_executor = executor is None
+        executor = executor or make_executor("local", workers)
+        t0 = time.perf_counter()
+        try:
+            return self._run(out, executor, progress, console, t0)
+        finally:
+            if own_executor:
+                executor.close()
+
+    def _prepare_output(self, out: Path, resume: bool, overwrite: bool) -> None:
+        recipe_file = out / "_work" / "recipe.json"
+        fingerprint = json.dumps(self.fingerprint(), sort_keys=True, default=str)
+        if out.exists() and any(out.iterdir()):
+            if overwrite:
+                shutil.rmtree(out)
+            elif resume:
+                if recipe_file.exists() and recipe_file.read_text() != fingerprint:
+                    raise RunError(f"{out} was made by a different recipe; resume needs the same recipe (or use --overwrite)")
+            else:
+                raise RunError(f"{out} already exists and is not empty: pass --resume to continue it or --overwrite to replace it")
+        atomic_write_text(recipe_file, fingerprint)
+
+    def _run(self, out: Path, executor: Executor, show: bool, console: Console, t0: float) -> RunResult:
+        plan = plan_shards(self.input)
+        for err in plan.errors:
+            console.print(f"[yellow]input error[/] {err}")
+        stages = split_stages(self.steps)
+        stats = [StepStats() for _ in self.steps]
+        input_stats = StepStats()
+        fmt = self.output.format
+        offsets = [0]
+        for stage in stages:
+            offsets.append(offsets[-1] + len(stage))
+        n_total = sum((s.stop - s.start) for s in plan.shards if s.stop is not None) or None
+        docs_in = kept = rejected = 0
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                      console=console, disable=not show, transient=False) as bar:
+            for s_idx, stage_steps in enumerate(stages, start=1):
+                last = s_idx == len(stages)
+                kept_dir = out / "kept" if last else out / "_work" / f"stage{s_idx}" / "kept"
+                if s_idx == 1:
+                    tasks = [ShardTask(1, sh.index, stage_steps, self.input, sh, None, str(out), str(kept_dir), fmt,
+                                       self.batch_size) for sh in plan.shards]
+                    total = n_total
+                else:
+                    prev = out / "_work" / f"stage{s_idx - 1}" / "kept"
+                    files = output_files(prev)
+                    first = stage_steps[0]
+                    if isinstance(first, CorpusStep):
+                        workdir = _step_workdir(str(out), s_idx, 0, first)
+                        if not first.is_prepared(workdir):
+                            workdir.mkdir(parents=True, exist_ok=True)
+                            console.print(f"stage {s_idx}: preparing [bold]{first.name}[/] over {len(files)} shards")
+                            prep = first.prepare(files, workdir, executor)
+                            atomic_write_text(workdir / "prepare_stats.json", json.dumps(prep or {}))
+                            atomic_write_text(workdir / "_PREPARED", "")
+                        prep_stats = json.loads((workdir / "prepare_stats.json").read_text())
+                        stats[offsets[s_idx - 1]].counters.update({k: v for k, v in prep_stats.items() if isinstance(v, (int, float))})
+                    tasks = [ShardTask(s_idx, int(f.stem.split("-")[-1]), stage_steps, self.input, None, str(f), str(out),
+                                       str(kept_dir), fmt, self.batch_size) for f in files]
+                    total = kept
+                if s_idx == 1 and isinstance(stage_steps[0] if stage_steps else None, CorpusStep):
+                    raise RunError("a corpus step cannot be the first step: put a per-document step before it, or use 'noop'")
+                task_id = bar.add_task(f"stage {s_idx}/{len(stages)}", total=total, rate="")
+                stage_kept = 0
+                started = time.perf_counter()
+                done_docs = 0
+                for res in executor.map(run_shard_task, tasks):
+                    done_docs += res.docs_in
+                    stage_kept += res.kept
+                    rejected += res.rejected
+                    if s_idx == 1:
+                        docs_in += res.docs_in
+                        input_stats.merge(StepStats.from_json(res.input_stats))
+                    for i, st in enumerate(res.step_stats):
+                        stats[offsets[s_idx - 1] + i].merge(StepStats.from_json(st))
+                    rate = done_docs / max(1e-9, time.perf_counter() - started)
+                    bar.update(task_id, advance=res.docs_in, rate=f"{rate:,.0f} docs/s")
+                kept = stage_kept
+        if len(stages) > 1:
+            shutil.rmtree(out / "_work" / "stage1" / "kept", ignore_errors=True)
+            for s_idx in range(2, len(stages)):
+                shutil.rmtree(out / "_work" / f"stage{s_idx}" / "kept", ignore_errors=True)
+        if not plan.shards:
+            (out / "kept").mkdir(parents=True, exist_ok=True)
+        seconds = time.perf_counter() - t0
+        stats_json = {
+            "input": {"paths": self.input.paths, **input_stats.to_json(),
+                      "errors": [str(e) for e in plan.errors]},
+            "steps": [{"name": s.name, "params": s.params(), **st.to_json()} for s, st in zip(self.steps, stats)],
+            "totals": {"docs_in": docs_in, "kept": kept, "rejected": rejected, "seconds": round(seconds, 3),
+                       "docs_per_s": round(docs_in / max(seconds, 1e-9), 1)},
+        }
+        assert docs_in == kept + rejected, f"accounting broken: {docs_in} in, {kept} kept, {rejected} rejected"
+        atomic_write_text(out / "stats.json", json.dumps(stats_json, indent=2, default=str))
+        return RunResult(out, docs_in, kept, rejected, plan.errors, stats_json)
+
+
+def summary_table(result: RunResult) -> Table:
+    table = Table(title=f"gristmill run -> {result.out}")
+    for col in ("step", "in", "out", "rejected", "top reasons", "s"):
+        table.add_column(col, justify="right" if col in ("in", "out", "rejected", "s") else "left")
+    inp = result.stats["input"]
+    table.add_row("input", f"{inp['docs_in']:,}", f"{inp['docs_out']:,}", f"{sum(inp['rejected'].values()):,}",
+                  _top(inp["rejected"]), "")
+    for step in result.stats["steps"]:
+        table.add_row(step["name"], f"{step['docs_in']:,}", f"{step['docs_out']:,}", f"{sum(step['rejected'].values()):,}",
+                      _top(step["rejected"]), f"{step['seconds']:.1f}")
+    t = result.stats["totals"]
+    table.add_row("[bold]total", f"{t['docs_in']:,}", f"{t['kept']:,}", f"{t['rejected']:,}", "", f"{t['seconds']:.1f}")
+    return table
+
+
+def _top(reasons: dict[str, int], n: int = 3) -> str:
+    return ", ".join(f"{k.split(':', 1)[-1]}={v}" for k, v in Counter(reasons).most_common(n))
+
+
+def run_pipeline(pipeline: Pipeline, workers: int = 1, resume: bool = False, overwrite: bool = False,
+                 executor_name: str = "local", address: str | None = None, progress: bool = True) -> RunResult:
+    executor = make_executor(executor_name, workers, address)
+    try:
+        return pipeline.run(workers=workers, resume=resume, overwrite=overwrite, executor=executor, progress=progress)
+    finally:
+        executor.close()
+
+
+def count_rows(folder: Path) -> int:
+    import pyarrow.parquet as pq
+
+    n = 0
+    for f in output_files(folder):
+        if f.suffix == ".parquet":
+            n += pq.ParquetFile(f).metadata.num_rows
+        else:
+            with open(f, encoding="utf-8") as fh:
+                n += sum(1 for _ in fh)
+    return n
+
+
+def ids_in(folders: Sequence[Path]) -> list[str]:
+    import pyarrow.parquet as pq
+
+    ids: list[str] = []
+    for folder in folders:
+        for f in output_files(folder):
+            if f.suffix == ".parquet":
+                ids.extend(pq.read_table(f, columns=["id"]).column(0).to_pylist())
+            else:
+                with open(f, encoding="utf-8") as fh:
+                    ids.extend(json.loads(line)["id"] for line in fh)
+    return ids

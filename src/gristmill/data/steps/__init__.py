@@ -1,0 +1,6 @@
+"""Per-document steps of the corpus refinery: each module registers its steps with ``@register``.
+
+Importing this package registers every built-in step (see ``gristmill steps`` for the list).
+"""
+
+from gristmill.data.steps import basic  # noqa: F401

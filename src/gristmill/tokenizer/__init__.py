@@ -1,0 +1,1 @@
+"""Tokenizer training (HF ``tokenizers``) and packed token shards for pretraining."""

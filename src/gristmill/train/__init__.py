@@ -1,0 +1,1 @@
+"""Training: MLM pretraining loop, masking, checkpoints, and few-label fine-tuning."""
