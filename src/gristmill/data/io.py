@@ -51,13 +51,25 @@ class InputSpec:
 
 @dataclass(frozen=True)
 class Shard:
-    """Records ``[start, stop)`` of one input file (``stop=None``: to the end)."""
+    """Records ``[start, stop)`` of one input file (``stop=None``: to the end).
+
+    For plain JSONL, ``byte_offset`` is where record ``start`` begins, so a worker seeks instead of
+    scanning. A compressed JSONL file cannot be entered in the middle, so the planner decompresses it
+    once into staged chunk files: then ``path`` is the chunk (starting at record ``start``) and
+    ``origin`` the user's file, which ids and error messages name.
+    """
 
     path: str
     format: str
     index: int
     start: int = 0
     stop: int | None = None
+    byte_offset: int | None = None
+    origin: str | None = None
+
+    @property
+    def source(self) -> str:
+        return self.origin or self.path
 
 
 @dataclass
@@ -119,24 +131,102 @@ def open_binary(path: str) -> io.BufferedIOBase:
     return open(path, "rb")  # noqa: SIM115
 
 
-def _count_lines(path: str) -> tuple[int, str | None]:
-    """Number of lines readable in ``path`` and the error that stopped the count, if any."""
+def _is_compressed(path: str) -> bool:
+    return path.lower().endswith((".gz", ".zst", ".zstd"))
+
+
+def _plain_jsonl_shards(path: str, shard_size: int) -> tuple[list[tuple[int, int, int]], str | None]:
+    """(start, stop, byte offset) of each shard of a plain JSONL file, from one fast scan."""
+    bounds: list[tuple[int, int, int]] = []
     n = 0
+    offset = 0
+    shard_start_byte = 0
     last = b"\n"
     try:
-        with open_binary(path) as f:
+        with open(path, "rb") as f:
             while chunk := f.read(1 << 22):
-                n += chunk.count(b"\n")
+                pos = 0
+                while True:
+                    needed = shard_size - (n - len(bounds) * shard_size)
+                    # find the newline that completes the current shard, if it is in this chunk
+                    idx = pos - 1
+                    for _ in range(needed):
+                        idx = chunk.find(b"\n", idx + 1)
+                        if idx < 0:
+                            break
+                    if idx < 0:
+                        n += chunk.count(b"\n", pos)
+                        break
+                    n += needed
+                    bounds.append((n - shard_size, n, shard_start_byte))
+                    shard_start_byte = offset + idx + 1
+                    pos = idx + 1
+                offset += len(chunk)
                 last = chunk[-1:]
-    except (EOFError, OSError, zlib.error) as exc:
-        return n + (last != b"\n"), f"file is truncated or corrupt after line {n}: {exc}"
-    except Exception as exc:  # zstandard raises its own error type
-        return n + (last != b"\n"), f"file is truncated or corrupt after line {n}: {exc}"
-    return n + (last != b"\n"), None
+    except OSError as exc:
+        return bounds, f"cannot be read ({exc})"
+    total = n + (last != b"\n")
+    if total > len(bounds) * shard_size:
+        bounds.append((len(bounds) * shard_size, total, shard_start_byte))
+    return bounds, None
 
 
-def plan_shards(spec: InputSpec) -> ShardPlan:
-    """Cut the input into shards; files that cannot be read become errors, not exceptions."""
+def _stage_compressed_jsonl(path: str, shard_size: int, staging: Path) -> tuple[list[tuple[int, int, str]], str | None]:
+    """Decompress ``path`` once into chunk files of ``shard_size`` records; reuse them on resume."""
+    key = xxhash.xxh64_hexdigest(f"{os.path.abspath(path)}:{shard_size}".encode())
+    marker = staging / f"{key}.json"
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        return [tuple(c) for c in info["chunks"]], info["error"]  # type: ignore[misc]
+    staging.mkdir(parents=True, exist_ok=True)
+    chunks: list[tuple[int, int, str]] = []
+    lines: list[bytes] = []
+    n = 0
+    error = None
+
+    def flush() -> None:
+        chunk = staging / f"{key}-{len(chunks):05d}.jsonl"
+        tmp = chunk.with_name(chunk.name + ".tmp")
+        tmp.write_bytes(b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines))
+        os.replace(tmp, chunk)
+        chunks.append((n - len(lines), n, str(chunk)))
+        lines.clear()
+
+    try:
+        with open_binary(path) as f:
+            for line in f:
+                lines.append(line)
+                n += 1
+                if len(lines) >= shard_size:
+                    flush()
+    except Exception as exc:  # gzip/zlib/zstandard each raise their own types for corrupt input
+        error = f"cannot be read ({exc})" if n == 0 else f"file is truncated or corrupt after line {n}: {exc}"
+    if lines:
+        flush()
+    atomic_write_text(marker, json.dumps({"chunks": chunks, "error": error}))
+    return chunks, error
+
+
+def _count_lines(path: str) -> tuple[int, str | None]:
+    """Number of records readable in ``path`` and the error that stopped the count, if any."""
+    n = 0
+    try:
+        with open_binary(path) as f:
+            for _ in f:
+                n += 1
+    except Exception as exc:
+        if n == 0:
+            return 0, f"cannot be read ({exc})"
+        return n, f"file is truncated or corrupt after line {n}: {exc}"
+    return n, None
+
+
+def plan_shards(spec: InputSpec, staging: Path | None = None) -> ShardPlan:
+    """Cut the input into shards; files that cannot be read become errors, not exceptions.
+
+    ``staging`` is a folder for chunks of compressed JSONL files (the pipeline passes ``OUT/_work/input``);
+    without it, workers decompress from the start of the file and skip to their records.
+    """
     plan = ShardPlan()
     paths = expand_paths(spec.paths)
     for path in paths:
@@ -153,11 +243,21 @@ def plan_shards(spec: InputSpec) -> ShardPlan:
             plan.errors.append(InputError(path, None, "permission denied"))
             continue
         if fmt == "jsonl":
-            n, err = _count_lines(path)
+            if not _is_compressed(path):
+                bounds, err = _plain_jsonl_shards(path, spec.shard_size)
+                for start, stop, offset in bounds:
+                    plan.shards.append(Shard(path, fmt, len(plan.shards), start, stop, byte_offset=offset))
+            elif staging is not None:
+                chunks, err = _stage_compressed_jsonl(path, spec.shard_size, staging)
+                for start, stop, chunk in chunks:
+                    plan.shards.append(Shard(chunk, fmt, len(plan.shards), start, stop, byte_offset=0, origin=path))
+            else:
+                n, err = _count_lines(path)
+                for start in range(0, n, spec.shard_size):
+                    plan.shards.append(Shard(path, fmt, len(plan.shards), start, min(n, start + spec.shard_size)))
             if err:
-                plan.errors.append(InputError(path, n, err))
-            for start in range(0, n, spec.shard_size):
-                plan.shards.append(Shard(path, fmt, len(plan.shards), start, min(n, start + spec.shard_size)))
+                n_ok = plan.shards[-1].stop if plan.shards and plan.shards[-1].source == path else 0
+                plan.errors.append(InputError(path, (n_ok or 0) + 1 if n_ok else None, err))
         elif fmt == "parquet":
             try:
                 n = pq.ParquetFile(path).metadata.num_rows
@@ -208,10 +308,25 @@ def record_to_document(
     return doc
 
 
+def _lines_until_damage(f: io.BufferedIOBase) -> Iterator[bytes]:
+    """Lines of a file; stops quietly where the file is damaged (the shard planner reported it)."""
+    try:
+        yield from f
+    except Exception:
+        return
+
+
 def _jsonl_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
-    path = shard.path
-    with open_binary(path) as f:
-        for lineno, raw in enumerate(f, start=1):
+    path = shard.source
+    if shard.byte_offset is not None:
+        f = open(shard.path, "rb")  # noqa: SIM115
+        f.seek(shard.byte_offset)
+        first = shard.start + 1
+    else:
+        f = open_binary(shard.path)
+        first = 1
+    with f:
+        for lineno, raw in enumerate(_lines_until_damage(f), start=first):
             if lineno <= shard.start:
                 continue
             if shard.stop is not None and lineno > shard.stop:

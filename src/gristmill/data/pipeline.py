@@ -16,6 +16,7 @@ processes (that is ``io`` and ``executors``).
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -82,6 +83,12 @@ class Step:
     """One job on a batch of documents. Subclasses are dataclasses whose fields are the recipe parameters."""
 
     name: ClassVar[str] = "step"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            # Unregistered (user) steps are named after their class: MyFilter -> my_filter.
+            cls.name = re.sub(r"(?<!^)(?=[A-Z])", "_", cls.__name__).lower()
 
     def setup(self, workdir: Path | None, shard_name: str) -> None:
         """Called before each shard (``part-00012``): load models once, read this shard's decisions.

@@ -182,7 +182,7 @@ class Pipeline:
         atomic_write_text(recipe_file, fingerprint)
 
     def _run(self, out: Path, executor: Executor, show: bool, console: Console, t0: float) -> RunResult:
-        plan = plan_shards(self.input)
+        plan = plan_shards(self.input, staging=out / "_work" / "input")
         for err in plan.errors:
             console.print(f"[yellow]input error[/] {err}")
         stages = split_stages(self.steps)
@@ -239,6 +239,7 @@ class Pipeline:
                     rate = done_docs / max(1e-9, time.perf_counter() - started)
                     bar.update(task_id, advance=res.docs_in, rate=f"{rate:,.0f} docs/s")
                 kept = stage_kept
+        shutil.rmtree(out / "_work" / "input", ignore_errors=True)
         if len(stages) > 1:
             shutil.rmtree(out / "_work" / "stage1" / "kept", ignore_errors=True)
             for s_idx in range(2, len(stages)):

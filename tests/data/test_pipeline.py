@@ -1,0 +1,69 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from gristmill.data import Document, InputSpec, OutputSpec, Pipeline, StepStats, build_step, read_documents
+from gristmill.data.pipeline import Step, run_steps, split_stages
+
+from tests.data.step_fixtures import DropRepeated, Sleepy
+
+
+def _corpus(path: Path, n: int = 300) -> Path:
+    with open(path, "w") as f:
+        for i in range(n):
+            # every 10th text repeats the text of document 0
+            text = "the same text again" if i % 10 == 0 else f"unique text number {i}"
+            f.write(json.dumps({"id": f"d{i}", "text": text}) + "\n")
+    return path
+
+
+def test_run_steps_accounts_for_every_document() -> None:
+    docs = [Document(str(i), "x" * i) for i in range(10)]
+    docs[0].reject("input", "empty_text")
+    stats = [StepStats()]
+    kept, rejected = run_steps(docs, [build_step("length", {"min_chars": 5})], stats)
+    assert len(kept) + len(rejected) == 10
+    assert stats[0].docs_in == 9 and stats[0].rejected["length:min_chars"] == 4
+
+
+def test_a_step_that_drops_documents_is_caught() -> None:
+    class Dropper(Step):
+        name = "dropper"
+
+        def process(self, docs, stats):  # type: ignore[no-untyped-def]
+            return docs[1:]
+
+    with pytest.raises(AssertionError, match="must not drop"):
+        run_steps([Document("a", "a"), Document("b", "b")], [Dropper()], [StepStats()])
+
+
+def test_corpus_step_cuts_stages() -> None:
+    a, b, c = build_step("noop", {}), DropRepeated(), build_step("length", {})
+    assert split_stages([a, b, c]) == [[a], [b, c]]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_corpus_step_sees_whole_corpus(tmp_path: Path, workers: int) -> None:
+    corpus = _corpus(tmp_path / "c.jsonl")
+    steps = [Sleepy(seconds=0.0), DropRepeated(), build_step("length", {"min_chars": 5})]
+    pipe = Pipeline(InputSpec(paths=[str(corpus)], shard_size=40), steps, OutputSpec(str(tmp_path / "out")))
+    result = pipe.run(workers=workers, progress=False)
+    kept = {d.id for d in read_documents(tmp_path / "out" / "kept")}
+    rejected = {d.id: d.reason for d in read_documents(tmp_path / "out" / "rejected")}
+    assert len(kept) + len(rejected) == 300 == result.docs_in
+    assert rejected["d10"] == "drop_repeated:repeated"
+    assert "d7" in rejected and rejected["d7"] == "sleepy:ends_in_7"
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert stats["steps"][1]["counters"]["repeated_texts"] == 1
+    assert not (tmp_path / "out" / "_work" / "stage1" / "kept").exists(), "intermediate shards are cleaned up"
+
+
+def test_python_api_matches_recipe(tmp_path: Path) -> None:
+    from gristmill.data import parse_recipe
+
+    corpus = _corpus(tmp_path / "c.jsonl", 50)
+    recipe = parse_recipe(f"input: {{paths: {corpus}}}\nsteps:\n  - length: {{min_chars: 20}}\noutput: {{path: {tmp_path / 'a'}}}\n")
+    direct = Pipeline(InputSpec(paths=[str(corpus)]), [build_step("length", {"min_chars": 20})], OutputSpec(str(tmp_path / "b")))
+    ra, rb = recipe.run(progress=False), direct.run(progress=False)
+    assert (ra.kept, ra.rejected) == (rb.kept, rb.rejected)
