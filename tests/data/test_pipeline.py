@@ -5,7 +5,6 @@ import pytest
 
 from gristmill.data import Document, InputSpec, OutputSpec, Pipeline, StepStats, build_step, read_documents
 from gristmill.data.pipeline import Step, run_steps, split_stages
-
 from tests.data.step_fixtures import DropRepeated, Sleepy
 
 

@@ -19,7 +19,6 @@ import gzip
 import io
 import json
 import os
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -25,12 +25,29 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from gristmill.data.document import Document
 from gristmill.data.executors import Executor, make_executor
-from gristmill.data.io import InputError, InputSpec, Shard, atomic_write_text, output_files, plan_shards, read_documents, read_shard, write_documents
+from gristmill.data.io import (
+    InputError,
+    InputSpec,
+    Shard,
+    atomic_write_text,
+    output_files,
+    plan_shards,
+    read_documents,
+    read_shard,
+    write_documents,
+)
 from gristmill.data.pipeline import CorpusStep, Step, StepStats, batched, run_steps, split_stages
 
 QUARANTINE_EXIT = 3
