@@ -66,3 +66,22 @@ def test_python_api_matches_recipe(tmp_path: Path) -> None:
     direct = Pipeline(InputSpec(paths=[str(corpus)]), [build_step("length", {"min_chars": 20})], OutputSpec(str(tmp_path / "b")))
     ra, rb = recipe.run(progress=False), direct.run(progress=False)
     assert (ra.kept, ra.rejected) == (rb.kept, rb.rejected)
+
+
+SHARED_CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "corpus" / "docs.jsonl.gz"
+
+
+@pytest.mark.skipif(not SHARED_CORPUS.exists(), reason="shared corpus not present")
+def test_shared_corpus_trivial_recipe_accounts_for_everything(tmp_path: Path) -> None:
+    pipe = Pipeline(InputSpec(paths=[str(SHARED_CORPUS)]), [build_step("length", {"min_chars": 100})], OutputSpec(str(tmp_path / "o")))
+    result = pipe.run(workers=2, progress=False)
+    assert result.docs_in == 34740 == result.kept + result.rejected
+
+
+def test_output_loads_with_hf_datasets(tmp_path: Path) -> None:
+    datasets = pytest.importorskip("datasets")
+    corpus = _corpus(tmp_path / "c.jsonl", 120)
+    Pipeline(InputSpec(paths=[str(corpus)], shard_size=50), [build_step("noop", {})], OutputSpec(str(tmp_path / "o"))).run(progress=False)
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "o" / "kept" / "*.parquet"), split="train",
+                               cache_dir=str(tmp_path / "cache"))
+    assert len(ds) == 120 and set(ds.column_names) == {"id", "text"}
