@@ -185,7 +185,8 @@ def run_steps(
         alive = []
         for d in out:
             if d.rejected:
-                st.rejected[d.reason] += 1
+                # Reasons like ``minhash_dedup:dup_of=<id>`` carry a value; stats count the rule before '='.
+                st.rejected[d.reason.split("=", 1)[0]] += 1
                 rejected.append(d)
             else:
                 alive.append(d)

@@ -261,8 +261,8 @@ class Pipeline:
             shutil.rmtree(out / "_work" / "stage1" / "kept", ignore_errors=True)
             for s_idx in range(2, len(stages)):
                 shutil.rmtree(out / "_work" / f"stage{s_idx}" / "kept", ignore_errors=True)
-        if not plan.shards:
-            (out / "kept").mkdir(parents=True, exist_ok=True)
+        # Also when a later stage had nothing left to read: OUT/kept always exists.
+        (out / "kept").mkdir(parents=True, exist_ok=True)
         seconds = time.perf_counter() - t0
         stats_json = {
             "input": {"paths": self.input.paths, **input_stats.to_json(),
