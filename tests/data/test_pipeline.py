@@ -85,3 +85,26 @@ def test_output_loads_with_hf_datasets(tmp_path: Path) -> None:
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "o" / "kept" / "*.parquet"), split="train",
                                cache_dir=str(tmp_path / "cache"))
     assert len(ds) == 120 and set(ds.column_names) == {"id", "text"}
+
+
+def test_resume_of_a_completed_multistage_run_is_a_no_op(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "c.jsonl", 100)
+    steps = [build_step("noop", {}), DropRepeated()]
+    first = Pipeline(InputSpec(paths=[str(corpus)], shard_size=30), steps, OutputSpec(str(tmp_path / "o"))).run(progress=False)
+    again = Pipeline(InputSpec(paths=[str(corpus)], shard_size=30), steps, OutputSpec(str(tmp_path / "o"))).run(resume=True, progress=False)
+    assert (again.docs_in, again.kept, again.rejected) == (first.docs_in, first.kept, first.rejected)
+
+
+def test_several_compressed_files_are_staged_in_parallel(tmp_path: Path) -> None:
+    import gzip
+
+    for k in range(3):
+        with gzip.open(tmp_path / f"c{k}.jsonl.gz", "wt") as f:
+            for i in range(40):
+                f.write(json.dumps({"id": f"f{k}-{i}", "text": f"text {k} {i}"}) + "\n")
+    pipe = Pipeline(InputSpec(paths=[str(tmp_path / "c*.jsonl.gz")], shard_size=15), [build_step("noop", {})],
+                    OutputSpec(str(tmp_path / "o")))
+    result = pipe.run(workers=2, progress=False)
+    ids = sorted(d.id for d in read_documents(tmp_path / "o" / "kept"))
+    assert result.kept == 120 and ids == sorted(f"f{k}-{i}" for k in range(3) for i in range(40))
+    assert not (tmp_path / "o" / "_work" / "input").exists()

@@ -220,14 +220,28 @@ def _count_lines(path: str) -> tuple[int, str | None]:
     return n, None
 
 
-def plan_shards(spec: InputSpec, staging: Path | None = None) -> ShardPlan:
+def _stage_task(args: tuple[str, int, Path]) -> tuple[str, list[tuple[int, int, str]], str | None]:
+    path, shard_size, staging = args
+    return (path, *_stage_compressed_jsonl(path, shard_size, staging))
+
+
+def plan_shards(spec: InputSpec, staging: Path | None = None, executor: Any = None) -> ShardPlan:
     """Cut the input into shards; files that cannot be read become errors, not exceptions.
 
     ``staging`` is a folder for chunks of compressed JSONL files (the pipeline passes ``OUT/_work/input``);
-    without it, workers decompress from the start of the file and skip to their records.
+    without it, workers decompress from the start of the file and skip to their records. With an
+    ``executor``, compressed files are staged in parallel, one task per file.
     """
     plan = ShardPlan()
     paths = expand_paths(spec.paths)
+    staged: dict[str, tuple[list[tuple[int, int, str]], str | None]] = {}
+    if staging is not None:
+        compressed = [p for p in paths if os.path.isfile(p) and _is_compressed(p)
+                      and (spec.format if spec.format != "auto" else detect_format(p)) == "jsonl"]
+        tasks = [(p, spec.shard_size, staging) for p in compressed]
+        results = executor.map(_stage_task, tasks) if executor is not None and len(tasks) > 1 else map(_stage_task, tasks)
+        for path, chunks, err in results:
+            staged[path] = (chunks, err)
     for path in paths:
         if not os.path.exists(path):
             plan.errors.append(InputError(path, None, "no such file or directory"))
@@ -247,7 +261,7 @@ def plan_shards(spec: InputSpec, staging: Path | None = None) -> ShardPlan:
                 for start, stop, offset in bounds:
                     plan.shards.append(Shard(path, fmt, len(plan.shards), start, stop, byte_offset=offset))
             elif staging is not None:
-                chunks, err = _stage_compressed_jsonl(path, spec.shard_size, staging)
+                chunks, err = staged[path] if path in staged else _stage_compressed_jsonl(path, spec.shard_size, staging)
                 for start, stop, chunk in chunks:
                     plan.shards.append(Shard(chunk, fmt, len(plan.shards), start, stop, byte_offset=0, origin=path))
             else:

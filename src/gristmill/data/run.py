@@ -173,7 +173,7 @@ class Pipeline:
 
     def run(self, workers: int = 1, resume: bool = False, overwrite: bool = False,
             executor: Executor | None = None, progress: bool = True, console: Console | None = None) -> RunResult:
-        console = console or Console(stderr=True)
+        console = console or Console(stderr=True, soft_wrap=True)
         out = Path(self.output.path)
         self._prepare_output(out, resume, overwrite)
         own_executor = executor is None
@@ -199,7 +199,14 @@ class Pipeline:
         atomic_write_text(recipe_file, fingerprint)
 
     def _run(self, out: Path, executor: Executor, show: bool, console: Console, t0: float) -> RunResult:
-        plan = plan_shards(self.input, staging=out / "_work" / "input")
+        if (out / "stats.json").exists():
+            # Resuming a run that already completed: nothing is left to do.
+            console.print(f"{out} is already complete")
+            stats_json = json.loads((out / "stats.json").read_text())
+            errors = [InputError(**e) for e in json.loads((out / "_work" / "errors.json").read_text())]
+            t = stats_json["totals"]
+            return RunResult(out, t["docs_in"], t["kept"], t["rejected"], errors, stats_json)
+        plan = plan_shards(self.input, staging=out / "_work" / "input", executor=executor)
         for err in plan.errors:
             console.print(f"[yellow]input error[/] {err}")
         stages = split_stages(self.steps)
@@ -256,11 +263,6 @@ class Pipeline:
                     rate = done_docs / max(1e-9, time.perf_counter() - started)
                     bar.update(task_id, advance=res.docs_in, rate=f"{rate:,.0f} docs/s")
                 kept = stage_kept
-        shutil.rmtree(out / "_work" / "input", ignore_errors=True)
-        if len(stages) > 1:
-            shutil.rmtree(out / "_work" / "stage1" / "kept", ignore_errors=True)
-            for s_idx in range(2, len(stages)):
-                shutil.rmtree(out / "_work" / f"stage{s_idx}" / "kept", ignore_errors=True)
         # Also when a later stage had nothing left to read: OUT/kept always exists.
         (out / "kept").mkdir(parents=True, exist_ok=True)
         seconds = time.perf_counter() - t0
@@ -272,7 +274,12 @@ class Pipeline:
                        "docs_per_s": round(docs_in / max(seconds, 1e-9), 1)},
         }
         assert docs_in == kept + rejected, f"accounting broken: {docs_in} in, {kept} kept, {rejected} rejected"
+        # stats.json marks the run complete; only then may the resume state between stages go.
         atomic_write_text(out / "stats.json", json.dumps(stats_json, indent=2, default=str))
+        atomic_write_text(out / "_work" / "errors.json", json.dumps([asdict(e) for e in plan.errors]))
+        shutil.rmtree(out / "_work" / "input", ignore_errors=True)
+        for s_idx in range(1, len(stages)):
+            shutil.rmtree(out / "_work" / f"stage{s_idx}" / "kept", ignore_errors=True)
         return RunResult(out, docs_in, kept, rejected, plan.errors, stats_json)
 
 
