@@ -1,9 +1,226 @@
-"""Command-line verbs of gristmill.serve (registered on the main app by gristmill.cli)."""
+"""Command-line verbs of gristmill.serve: ``predict``, ``export`` and ``serve`` (registered by gristmill.cli).
+
+Each verb parses options, calls one function of :mod:`gristmill.serve.predict`, :mod:`gristmill.serve.onnx`
+or :mod:`gristmill.serve.server`, and prints the result; errors the user can fix become messages.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+
+from gristmill.serve.predict import BACKENDS, QUANTIZE
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from gristmill.model.config import ConfigError
+    from gristmill.serve.predict import PredictError
+    from gristmill.tokenizer.tokdir import TokenizerError
+    from gristmill.train.checkpoint import CheckpointError
+    from gristmill.train.tasks import TaskError
+
+    errors: list[type[Exception]] = [PredictError, TaskError, ConfigError, TokenizerError, CheckpointError]
+    try:
+        from gristmill.model.hf import HFError
+
+        errors.append(HFError)
+    except ImportError:  # transformers is an optional dependency
+        pass
+    return tuple(errors)
+
+
+def _log(message: str) -> None:
+    from gristmill.cli import console
+
+    console.print(message, highlight=False, soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    from gristmill.cli import fail
+
+    return fail(message)
+
+
+def _threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> None:
+    if value not in allowed:
+        raise _fail(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's verbs to the main app. Import heavy modules inside each command."""
+
+    @app.command()
+    def predict(
+        model: Path = typer.Argument(..., help="FT folder (gristmill finetune --out) or ONNX export folder."),
+        input: str = typer.Option(..., "--input", "-i", help="JSONL (.gz/.zst too) with a text field; - for stdin."),
+        output: str = typer.Option(..., "--output", "-o", help="JSONL to write (.gz to compress); - for stdout."),
+        backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
+        quantize: str = typer.Option("none", "--quantize", help="none or int8 (torch: dynamic quantization in "
+                                     "process; onnx: model.int8.onnx)."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
+        window: int = typer.Option(4096, "--window", help="Lines read, length-sorted and written back at a time."),
+        text_field: str | None = typer.Option(None, "--text-field", help="Default: the field the model was tuned on."),
+        label_field: str = typer.Option("label", "--label-field", help="Gold label field; when present, accuracy "
+                                        "is printed."),
+        drop_text: bool = typer.Option(False, "--drop-text", help="Leave the text out of the output records."),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the model (default: all)."),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Predict a label and class probabilities for every line of a JSONL file, streaming.
+
+        Each output line is the input record plus prediction, score and probabilities (token models:
+        predicted_tags and tag_scores, one per word); a malformed line gets an output line with an error
+        instead (exit status 3).
+        """
+        from gristmill.serve.predict import (
+            load_classifier,
+            load_tagger,
+            predict_file,
+            predict_tags_file,
+            task_type_of,
+        )
+
+        _choice(backend, BACKENDS, "--backend")
+        _choice(quantize, QUANTIZE, "--quantize")
+        _threads(threads)
+        try:
+            if task_type_of(model) == "token" and backend == "torch":
+                tagger = load_tagger(model, quantize, batch_size)
+                backend_name = "torch-int8" if quantize == "int8" else "torch"
+                summary = predict_tags_file(tagger, input, output, window, progress)
+            else:
+                clf = load_classifier(model, backend, quantize, batch_size, threads, log=_log)
+                backend_name = clf.backend.name
+                summary = predict_file(clf, input, output, text_field, label_field or None, window, progress, drop_text)
+        except _user_errors() as exc:
+            raise _fail(str(exc)) from None
+        s = summary.as_dict()
+        rate = f", {s['texts_per_second']:,} texts/s" if s["texts_per_second"] else ""
+        _log(f"{summary.predicted:,} predicted in {summary.seconds:.1f}s{rate} ({backend_name}, "
+             f"{summary.forward_passes:,} forward passes) -> {output}")
+        if summary.accuracy is not None:
+            unit = "words" if task_type_of(model) == "token" else "lines"
+            _log(f"accuracy {summary.accuracy:.4f} on {summary.labelled:,} labelled {unit}"
+                 + (f" ({summary.unknown_labels:,} had labels the model does not know)" if summary.unknown_labels else ""))
+        if summary.errors:
+            _log(f"[yellow]{summary.errors:,} malformed lines got an error record instead of a prediction; first: "
+                 f"{summary.error_examples[0]}[/]")
+            raise typer.Exit(3)
+
+    @app.command()
+    def export(
+        model: Path = typer.Argument(..., help="FT folder (classifier) or, for --format hf, a pretraining RUN folder."),
+        format: str = typer.Option(..., "--format", help="onnx or hf (transformers folder)."),
+        out: Path = typer.Option(..., "--out", help="Output folder."),
+        quantize: str = typer.Option("none", "--quantize", help="onnx: also write model.int8.onnx (int8)."),
+        eval_file: Path | None = typer.Option(None, "--eval", help="onnx: labelled JSONL to compare accuracies on."),
+        eval_limit: int | None = typer.Option(None, "--eval-limit", help="Use only the first N examples of --eval."),
+        torch_int8: bool = typer.Option(False, "--torch-int8", help="onnx: also compare PyTorch dynamic int8."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing, non-empty folder."),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the parity check (default: all)."),
+    ) -> None:
+        """Export a model: ONNX (dynamic batch and sequence axes, optional int8) or a transformers folder."""
+        _choice(format, ("onnx", "hf"), "--format")
+        _threads(threads)
+        _choice(quantize, QUANTIZE, "--quantize")
+        if out.exists() and any(out.iterdir()) and not overwrite:
+            raise _fail(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+        is_classifier = (model / "task.json").is_file()
+        try:
+            if format == "hf":
+                if quantize != "none":
+                    raise _fail("--quantize applies to --format onnx only")
+                if is_classifier:
+                    from gristmill.serve.onnx import export_hf_classifier
+
+                    export_hf_classifier(model, out)
+                    _log(f"wrote {out} (BertForSequenceClassification + tokenizer)")
+                else:
+                    from gristmill.model.hf import export_hf
+
+                    export_hf(model, out)
+                    _log(f"wrote {out} (BertForMaskedLM + tokenizer)")
+                return
+            if not is_classifier:
+                raise _fail(f"{model} has no task.json: ONNX export takes a fine-tuned classifier (FT folder)")
+            from gristmill.serve.onnx import export_onnx
+
+            report = export_onnx(model, out, quantize=quantize, eval_file=eval_file, eval_limit=eval_limit,
+                                 torch_int8=torch_int8, threads=threads, log=_log)
+        except _user_errors() as exc:
+            raise _fail(str(exc)) from None
+        _print_report(report, out)
+
+    @app.command()
+    def serve(
+        model: Path = typer.Argument(..., help="FT folder or ONNX export (POST /predict), or a pretraining RUN "
+                                     "folder (POST /fill-mask)."),
+        host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is reachable only "
+                                 "from this machine."),
+        port: int = typer.Option(8000, "--port"),
+        backend: str = typer.Option("torch", "--backend", help="torch or onnx (classifiers)."),
+        quantize: str = typer.Option("none", "--quantize", help="none or int8."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
+        max_batch: int = typer.Option(64, "--max-batch", help="Texts gathered from concurrent requests per micro-batch."),
+        max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request may wait for others to "
+                                          "join its batch."),
+        max_texts: int = typer.Option(64, "--max-texts", help="Texts per request (more: 413)."),
+        max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Request body size (more: 413)."),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the model (default: all)."),
+        log_level: str = typer.Option("info", "--log-level"),
+    ) -> None:
+        """Serve a model over HTTP (FastAPI + uvicorn) until SIGTERM or Ctrl-C; OpenAPI schema at /docs."""
+        from gristmill.serve.predict import MaskFiller, is_mlm_run, load_classifier
+        from gristmill.serve.server import Limits, classifier_engine, fill_mask_engine, run_server
+
+        _choice(backend, BACKENDS, "--backend")
+        _choice(quantize, QUANTIZE, "--quantize")
+        for name, value in (("--batch-size", batch_size), ("--max-batch", max_batch), ("--max-texts", max_texts),
+                            ("--max-body-bytes", max_body_bytes)):
+            if value < 1:
+                raise _fail(f"{name} must be at least 1")
+        if max_wait_ms < 0:
+            raise _fail("--max-wait-ms must be >= 0")
+        _threads(threads)
+        try:
+            if model.is_dir() and is_mlm_run(model):
+                if backend != "torch" or quantize != "none":
+                    raise _fail("a masked-LM RUN folder is served with the torch backend, unquantized")
+                engine = fill_mask_engine(MaskFiller(model, batch_size))
+            else:
+                engine = classifier_engine(load_classifier(model, backend, quantize, batch_size, threads, log=_log))
+        except _user_errors() as exc:
+            raise _fail(str(exc)) from None
+        limits = Limits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_batch=max_batch,
+                        max_wait_ms=max_wait_ms)
+        _log(f"serving {engine.model} ({engine.kind}, {engine.backend}) on http://{host}:{port} "
+             f"- docs at /docs, stop with Ctrl-C or SIGTERM")
+        run_server(engine, host, port, limits, log_level)
+
+
+def _print_report(report: dict[str, Any], out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    parity = report.get("parity", {})
+    accuracy = report.get("accuracy", {})
+    table = Table(title=f"export parity with PyTorch ({report.get('checked_on', {}).get('examples', 0)} texts"
+                        f"{', ' + str(report['checked_on']['file']) if report.get('checked_on', {}).get('file') else ''})")
+    for col in ("model", "argmax agreement", "max prob diff", "accuracy"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    if "torch" in accuracy:
+        table.add_row("torch (reference)", "", "", f"{accuracy['torch']:.4f}")
+    for name, p in parity.items():
+        acc = f"{accuracy[name]:.4f}" if name in accuracy else ""
+        table.add_row(name, f"{p['argmax_agreement']:.4f}", f"{p['max_prob_diff']:.2e}", acc)
+    Console().print(table)
+    _log(f"wrote {out} (report: {out / 'export.json'})")

@@ -1,9 +1,170 @@
-"""Command-line verbs of gristmill.train (registered on the main app by gristmill.cli)."""
+"""Command-line verbs of gristmill.train: ``pretrain``, ``fill-mask`` and ``import-hf``.
+
+Each verb parses its options and calls one function (``pretrain.pretrain``, :func:`fill_mask`,
+``model.hf.import_hf``); torch and transformers are imported inside the commands. Errors a user can
+cause are printed as one message, not a traceback.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+
+console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def fill_mask(run_dir: str | Path, text: str, top_k: int = 5) -> list[list[dict[str, Any]]]:
+    """Top-k predictions at each [MASK] of ``text``: per mask, a list of {token, id, probability}."""
+    import torch
+
+    from gristmill.tokenizer import load_tokenizer, special_ids
+    from gristmill.train.checkpoint import CheckpointError, load_run
+
+    model, config, tokdir = load_run(run_dir)
+    if not tokdir.is_dir():
+        raise CheckpointError(f"{run_dir} has no tokenizer/ folder")
+    tok = load_tokenizer(tokdir)
+    mask_id = special_ids(tokdir)["mask"]
+    ids = tok.encode(text).ids[: config.max_position]
+    positions = torch.tensor([i == mask_id for i in ids])[None, :]
+    if not bool(positions.any()):
+        mask_token = tok.id_to_token(mask_id)
+        raise CheckpointError(f"the text has no {mask_token} token to fill in")
+    with torch.no_grad():
+        probs = model(torch.tensor([ids]), masked_positions=positions).float().softmax(-1)
+    top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+    return [[{"token": tok.id_to_token(int(i)), "id": int(i), "probability": float(p)}
+             for p, i in zip(ps, is_)] for ps, is_ in zip(top.values, top.indices)]
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's verbs to the main app. Import heavy modules inside each command."""
+
+    @app.command()
+    def pretrain(
+        data: Path = typer.Option(..., "--data", help="Packed token shards (TOKENS folder from `gristmill tokenize`)."),
+        out: Path = typer.Option(..., "--out", help="Run folder to write (RUN)."),
+        model_size: str = typer.Option("mini", "--model-size", help="tiny, mini, small, medium or base."),
+        config: Path | None = typer.Option(None, "--config", help="Model config JSON (overrides --model-size)."),
+        init_from: Path | None = typer.Option(None, "--init-from",
+                                              help="Start from this run's weights (e.g. an imported BERT)."),
+        steps: int = typer.Option(1000, "--steps", help="Optimizer steps in total."),
+        batch_size: int = typer.Option(32, "--batch-size", help="Global batch: sequences per optimizer step."),
+        grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per step (per process)."),
+        lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate."),
+        warmup: float = typer.Option(0.06, "--warmup", help="Warmup: a fraction of --steps (<1) or a step count."),
+        schedule: str = typer.Option("linear", "--schedule", help="linear, cosine or constant after warmup."),
+        weight_decay: float = typer.Option(0.01, "--weight-decay"),
+        clip: float = typer.Option(1.0, "--clip", help="Gradient-norm clipping (0 = off)."),
+        bf16: bool = typer.Option(False, "--bf16/--fp32", help="bf16 autocast for the forward pass."),
+        seed: int = typer.Option(0, "--seed"),
+        mask_prob: float = typer.Option(0.15, "--mask-prob", help="Share of tokens chosen for prediction."),
+        whole_word: bool = typer.Option(False, "--whole-word", help="Mask whole words, not word pieces."),
+        nsp: bool = typer.Option(False, "--nsp", help="Add next-sentence prediction (off: see docs)."),
+        pre_ln: bool = typer.Option(False, "--pre-ln", help="Pre-LN blocks (default post-LN, as BERT)."),
+        dropout: float = typer.Option(0.0, "--dropout",
+                                      help="Dropout while pretraining (BERT: 0.1); config.json keeps 0.1 for fine-tuning."),
+        eval_every: int = typer.Option(200, "--eval-every", help="Validate every N steps (0 = never)."),
+        eval_batches: int = typer.Option(20, "--eval-batches", help="Global batches of validation data to use."),
+        log_every: int = typer.Option(10, "--log-every"),
+        save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps (and at the end)."),
+        keep: int = typer.Option(3, "--keep", help="Checkpoints to keep."),
+        resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run folder first."),
+        compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads per process."),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Pretrain an encoder with masked-language modelling (also under torchrun for several processes)."""
+        import torch
+
+        from gristmill.model.config import ConfigError
+        from gristmill.tokenizer import TokenizerError
+        from gristmill.train.checkpoint import CheckpointError
+        from gristmill.train.pretrain import PretrainConfig, PretrainError, TrainingDiverged
+        from gristmill.train.pretrain import pretrain as run_pretrain
+
+        if threads:
+            torch.set_num_threads(threads)
+        cfg = PretrainConfig(
+            data=str(data), out=str(out), model_size=model_size, config_file=str(config) if config else None,
+            init_from=str(init_from) if init_from else None, steps=steps, batch_size=batch_size,
+            grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule, weight_decay=weight_decay, clip=clip,
+            bf16=bf16, seed=seed, mask_prob=mask_prob, whole_word=whole_word, nsp=nsp, pre_ln=pre_ln,
+            dropout=dropout, eval_every=eval_every, eval_batches=eval_batches, log_every=log_every,
+            save_every=save_every, keep=keep, resume=resume, overwrite=overwrite, compile=compile, device=device,
+            progress=progress)
+        try:
+            result = run_pretrain(cfg)
+        except TrainingDiverged as exc:
+            raise _fail(str(exc), code=3) from None
+        except (PretrainError, ConfigError, CheckpointError, TokenizerError) as exc:
+            raise _fail(str(exc)) from None
+        import os
+
+        if os.environ.get("RANK", "0") != "0":
+            return
+        summary = f"step {result.step}, {result.tokens:,} tokens, {result.seconds:.0f}s"
+        if result.train_loss is not None:
+            summary += f", train loss {result.train_loss:.4f}"
+        if result.eval:
+            summary += (f", val loss {result.eval['loss']:.4f}, masked accuracy {result.eval['accuracy']:.3f}, "
+                        f"perplexity {result.eval['perplexity']:.1f}")
+        console.print(summary)
+        console.print(f"run: {result.run_dir}  (model.safetensors, metrics.jsonl, loss.png, checkpoints/)")
+
+    @app.command("fill-mask")
+    def fill_mask_command(
+        run: Path = typer.Argument(..., help="A pretraining run folder (RUN)."),
+        text: str = typer.Argument(..., help="Text with one or more [MASK] tokens."),
+        top_k: int = typer.Option(5, "--top-k", "-k"),
+    ) -> None:
+        """Print the model's top-k predictions for each [MASK] in the text."""
+        from rich.table import Table
+
+        from gristmill.tokenizer import TokenizerError
+        from gristmill.train.checkpoint import CheckpointError
+
+        try:
+            predictions = fill_mask(run, text, top_k)
+        except (CheckpointError, TokenizerError) as exc:
+            raise _fail(str(exc)) from None
+        for n, options in enumerate(predictions, 1):
+            table = Table(title=f"[MASK] {n}" if len(predictions) > 1 else None)
+            table.add_column("#", justify="right")
+            table.add_column("token")
+            table.add_column("probability", justify="right")
+            for rank, option in enumerate(options, 1):
+                table.add_row(str(rank), option["token"], f"{option['probability']:.4f}")
+            Console().print(table)
+
+    @app.command("import-hf")
+    def import_hf_command(
+        hf_dir: Path = typer.Argument(..., help="Local Hugging Face BERT folder (config.json, weights, tokenizer)."),
+        out: Path = typer.Option(..., "--out", help="Run folder to create."),
+        overwrite: bool = typer.Option(False, "--overwrite"),
+    ) -> None:
+        """Turn a local BERT checkpoint into a gristmill run (to continue pretraining or fine-tune)."""
+        from gristmill.model.config import ConfigError
+        from gristmill.model.hf import HFError, import_hf
+
+        try:
+            run = import_hf(hf_dir, out, overwrite=overwrite)
+        except (HFError, ConfigError, OSError) as exc:
+            raise _fail(str(exc)) from None
+        import json
+
+        info = json.loads((run / "import.json").read_text(encoding="utf-8"))
+        if info["mlm_head_initialised_randomly"]:
+            console.print("[yellow]the checkpoint has no MLM head (an encoder only): the head starts random; "
+                          "pretrain a little (--init-from) before using fill-mask[/]")
+        console.print(f"imported {hf_dir} -> {run}")

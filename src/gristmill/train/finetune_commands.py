@@ -1,9 +1,176 @@
-"""Command-line verbs for fine-tuning, learning curves and the quickstart (registered by gristmill.cli)."""
+"""Command-line verbs for fine-tuning, learning curves and the quickstart (registered by gristmill.cli).
+
+Each verb parses options, calls one function (``train.finetune.finetune``, ``train.curve.run_curve``,
+``quickstart.run_quickstart``) and prints the result; errors the user can fix become messages.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import typer
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    from gristmill.model.config import ConfigError
+    from gristmill.tokenizer.tokdir import TokenizerError
+    from gristmill.train.tasks import TaskError
+
+    return (TaskError, ConfigError, TokenizerError)
+
+
+def _log(message: str) -> None:
+    from gristmill.cli import console
+
+    console.print(message, highlight=False)
+
+
+def _threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+
+
+def _config(lr: float | None, batch_size: int, epochs: int | None, patience: int, class_weights: bool) -> Any:
+    from gristmill.train.finetune import FineTuneConfig
+
+    return FineTuneConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, class_weights=class_weights)
+
+
+def _load(train: Path, dev: Path | None, test: Path | None, task: str, text_field: str, label_field: str,
+          pair_field: str | None, tokens_field: str, tags_field: str, max_length: int) -> Any:
+    from gristmill.train.tasks import load_task
+
+    return load_task(train, dev, test, task_type=task, text_field=text_field, label_field=label_field,
+                     pair_field=pair_field, tokens_field=tokens_field, tags_field=tags_field, max_length=max_length)
+
+
+def metrics_table(metrics: dict[str, Any], title: str) -> Any:
+    from rich.table import Table
+
+    splits = [(name, metrics[name]) for name in ("dev", "test") if metrics.get(name)]
+    entities = any("entity" in m for _, m in splits)
+    table = Table(title=title)
+    for col in ("split", "examples" if not entities else "words", "accuracy", "macro-F1",
+                *(["entity F1"] if entities else [])):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    for name, m in splits:
+        entity = [f"{m['entity']['f1']:.4f}"] if entities else []
+        table.add_row(name, f"{m['examples']:,}", f"{m['accuracy']:.4f}", f"{m['macro_f1']:.4f}", *entity)
+    return table
+
+
 def register(app: typer.Typer) -> None:
     """Add this module's verbs to the main app. Import heavy modules inside each command."""
+
+    @app.command()
+    def finetune(
+        model: Path = typer.Option(..., "--model", help="Pretrained RUN folder (gristmill pretrain --out)."),
+        train: Path = typer.Option(..., "--train", help="Training JSONL."),
+        out: Path = typer.Option(..., "--out", help="Output FT folder."),
+        dev: Path | None = typer.Option(None, "--dev", help="Dev JSONL: early stopping and model selection."),
+        test: Path | None = typer.Option(None, "--test", help="Test JSONL: scored once, at the end."),
+        task: str = typer.Option("auto", "--task", help="sequence, token (NER-style tokens+tags) or auto."),
+        text_field: str = typer.Option("text", "--text-field"),
+        label_field: str = typer.Option("label", "--label-field"),
+        pair_field: str | None = typer.Option(None, "--pair-field", help="Second text field: classify text pairs."),
+        tokens_field: str = typer.Option("tokens", "--tokens-field", help="Token task: the list of words."),
+        tags_field: str = typer.Option("tags", "--tags-field", help="Token task: one tag per word."),
+        per_class: int | None = typer.Option(None, "--per-class", help="Stratified sample of N training examples per class."),
+        seed: int = typer.Option(0, "--seed", help="Seed for the sample, the head's initialisation and the order."),
+        from_scratch: bool = typer.Option(False, "--from-scratch", help="Same architecture, random weights, same budget."),
+        tokenizer: Path | None = typer.Option(None, "--tokenizer", help="Tokenizer folder (default: RUN/tokenizer)."),
+        max_length: int = typer.Option(128, "--max-length", help="Tokens per example, [CLS] and [SEP] included."),
+        lr: float | None = typer.Option(None, "--lr", help="Peak learning rate, warm-up over 10% then linear decay "
+                                        "(default: 3e-4 for tiny/mini, 1e-4 small/medium, 3e-5 base)."),
+        batch_size: int = typer.Option(16, "--batch-size"),
+        epochs: int | None = typer.Option(None, "--epochs", help="Default: enough for 300 steps, between 3 and 50."),
+        patience: int = typer.Option(5, "--patience", help="Stop after this many dev evaluations without improvement."),
+        class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights",
+                                           help="Weigh the loss by inverse class frequency (unbalanced data)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
+        threads: int | None = typer.Option(None, "--threads", help="PyTorch threads (default: PyTorch's choice)."),
+    ) -> None:
+        """Fine-tune a pretrained encoder on a labelled JSONL task; writes FT/ with weights and metrics.json."""
+        from rich.console import Console
+
+        from gristmill.cli import fail
+        from gristmill.train.finetune import finetune as run_finetune
+
+        _threads(threads)
+        try:
+            data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
+                         max_length)
+            result = run_finetune(model, data, _config(lr, batch_size, epochs, patience, class_weights), out=out,
+                                  from_scratch=from_scratch, per_class=per_class, seed=seed, tokenizer_dir=tokenizer,
+                                  overwrite=overwrite, log=_log)
+        except _user_errors() as exc:
+            raise fail(str(exc)) from None
+        m = result.metrics
+        Console().print(metrics_table(m, f"{m['init']} {m['task']} classifier, {m['train_examples']:,} training examples"))
+        _log(f"model:   {out}  (config.json, task.json, model.safetensors, tokenizer/)")
+        _log(f"metrics: {out / 'metrics.json'}")
+
+    @app.command()
+    def curve(
+        model: Path = typer.Option(..., "--model", help="Pretrained RUN folder."),
+        train: Path = typer.Option(..., "--train"),
+        test: Path = typer.Option(..., "--test"),
+        out: Path = typer.Option(..., "--out", help="Output CURVE folder (table, runs, PNG)."),
+        dev: Path | None = typer.Option(None, "--dev"),
+        per_class: str = typer.Option("8,32,128,all", "--per-class", help="Comma-separated sizes; 'all' = whole file."),
+        seeds: int = typer.Option(3, "--seeds", help="Runs per size and init (seeds 0..N-1)."),
+        task: str = typer.Option("auto", "--task"),
+        text_field: str = typer.Option("text", "--text-field"),
+        label_field: str = typer.Option("label", "--label-field"),
+        pair_field: str | None = typer.Option(None, "--pair-field"),
+        tokens_field: str = typer.Option("tokens", "--tokens-field"),
+        tags_field: str = typer.Option("tags", "--tags-field"),
+        tokenizer: Path | None = typer.Option(None, "--tokenizer"),
+        max_length: int = typer.Option(128, "--max-length"),
+        lr: float | None = typer.Option(None, "--lr", help="Default: by model width, as for finetune."),
+        batch_size: int = typer.Option(16, "--batch-size"),
+        epochs: int | None = typer.Option(None, "--epochs"),
+        patience: int = typer.Option(5, "--patience"),
+        class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Start over instead of resuming CURVE/runs.jsonl."),
+        threads: int | None = typer.Option(None, "--threads", help="PyTorch threads (default: PyTorch's choice)."),
+    ) -> None:
+        """Learning curve: fine-tune pretrained and from scratch at several labels-per-class, several seeds."""
+        from rich.console import Console
+
+        from gristmill.cli import fail
+        from gristmill.train.curve import markdown_table, parse_sizes, run_curve
+
+        if seeds < 1:
+            raise fail("--seeds must be at least 1")
+        _threads(threads)
+        try:
+            sizes = parse_sizes(per_class)
+            data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
+                         max_length)
+            summary = run_curve(model, data, sizes, list(range(seeds)), out,
+                                _config(lr, batch_size, epochs, patience, class_weights), tokenizer_dir=tokenizer,
+                                overwrite=overwrite, log=_log)
+        except _user_errors() as exc:
+            raise fail(str(exc)) from None
+        Console().print(markdown_table(summary))
+        _log(f"table: {out / 'curve.md'}   plot: {out / 'curve.png'}   runs: {out / 'runs.jsonl'}")
+
+    @app.command()
+    def quickstart(
+        out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Folder for every artefact."),
+        fast: bool = typer.Option(False, "--fast", help="Shortened setting (about 2 minutes) for CI and a first look."),
+        sample: Path | None = typer.Option(None, "--sample", help="The bundled sample folder (default: found next to the package)."),
+        threads: int | None = typer.Option(None, "--threads", help="PyTorch threads for pretraining and fine-tuning."),
+    ) -> None:
+        """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
+        from gristmill.cli import fail
+        from gristmill.quickstart import QuickstartError, run_quickstart
+
+        try:
+            run_quickstart(out, fast=fast, sample=sample, threads=threads, log=_log)
+        except (QuickstartError, *_user_errors()) as exc:
+            raise fail(str(exc)) from None

@@ -3,4 +3,13 @@
 Importing this package registers every built-in step (see ``gristmill steps`` for the list).
 """
 
-from gristmill.data.steps import basic  # noqa: F401
+from gristmill.data.steps import (  # noqa: F401
+    basic,
+    blocklist,
+    boilerplate,
+    language,
+    normalize,
+    pii,
+    quality,
+    spam,
+)

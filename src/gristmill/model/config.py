@@ -1,0 +1,116 @@
+"""The encoder's hyper-parameters: one dataclass, the named BERT-miniature sizes, and its JSON file.
+
+This module owns the shape of a model (``RUN/config.json``); it knows nothing about training or torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# The BERT miniatures (Turc et al., 2019) and BERT-base: name -> (layers, hidden). Heads = hidden / 64,
+# feed-forward = 4 x hidden, as in the released checkpoints.
+NAMED_SIZES: dict[str, tuple[int, int]] = {
+    "tiny": (2, 128),
+    "mini": (4, 256),
+    "small": (4, 512),
+    "medium": (8, 512),
+    "base": (12, 768),
+}
+
+ACTIVATIONS = ("gelu", "gelu_tanh")
+
+
+class ConfigError(ValueError):
+    """A model configuration that cannot describe a working encoder; the message says which field."""
+
+
+@dataclass
+class ModelConfig:
+    """Shape of a gristmill encoder. Field meanings follow BERT's ``BertConfig`` where they overlap."""
+
+    vocab_size: int
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 1024
+    max_position: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    pre_ln: bool = False
+    layer_norm_eps: float = 1e-12
+    pad_id: int = 0
+    initializer_range: float = 0.02
+    activation: str = "gelu"
+    # Next-sentence prediction head (BERT's second objective); off by default, see docs/pretraining.md.
+    nsp: bool = False
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        positive = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position")
+        for key in positive:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"model config: {key} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"model config: hidden_size {self.hidden_size} is not divisible by "
+                              f"num_heads {self.num_heads}")
+        if self.type_vocab_size < 0:
+            raise ConfigError("model config: type_vocab_size must be >= 0")
+        for key in ("dropout", "attention_dropout"):
+            if not 0.0 <= float(getattr(self, key)) < 1.0:
+                raise ConfigError(f"model config: {key} must be in [0, 1), got {getattr(self, key)!r}")
+        if not 0 <= self.pad_id < self.vocab_size:
+            raise ConfigError(f"model config: pad_id {self.pad_id} is outside the vocabulary ({self.vocab_size})")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"model config: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def named(cls, size: str, vocab_size: int, **overrides: Any) -> ModelConfig:
+        """One of the named sizes (tiny, mini, small, medium, base) for ``vocab_size`` tokens."""
+        if size not in NAMED_SIZES:
+            raise ConfigError(f"unknown model size {size!r}; choose one of {', '.join(NAMED_SIZES)}")
+        layers, hidden = NAMED_SIZES[size]
+        fields = {"vocab_size": vocab_size, "hidden_size": hidden, "num_layers": layers,
+                  "num_heads": hidden // 64, "intermediate_size": 4 * hidden, "name": size}
+        fields.update(overrides)
+        return cls(**fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"model config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if "vocab_size" not in data:
+            raise ConfigError("model config: vocab_size is required")
+        return cls(**data)
+
+    def to_json(self, path: str | Path) -> None:
+        from gristmill.data.io import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> ModelConfig:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object")
+        return cls.from_dict(data)

@@ -1,0 +1,218 @@
+"""Hugging Face interoperability: a gristmill RUN <-> a ``transformers`` BERT folder.
+
+``export_hf`` writes a folder that ``transformers.BertForMaskedLM.from_pretrained`` loads (with the
+run's tokenizer), giving the same logits; ``import_hf`` turns a local BERT checkpoint into a RUN so
+pretraining can continue on domain text and fine-tuning can start from it. The only real work is
+the name map between the two state dicts (gristmill fuses Q, K and V into one matrix). Nothing here
+downloads anything: ``from_pretrained`` is only ever given a local folder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gristmill.model.config import ModelConfig
+
+
+class HFError(ValueError):
+    """A checkpoint or run that cannot be converted; the message says why."""
+
+
+_ACT_TO_HF = {"gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}
+_ACT_FROM_HF = {"gelu": "gelu", "gelu_python": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh",
+                "gelu_fast": "gelu_tanh"}
+
+# gristmill name suffix -> BERT name suffix, per layer (the fused qkv is handled on its own).
+_LAYER_NAMES = {
+    "attention.out": "attention.output.dense",
+    "attention_norm": "attention.output.LayerNorm",
+    "feed_forward.up": "intermediate.dense",
+    "feed_forward.down": "output.dense",
+    "output_norm": "output.LayerNorm",
+}
+_FIXED_NAMES = {
+    "encoder.embeddings.word_embeddings": "bert.embeddings.word_embeddings",
+    "encoder.embeddings.position_embeddings": "bert.embeddings.position_embeddings",
+    "encoder.embeddings.token_type_embeddings": "bert.embeddings.token_type_embeddings",
+    "encoder.embeddings.layer_norm": "bert.embeddings.LayerNorm",
+    "head.dense": "cls.predictions.transform.dense",
+    "head.layer_norm": "cls.predictions.transform.LayerNorm",
+}
+
+
+def to_bert_config(config: ModelConfig) -> Any:
+    from transformers import BertConfig
+
+    if config.pre_ln:
+        raise HFError("this run uses pre-LN blocks; transformers' BERT is post-LN only, so it cannot be exported "
+                      "as BertForMaskedLM")
+    if config.type_vocab_size == 0:
+        raise HFError("BERT needs segment embeddings (type_vocab_size > 0)")
+    return BertConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size,
+        hidden_act=_ACT_TO_HF[config.activation], hidden_dropout_prob=config.dropout,
+        attention_probs_dropout_prob=config.attention_dropout, max_position_embeddings=config.max_position,
+        type_vocab_size=config.type_vocab_size, initializer_range=config.initializer_range,
+        layer_norm_eps=config.layer_norm_eps, pad_token_id=config.pad_id, tie_word_embeddings=True,
+        architectures=["BertForMaskedLM"],
+    )
+
+
+def from_bert_config(bert: Any) -> ModelConfig:
+    position_type = getattr(bert, "position_embedding_type", "absolute")
+    if position_type != "absolute":
+        raise HFError(f"position_embedding_type {position_type!r} is not supported (only 'absolute')")
+    if getattr(bert, "is_decoder", False):
+        raise HFError("this checkpoint is a decoder (is_decoder=true), not a BERT encoder")
+    act = bert.hidden_act if isinstance(bert.hidden_act, str) else ""
+    if act not in _ACT_FROM_HF:
+        raise HFError(f"activation {bert.hidden_act!r} is not supported (gelu or gelu_new)")
+    pad_id = bert.pad_token_id if bert.pad_token_id is not None else 0
+    return ModelConfig(
+        vocab_size=bert.vocab_size, hidden_size=bert.hidden_size, num_layers=bert.num_hidden_layers,
+        num_heads=bert.num_attention_heads, intermediate_size=bert.intermediate_size,
+        max_position=bert.max_position_embeddings, type_vocab_size=bert.type_vocab_size,
+        dropout=bert.hidden_dropout_prob, attention_dropout=bert.attention_probs_dropout_prob,
+        layer_norm_eps=bert.layer_norm_eps, pad_id=pad_id, initializer_range=bert.initializer_range,
+        activation=_ACT_FROM_HF[act],
+    )
+
+
+def to_bert_state_dict(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """gristmill MaskedLM state dict -> BertForMaskedLM names (the decoder weight is tied, so not listed)."""
+    out: dict[str, torch.Tensor] = {}
+    for ours, theirs in _FIXED_NAMES.items():
+        for kind in ("weight", "bias"):
+            if f"{ours}.{kind}" in state:
+                out[f"{theirs}.{kind}"] = state[f"{ours}.{kind}"]
+    out["cls.predictions.bias"] = state["head.bias"]
+    for i in range(config.num_layers):
+        src, dst = f"encoder.layers.{i}", f"bert.encoder.layer.{i}"
+        for kind in ("weight", "bias"):
+            q, k, v = state[f"{src}.attention.qkv.{kind}"].chunk(3, dim=0)
+            out[f"{dst}.attention.self.query.{kind}"] = q
+            out[f"{dst}.attention.self.key.{kind}"] = k
+            out[f"{dst}.attention.self.value.{kind}"] = v
+            for ours, theirs in _LAYER_NAMES.items():
+                out[f"{dst}.{theirs}.{kind}"] = state[f"{src}.{ours}.{kind}"]
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def from_bert_state_dict(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """BertForMaskedLM state dict -> gristmill MaskedLM names (inverse of :func:`to_bert_state_dict`)."""
+    out: dict[str, torch.Tensor] = {}
+    for ours, theirs in _FIXED_NAMES.items():
+        for kind in ("weight", "bias"):
+            if f"{theirs}.{kind}" in state:
+                out[f"{ours}.{kind}"] = state[f"{theirs}.{kind}"]
+    out["head.bias"] = state["cls.predictions.bias"]
+    for i in range(config.num_layers):
+        src, dst = f"bert.encoder.layer.{i}", f"encoder.layers.{i}"
+        for kind in ("weight", "bias"):
+            out[f"{dst}.attention.qkv.{kind}"] = torch.cat(
+                [state[f"{src}.attention.self.{name}.{kind}"] for name in ("query", "key", "value")], dim=0)
+            for ours, theirs in _LAYER_NAMES.items():
+                out[f"{dst}.{ours}.{kind}"] = state[f"{src}.{theirs}.{kind}"]
+    return {k: v.detach().clone().contiguous() for k, v in out.items()}
+
+
+def _tokenizer_files(tokenizer_dir: Path, out_dir: Path, special: dict[str, str]) -> None:
+    """Copy the tokenizer and make sure ``AutoTokenizer.from_pretrained(out_dir)`` knows its special tokens."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in tokenizer_dir.iterdir():
+        if item.is_file():
+            shutil.copy2(item, out_dir / item.name)
+    config_path = out_dir / "tokenizer_config.json"
+    tok_config: dict[str, Any] = {}
+    if config_path.exists():
+        tok_config = json.loads(config_path.read_text(encoding="utf-8"))
+    tok_config.setdefault("tokenizer_class", "PreTrainedTokenizerFast")
+    for key, token in special.items():
+        tok_config.setdefault(f"{key}_token", token)
+    config_path.write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
+
+
+def _special_tokens(tokenizer_dir: Path, config: ModelConfig) -> dict[str, str]:
+    """Token strings of the special ids ([PAD], [CLS], ...), read from the run's tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    path = tokenizer_dir / "tokenizer.json"
+    if not path.exists():
+        return {}
+    tok = Tokenizer.from_file(str(path))
+    out = {}
+    for key, default in (("pad", "[PAD]"), ("unk", "[UNK]"), ("cls", "[CLS]"), ("sep", "[SEP]"), ("mask", "[MASK]")):
+        if tok.token_to_id(default) is not None:
+            out[key] = default
+    return out
+
+
+def export_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write ``out_dir`` with config.json, model.safetensors and the tokenizer, loadable by BertForMaskedLM."""
+    from transformers import BertForMaskedLM
+
+    from gristmill.train.checkpoint import load_run
+
+    model, config, tokenizer_dir = load_run(run_dir)
+    out = Path(out_dir)
+    bert = BertForMaskedLM(to_bert_config(config))
+    result = bert.load_state_dict(to_bert_state_dict(model.state_dict(), config), strict=False)
+    missing = [k for k in result.missing_keys if not k.startswith("cls.predictions.decoder.")
+               and not k.endswith("position_ids")]
+    if missing or result.unexpected_keys:
+        raise AssertionError(f"name map incomplete: missing {missing}, unexpected {result.unexpected_keys}")
+    bert.tie_weights()
+    out.mkdir(parents=True, exist_ok=True)
+    bert.save_pretrained(out)
+    if tokenizer_dir.is_dir():
+        _tokenizer_files(tokenizer_dir, out, _special_tokens(tokenizer_dir, config))
+    return out
+
+
+def import_hf(hf_dir: str | Path, run_dir: str | Path, overwrite: bool = False) -> Path:
+    """Turn a local BERT checkpoint folder into a RUN (config.json, model.safetensors, tokenizer/)."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    from gristmill.model.transformer import MaskedLM
+    from gristmill.train.checkpoint import save_run_weights
+
+    src, run = Path(hf_dir), Path(run_dir)
+    if not (src / "config.json").exists():
+        raise HFError(f"{src} has no config.json: not a transformers model folder")
+    if run.exists() and any(run.iterdir()) and not overwrite:
+        raise HFError(f"{run} already exists and is not empty (use --overwrite)")
+    bert_config = BertConfig.from_pretrained(src, local_files_only=True)
+    config = from_bert_config(bert_config)
+    if not any((src / name).exists() for name in ("tokenizer.json", "vocab.txt")):
+        raise HFError(f"{src} has no tokenizer (tokenizer.json or vocab.txt); copy the checkpoint's tokenizer "
+                      "files into it")
+    bert, info = BertForMaskedLM.from_pretrained(src, local_files_only=True, output_loading_info=True)
+    missing_keys, unexpected_keys = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
+    head_missing = [k for k in missing_keys if k.startswith("cls.")
+                    and not k.startswith("cls.predictions.decoder.")]
+    model = MaskedLM(config)
+    model.load_state_dict(from_bert_state_dict(bert.state_dict(), config), strict=True)
+    run.mkdir(parents=True, exist_ok=True)
+    config.to_json(run / "config.json")
+    save_run_weights(model, run / "model.safetensors")
+    tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
+    if len(tokenizer) > config.vocab_size:
+        raise HFError(f"the tokenizer has {len(tokenizer)} tokens but the model only {config.vocab_size}")
+    tokenizer.save_pretrained(run / "tokenizer")
+    # gristmill finds its special tokens by name through special_tokens_map.json.
+    names = {f"{key}_token": getattr(tokenizer, f"{key}_token", None) for key in ("pad", "unk", "cls", "sep", "mask")}
+    missing = [key for key, value in names.items() if not value]
+    if missing:
+        raise HFError(f"the tokenizer has no {', '.join(missing)}: gristmill needs pad, unk, cls, sep and mask tokens")
+    (run / "tokenizer" / "special_tokens_map.json").write_text(json.dumps(names, indent=2) + "\n", encoding="utf-8")
+    (run / "import.json").write_text(json.dumps({
+        "source": str(src.resolve()), "mlm_head_initialised_randomly": bool(head_missing),
+        "missing_keys": missing_keys, "unexpected_keys": unexpected_keys,
+    }, indent=2) + "\n", encoding="utf-8")
+    return run

@@ -1,0 +1,222 @@
+"""``gristmill quickstart``: the whole path on the bundled sample, in minutes on a laptop CPU.
+
+clean (``gristmill run`` with ``recipes/web-en.yaml``, or ``recipes/quickstart.yaml`` when the
+former is absent) -> tokenizer (``gristmill tokenizer train``) -> packed tokens (``gristmill
+tokenize``) -> a tiny pretrained encoder (``gristmill pretrain``) -> fine-tuning on
+``sample/task`` from that encoder and from scratch with the same budget -> predictions on the test
+file (``gristmill predict``) -> a final table.
+
+Every step but fine-tuning runs as the same command a user would type (printed before it runs), in a
+subprocess, so the quickstart exercises the real command line. Artefacts go to ``OUT/``::
+
+    OUT/clean/  OUT/tokenizer/  OUT/tokens/  OUT/pretrain/  OUT/ft-pretrained/  OUT/ft-scratch/
+    OUT/predictions.jsonl  OUT/summary.json
+
+This module only orchestrates; each step's work belongs to its own package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+Log = Callable[[str], None]
+
+
+class QuickstartError(Exception):
+    """A step failed or the sample is missing; the message says which and where its output is."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The budget of one quickstart mode."""
+
+    vocab_size: int
+    pretrain_steps: int
+    pretrain_batch: int
+    pretrain_lr: float
+    seq_len: int
+    finetune_epochs: int | None
+    finetune_lr: float | None
+
+
+FULL = Setting(vocab_size=8000, pretrain_steps=800, pretrain_batch=32, pretrain_lr=2e-3, seq_len=128, finetune_epochs=None,
+               finetune_lr=None)
+FAST = Setting(vocab_size=4000, pretrain_steps=40, pretrain_batch=16, pretrain_lr=2e-3, seq_len=128, finetune_epochs=3,
+               finetune_lr=None)
+
+
+def find_repo(sample: Path | None) -> tuple[Path, Path]:
+    """(working directory for the recipes, the sample folder)."""
+    if sample is not None:
+        sample = Path(sample).resolve()
+        root = sample.parent
+    else:
+        root = Path(__file__).resolve().parents[2]  # src/gristmill/quickstart.py -> repository root
+        sample = root / "sample"
+    needed = [sample / "corpus.jsonl.gz", *(sample / "task" / f"{s}.jsonl" for s in ("train", "dev", "test"))]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        raise QuickstartError(f"the bundled sample is missing ({', '.join(missing)}); run from a clone of the "
+                              "repository or pass --sample SAMPLE_DIR")
+    return root, sample
+
+
+def pick_recipe(root: Path) -> Path:
+    for name in ("web-en.yaml", "quickstart.yaml"):
+        if (root / "recipes" / name).is_file():
+            return root / "recipes" / name
+    raise QuickstartError(f"no recipe: expected {root / 'recipes' / 'web-en.yaml'} or recipes/quickstart.yaml")
+
+
+def run_step(name: str, args: list[str], cwd: Path, log: Log, logfile: Path) -> float:
+    """Run ``gristmill ARGS`` in a subprocess; its output goes to the terminal and to ``logfile``."""
+    command = [sys.executable, "-m", "gristmill", *args]
+    log(f"\n[bold]{name}[/]: gristmill {' '.join(shlex.quote(a) for a in args)}")
+    t0 = time.perf_counter()
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true")}
+    with logfile.open("a", encoding="utf-8") as f:
+        f.write(f"$ gristmill {' '.join(shlex.quote(a) for a in args)}\n")
+        f.flush()
+        proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, encoding="utf-8", errors="replace")
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            f.write(line)
+            sys.stderr.write("    " + line)
+        code = proc.wait()
+    seconds = time.perf_counter() - t0
+    if code not in (0,):
+        raise QuickstartError(f"step '{name}' failed with exit status {code}; its output is in {logfile}")
+    log(f"    done in {seconds:.1f}s")
+    return seconds
+
+
+def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, sample: Path | None = None,
+                   threads: int | None = None, log: Log = print) -> dict[str, Any]:
+    """Run every step; returns (and writes to ``OUT/summary.json``) where things are and the scores."""
+    setting = FAST if fast else FULL
+    root, sample_dir = find_repo(sample)
+    out_dir = Path(out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logfile = out_dir / "quickstart.log"
+    logfile.write_text("", encoding="utf-8")
+    paths = {name: out_dir / name for name in ("clean", "tokenizer", "tokens", "pretrain", "ft-pretrained",
+                                               "ft-scratch")}
+    paths["predictions"] = out_dir / "predictions.jsonl"
+    recipe = pick_recipe(root)
+    thread_args = ["--threads", str(threads)] if threads else []
+    t_start = time.perf_counter()
+    seconds: dict[str, float] = {}
+    log(f"gristmill quickstart ({'fast' if fast else 'full'} setting) -> {out_dir}")
+
+    seconds["clean"] = run_step("clean", [
+        "run", str(recipe), "--input", str(sample_dir / "corpus.jsonl.gz"), "--output", str(paths["clean"]),
+        "--overwrite", "--no-progress"], root, log, logfile)
+    seconds["tokenizer"] = run_step("tokenizer", [
+        "tokenizer", "train", "--input", str(paths["clean"] / "kept"), "--kind", "wordpiece",
+        "--vocab-size", str(setting.vocab_size), "--out", str(paths["tokenizer"]), "--overwrite", "--no-progress"],
+        root, log, logfile)
+    seconds["tokenize"] = run_step("tokenize", [
+        "tokenize", "--input", str(paths["clean"] / "kept"), "--tokenizer", str(paths["tokenizer"]),
+        "--seq-len", str(setting.seq_len), "--out", str(paths["tokens"]), "--overwrite", "--no-progress"],
+        root, log, logfile)
+    steps = setting.pretrain_steps
+    seconds["pretrain"] = run_step("pretrain", [
+        "pretrain", "--data", str(paths["tokens"]), "--model-size", "tiny", "--steps", str(steps),
+        "--batch-size", str(setting.pretrain_batch), "--lr", str(setting.pretrain_lr), "--eval-every", str(max(steps // 4, 10)),
+        "--log-every", str(max(steps // 10, 5)), "--save-every", str(steps), "--keep", "1",
+        "--out", str(paths["pretrain"]), "--overwrite", "--no-progress", *thread_args], root, log, logfile)
+
+    results = {}
+    for init in ("pretrained", "scratch"):
+        results[init], seconds[f"finetune-{init}"] = _finetune(init, paths, sample_dir, setting, threads, log)
+
+    seconds["predict"] = run_step("predict", [
+        "predict", str(paths["ft-pretrained"]), "--input", str(sample_dir / "task" / "test.jsonl"),
+        "--output", str(paths["predictions"]), "--no-progress", *thread_args], root, log, logfile)
+
+    total = time.perf_counter() - t_start
+    summary = {
+        "setting": "fast" if fast else "full",
+        "budget": asdict(setting),
+        "recipe": str(recipe),
+        "artefacts": {k: str(v) for k, v in paths.items()},
+        "seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},
+        "results": results,
+    }
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _print_summary(summary, paths, log)
+    return summary
+
+
+def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Setting, threads: int | None,
+              log: Log) -> tuple[dict[str, Any], float]:
+    """Fine-tune in this process (saves a second torch start-up); prints the equivalent command."""
+    import torch
+
+    from gristmill.train.finetune import FineTuneConfig, finetune
+    from gristmill.train.tasks import load_task
+
+    if threads:
+        torch.set_num_threads(threads)
+    out = paths[f"ft-{init}"]
+    task = sample_dir / "task"
+    args = ["finetune", "--model", str(paths["pretrain"]), "--train", str(task / "train.jsonl"),
+            "--dev", str(task / "dev.jsonl"), "--test", str(task / "test.jsonl"), "--out", str(out), "--overwrite"]
+    if init == "scratch":
+        args.append("--from-scratch")
+    if setting.finetune_epochs:
+        args += ["--epochs", str(setting.finetune_epochs)]
+    log(f"\n[bold]fine-tune ({init})[/]: gristmill {' '.join(shlex.quote(a) for a in args)}")
+    t0 = time.perf_counter()
+    data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl")
+    cfg = FineTuneConfig(lr=setting.finetune_lr, epochs=setting.finetune_epochs)
+    metrics = finetune(paths["pretrain"], data, cfg, out=out, from_scratch=init == "scratch", overwrite=True,
+                       log=lambda m: log(f"    {m}")).metrics
+    seconds = time.perf_counter() - t0
+    log(f"    done in {seconds:.1f}s")
+    return {
+        "test_accuracy": metrics["test"]["accuracy"],
+        "test_macro_f1": metrics["test"]["macro_f1"],
+        "dev_accuracy": metrics["dev"]["accuracy"],
+        "train_examples": metrics["train_examples"],
+        "steps": metrics["training"]["steps"],
+    }, seconds
+
+
+def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    log("\n[bold]artefacts[/]")
+    described = {
+        "clean": "cleaned corpus: kept/, rejected/ (with reasons), stats.json",
+        "tokenizer": "WordPiece tokenizer (Hugging Face folder)",
+        "tokens": "packed token shards + manifest",
+        "pretrain": "pretrained tiny encoder: model.safetensors, metrics.jsonl, loss.png",
+        "ft-pretrained": "classifier fine-tuned from the pretrained encoder (metrics.json)",
+        "ft-scratch": "same classifier trained from random weights, same budget (metrics.json)",
+        "predictions": "test-set predictions with probabilities",
+    }
+    for key, text in described.items():
+        log(f"  {str(paths[key]):<60} {text}")
+    table = Table(title=f"sample task ({summary['results']['pretrained']['train_examples']} training examples, "
+                        f"6 classes): pretrained vs scratch")
+    for col in ("encoder", "test accuracy", "test macro-F1", "dev accuracy", "steps"):
+        table.add_column(col, justify="left" if col == "encoder" else "right")
+    for init, r in summary["results"].items():
+        table.add_row(init, f"{r['test_accuracy']:.4f}", f"{r['test_macro_f1']:.4f}", f"{r['dev_accuracy']:.4f}",
+                      str(r["steps"]))
+    Console(stderr=True).print(table)
+    gap = 100 * (summary["results"]["pretrained"]["test_accuracy"] - summary["results"]["scratch"]["test_accuracy"])
+    log(f"pretrained - scratch: {gap:+.1f} accuracy points; total time {summary['seconds']['total']:.0f}s "
+        f"(summary: {paths['clean'].parent / 'summary.json'})")

@@ -1,0 +1,249 @@
+"""Learning curves: what pretraining buys at each number of labels per class.
+
+For each ``--per-class`` value and each seed, fine-tune once from the pretrained encoder and once
+from a random one (same architecture, same seed, same sample, same budget), and record test accuracy
+and macro-F1. Output folder ``CURVE/``::
+
+    CURVE/setup.json    the model, data and budget the runs used (a resumed curve must match it)
+    CURVE/runs.jsonl    one line per finished run; a killed curve resumes from here
+    CURVE/curve.json    mean, standard deviation, min and max per (labels per class, init), and the
+                        paired difference pretrained - scratch
+    CURVE/curve.md      the same as a table
+    CURVE/curve.png     test accuracy against labels per class, pretrained vs scratch
+
+Fine-tuned weights are not kept (a curve is many runs); this module only orchestrates
+:func:`gristmill.train.finetune.finetune` and summarises.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from gristmill.train.finetune import (
+    FineTuneConfig,
+    FineTuneError,
+    Log,
+    check_tokenizer,
+    finetune,
+    load_tokenizer_dir,
+    read_model_config,
+    resolve_tokenizer_dir,
+)
+from gristmill.train.tasks import TaskData, encode_examples
+
+INITS = ("pretrained", "scratch")
+
+
+def parse_sizes(text: str) -> list[int | None]:
+    """``"8,32,128,all"`` -> ``[8, 32, 128, None]`` (None: the whole training file)."""
+    sizes: list[int | None] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if part.lower() == "all":
+            sizes.append(None)
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise FineTuneError(f"--per-class: {part!r} is not a number or 'all'") from None
+        if value < 1:
+            raise FineTuneError(f"--per-class: {value} must be at least 1")
+        sizes.append(value)
+    if not sizes:
+        raise FineTuneError("--per-class: give at least one size, for example 8,32,128,all")
+    return sizes
+
+
+def size_name(size: int | None) -> str:
+    return "all" if size is None else str(size)
+
+
+@dataclass
+class Point:
+    per_class: str
+    init: str
+    runs: int
+    accuracy_mean: float
+    accuracy_std: float
+    accuracy_min: float
+    accuracy_max: float
+    macro_f1_mean: float
+    macro_f1_std: float
+    train_examples: float
+
+
+def _std(values: Sequence[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(runs: Sequence[dict[str, Any]], sizes: Sequence[int | None]) -> dict[str, Any]:
+    """Mean and spread per (size, init) and the paired pretrained - scratch difference per size."""
+    points: list[Point] = []
+    differences: list[dict[str, Any]] = []
+    for size in sizes:
+        name = size_name(size)
+        by_init = {init: [r for r in runs if r["per_class"] == name and r["init"] == init] for init in INITS}
+        for init, rows in by_init.items():
+            if not rows:
+                continue
+            acc = [r["test_accuracy"] for r in rows]
+            f1 = [r["test_macro_f1"] for r in rows]
+            points.append(Point(name, init, len(rows), statistics.fmean(acc), _std(acc), min(acc), max(acc),
+                                statistics.fmean(f1), _std(f1), statistics.fmean(r["train_examples"] for r in rows)))
+        scratch = {r["seed"]: r for r in by_init["scratch"]}
+        paired = [r["test_accuracy"] - scratch[r["seed"]]["test_accuracy"]
+                  for r in by_init["pretrained"] if r["seed"] in scratch]
+        if paired:
+            differences.append({"per_class": name, "pairs": len(paired),
+                                "accuracy_points_mean": 100 * statistics.fmean(paired),
+                                "accuracy_points_std": 100 * _std(paired)})
+    return {"points": [asdict(p) for p in points], "pretrained_minus_scratch": differences}
+
+
+def markdown_table(summary: dict[str, Any]) -> str:
+    diff = {d["per_class"]: d for d in summary["pretrained_minus_scratch"]}
+    lines = ["| labels per class | init | runs | train examples | test accuracy (mean ± std) | min-max "
+             "| macro-F1 (mean ± std) | pretrained - scratch (points) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for p in summary["points"]:
+        d = diff.get(p["per_class"])
+        gap = f"{d['accuracy_points_mean']:+.1f} ± {d['accuracy_points_std']:.1f}" if d and p["init"] == "pretrained" else ""
+        lines.append(
+            f"| {p['per_class']} | {p['init']} | {p['runs']} | {p['train_examples']:.0f} | "
+            f"{p['accuracy_mean']:.4f} ± {p['accuracy_std']:.4f} | {p['accuracy_min']:.4f}-{p['accuracy_max']:.4f} | "
+            f"{p['macro_f1_mean']:.4f} ± {p['macro_f1_std']:.4f} | {gap} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict[str, Any], runs: Sequence[dict[str, Any]], path: Path, title: str) -> None:
+    """Accuracy against labels per class (log scale), mean with a ±1 std band, single runs as dots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    ticks: dict[float, str] = {}
+    for init, color in zip(INITS, ("tab:blue", "tab:orange"), strict=True):
+        pts = [p for p in summary["points"] if p["init"] == init]
+        if not pts:
+            continue
+        # "all" sits at the average number of examples per class the full file has.
+        xs = [p["train_examples"] / _classes(runs) for p in pts]
+        for x, p in zip(xs, pts, strict=True):
+            ticks[x] = p["per_class"] if p["per_class"] != "all" else f"all\n({x:.0f})"
+        mean = [p["accuracy_mean"] for p in pts]
+        std = [p["accuracy_std"] for p in pts]
+        ax.plot(xs, mean, marker="o", color=color, label=init)
+        ax.fill_between(xs, [m - s for m, s in zip(mean, std, strict=True)],
+                        [m + s for m, s in zip(mean, std, strict=True)], color=color, alpha=0.2)
+        for p, x in zip(pts, xs, strict=True):
+            ys = [r["test_accuracy"] for r in runs if r["init"] == init and r["per_class"] == p["per_class"]]
+            ax.scatter([x] * len(ys), ys, color=color, s=10, alpha=0.5)
+    ax.set_xscale("log")
+    ax.set_xticks(list(ticks), list(ticks.values()))
+    ax.minorticks_off()
+    ax.set_xlabel("labelled examples per class")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _classes(runs: Sequence[dict[str, Any]]) -> int:
+    return max((r.get("classes", 1) for r in runs), default=1)
+
+
+def run_curve(
+    run_dir: str | Path,
+    data: TaskData,
+    sizes: Sequence[int | None],
+    seeds: Sequence[int],
+    out: str | Path,
+    cfg: FineTuneConfig | None = None,
+    *,
+    tokenizer_dir: str | Path | None = None,
+    overwrite: bool = False,
+    log: Log | None = None,
+) -> dict[str, Any]:
+    """Fine-tune every (size, seed, init), resuming from ``CURVE/runs.jsonl``; returns the summary."""
+    cfg = cfg or FineTuneConfig()
+    run = Path(run_dir)
+    out_dir = Path(out)
+    if not data.test:
+        raise FineTuneError("a learning curve needs --test (it reports test accuracy)")
+    from gristmill.train.checkpoint import CheckpointError, run_weights_path
+
+    try:
+        run_weights_path(run)
+    except CheckpointError:
+        raise FineTuneError(f"{run} has no pretrained weights: a curve compares pretrained with scratch") from None
+    tokdir = resolve_tokenizer_dir(run, Path(tokenizer_dir) if tokenizer_dir else None)
+    config = read_model_config(run / "config.json")
+    tokenizer = load_tokenizer_dir(tokdir)
+    check_tokenizer(tokenizer, config, tokdir, run / "tokenizer")
+
+    setup = {"model": str(run.resolve()), "tokenizer": str(tokdir.resolve()), "data": data.paths,
+             "task": data.spec.to_json(), "budget": asdict(cfg)}
+    runs_file = out_dir / "runs.jsonl"
+    done: list[dict[str, Any]] = []
+    if out_dir.exists() and overwrite:
+        for name in ("setup.json", "runs.jsonl", "curve.json", "curve.md", "curve.png"):
+            (out_dir / name).unlink(missing_ok=True)
+    elif (out_dir / "setup.json").is_file():
+        previous = json.loads((out_dir / "setup.json").read_text(encoding="utf-8"))
+        if previous != json.loads(json.dumps(setup)):
+            raise FineTuneError(f"{out_dir} holds a curve with another model, data or budget; "
+                                "choose another --out or pass --overwrite")
+        if runs_file.is_file():
+            done = [json.loads(line) for line in runs_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            if log and done:
+                log(f"resuming: {len(done)} runs already in {runs_file}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "setup.json").write_text(json.dumps(setup, indent=2) + "\n", encoding="utf-8")
+
+    encoded = {split: encode_examples(tokenizer, getattr(data, split), data.spec) for split in ("dev", "test")}
+    finished = {(r["per_class"], r["seed"], r["init"]) for r in done}
+    total = len(sizes) * len(seeds) * len(INITS)
+    for size in sizes:
+        for seed in seeds:
+            for init in INITS:
+                key = (size_name(size), seed, init)
+                if key in finished:
+                    continue
+                if log:
+                    log(f"[{len(done) + 1}/{total}] per-class {key[0]}, seed {seed}, {init}")
+                result = finetune(run, data, cfg, from_scratch=init == "scratch", per_class=size, seed=seed,
+                                  tokenizer_dir=tokdir, tokenizer=tokenizer, encoded=encoded)
+                m = result.metrics
+                row = {"per_class": key[0], "seed": seed, "init": init, "classes": len(data.spec.labels),
+                       "train_examples": m["train_examples"], "test_accuracy": m["test"]["accuracy"],
+                       "test_macro_f1": m["test"]["macro_f1"],
+                       "dev_accuracy": m["dev"]["accuracy"] if "dev" in m else None,
+                       "steps": m["training"]["steps"], "best_step": m["training"]["best_step"],
+                       "seconds": m["training"]["seconds"]}
+                done.append(row)
+                with runs_file.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(row) + "\n")
+                if log:
+                    log(f"    test accuracy {row['test_accuracy']:.4f}, macro-F1 {row['test_macro_f1']:.4f} "
+                        f"({row['steps']} steps, {row['seconds']:.0f}s)")
+
+    wanted = {size_name(s) for s in sizes}
+    runs = [r for r in done if r["per_class"] in wanted and r["seed"] in set(seeds)]
+    summary = summarise(runs, sizes)
+    summary["setup"] = setup
+    (out_dir / "curve.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "curve.md").write_text(markdown_table(summary), encoding="utf-8")
+    title = f"{run.name} ({config.name or 'model'}) on {Path(data.paths['train']).parent.name or 'task'}"
+    plot(summary, runs, out_dir / "curve.png", title)
+    return summary

@@ -1,0 +1,664 @@
+"""Fine-tuning a pretrained encoder on a small labelled task, and the ``FT/`` folder it writes.
+
+The loop reads top to bottom: load and validate the task (``gristmill.train.tasks``), take the
+``--per-class`` sample, build a classifier on the ``RUN/`` encoder (or on a random one with
+``from_scratch``: same architecture, same budget), train with AdamW and a linear warm-up/decay
+schedule, evaluate on dev at fixed intervals and keep the best weights (early stopping), then score
+dev and test with scikit-learn's metrics.
+
+Output folder ``FT/``::
+
+    FT/config.json        the encoder's ModelConfig
+    FT/task.json          task type, labels in index order, field names, max_length, pair option
+    FT/model.safetensors  the whole classifier (encoder + head)
+    FT/tokenizer/         a copy of the tokenizer folder the model was trained with
+    FT/metrics.json       dev/test accuracy, macro-F1, per-class report, confusion matrix, budget, history
+
+:func:`load_finetuned` and :func:`encode_texts` are the contract with ``gristmill.serve``. This
+module does not parse command lines (``finetune_commands``) and does not pretrain.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from gristmill.model.config import ConfigError, ModelConfig
+from gristmill.train.tasks import (
+    IGNORE_INDEX,
+    Encoded,
+    TaskData,
+    TaskError,
+    TaskSpec,
+    TokenExample,
+    encode_examples,
+    encode_sequences,
+    entity_type,
+    label_counts,
+    plain,
+    sample_training,
+    special_ids,
+)
+
+Log = Callable[[str], None]
+
+
+class FineTuneError(TaskError):
+    """A problem with the model folder, tokenizer or options that the user can fix."""
+
+
+@dataclass
+class FineTuneConfig:
+    """Training budget and optimiser settings; the defaults are chosen for a few hundred labels.
+
+    With ``lr=None`` the peak learning rate follows the encoder's width (:func:`default_lr`). With
+    ``epochs=None`` the number of epochs is picked so that training runs at least
+    ``min_steps`` optimiser steps (small samples need many passes), between ``min_epochs`` and
+    ``max_epochs``. Dev is evaluated every ``eval_every`` steps (default: once per epoch, but no
+    more often than every 25 steps); training stops after ``patience`` evaluations without a better
+    dev macro-F1, and the best weights are restored.
+    """
+
+    lr: float | None = None
+    batch_size: int = 16
+    epochs: int | None = None
+    min_steps: int = 300
+    min_epochs: int = 3
+    max_epochs: int = 50
+    patience: int = 5
+    eval_every: int | None = None
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    class_weights: bool = False
+    eval_batch_size: int = 64
+
+    def resolved(self, config: ModelConfig) -> FineTuneConfig:
+        """A copy with the learning rate filled in for ``config``."""
+        return self if self.lr is not None else replace(self, lr=default_lr(config))
+
+    def plan(self, n_train: int) -> dict[str, int]:
+        """Epochs, steps per epoch, total steps and evaluation interval for ``n_train`` examples."""
+        steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
+        if self.epochs is not None:
+            epochs = self.epochs
+        else:
+            epochs = min(self.max_epochs, max(self.min_epochs, math.ceil(self.min_steps / steps_per_epoch)))
+        eval_every = self.eval_every or max(steps_per_epoch, 25)
+        return {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "max_steps": epochs * steps_per_epoch,
+                "eval_every": eval_every}
+
+
+def default_lr(config: ModelConfig) -> float:
+    """Peak learning rate by encoder width: small encoders need larger steps than BERT-base.
+
+    3e-4 up to 256 hidden units (tiny, mini), 1e-4 up to 512 (small, medium), 3e-5 above (base), in
+    the ranges Turc et al. (2019) searched for the BERT miniatures and Devlin et al. (2019) for base.
+    """
+    if config.hidden_size <= 256:
+        return 3e-4
+    if config.hidden_size <= 512:
+        return 1e-4
+    return 3e-5
+
+
+# ------------------------------------------------------------------------------------------ model folders
+
+
+def load_tokenizer_dir(tokdir: Path) -> Any:
+    from gristmill.tokenizer.tokdir import TokenizerError, load_tokenizer
+
+    if not tokdir.is_dir():
+        raise FineTuneError(f"{tokdir}: no tokenizer folder")
+    try:
+        return plain(load_tokenizer(tokdir))
+    except TokenizerError as exc:
+        raise FineTuneError(str(exc)) from None
+
+
+def read_model_config(path: Path) -> ModelConfig:
+    if not path.is_file():
+        raise FineTuneError(f"{path.parent} has no config.json: expected a folder written by "
+                            "`gristmill pretrain --out` (or `gristmill finetune --out`)")
+    try:
+        return ModelConfig.from_json(path)
+    except ConfigError as exc:
+        raise FineTuneError(str(exc)) from None
+
+
+def check_tokenizer(tokenizer: Any, config: ModelConfig, tokdir: Path, model_tokdir: Path | None) -> None:
+    """Refuse a tokenizer whose ids do not mean what the model's embeddings were trained on."""
+    size = tokenizer.get_vocab_size(with_added_tokens=True)
+    if size > config.vocab_size:
+        raise FineTuneError(
+            f"tokenizer mismatch: {tokdir} has {size:,} tokens but the model's embedding table has "
+            f"{config.vocab_size:,} rows; use the tokenizer the model was pretrained with"
+            + (f" ({model_tokdir})" if model_tokdir else ""))
+    pad, _, _ = special_ids(tokenizer)
+    if pad != config.pad_id:
+        raise FineTuneError(f"tokenizer mismatch: {tokdir} has [PAD] = {pad} but the model expects {config.pad_id}")
+    if model_tokdir is None or not model_tokdir.is_dir() or model_tokdir.resolve() == tokdir.resolve():
+        return
+    reference = load_tokenizer_dir(model_tokdir)
+    ours, theirs = tokenizer.get_vocab(with_added_tokens=True), reference.get_vocab(with_added_tokens=True)
+    if ours != theirs:
+        differing = sum(1 for tok, i in ours.items() if theirs.get(tok) != i)
+        raise FineTuneError(
+            f"tokenizer mismatch: {tokdir} maps {differing:,} of its {len(ours):,} tokens to other ids than "
+            f"{model_tokdir}, the tokenizer the model was pretrained with; drop --tokenizer to use that one")
+
+
+def build_classifier(config: ModelConfig, spec: TaskSpec) -> nn.Module:
+    from gristmill.model.transformer import SequenceClassifier, TokenClassifier
+
+    cls = TokenClassifier if spec.type == "token" else SequenceClassifier
+    return cls(config, len(spec.labels))
+
+
+def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int) -> tuple[nn.Module, ModelConfig]:
+    """The classifier for ``spec`` on ``RUN``'s architecture: pretrained encoder weights or random ones.
+
+    The same seed gives the same head (and, from scratch, the same encoder), so a pretrained and a
+    scratch run with one seed differ only in the encoder weights.
+    """
+    config = read_model_config(run_dir / "config.json")
+    if spec.max_length > config.max_position:
+        raise FineTuneError(f"--max-length {spec.max_length} exceeds the model's {config.max_position} positions")
+    if spec.pair_field and config.type_vocab_size < 2:
+        raise FineTuneError("text pairs need segment embeddings, but this model has type_vocab_size "
+                            f"{config.type_vocab_size}")
+    torch.manual_seed(seed)
+    model = build_classifier(config, spec)
+    if not from_scratch:
+        from gristmill.train.checkpoint import CheckpointError, load_encoder_into, run_weights_path
+
+        try:
+            run_weights_path(run_dir)
+        except CheckpointError:
+            raise FineTuneError(f"{run_dir} has no model.safetensors and no checkpoint: nothing pretrained to "
+                                "start from (--from-scratch trains without it)") from None
+        try:
+            load_encoder_into(model, run_dir)
+        except (CheckpointError, RuntimeError, KeyError, ValueError) as exc:
+            raise FineTuneError(f"{run_dir}: the pretrained weights do not fit config.json: {exc}") from None
+    return model, config
+
+
+# ----------------------------------------------------------------------------------------------- batches
+
+
+def collate(batch: Sequence[Encoded], pad_id: int, token_task: bool) -> dict[str, torch.Tensor]:
+    """Pad to the longest example of this batch (right padding)."""
+    width = max(len(e.input_ids) for e in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    types = torch.zeros((len(batch), width), dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long) if token_task else None
+    for row, e in enumerate(batch):
+        n = len(e.input_ids)
+        ids[row, :n] = torch.tensor(e.input_ids)
+        types[row, :n] = torch.tensor(e.token_type_ids)
+        mask[row, :n] = 1
+        if labels is not None:
+            labels[row, :n] = torch.tensor(e.labels)
+    if labels is None:
+        labels = torch.tensor([e.labels[0] for e in batch], dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels}
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[CLS] text [SEP]`` ids cut to ``max_length`` and padded to the longest text: (input_ids, attention_mask).
+
+    Exactly the encoding fine-tuning used; both tensors are int64 ``[len(texts), longest]``.
+    """
+    ids, mask, _ = encode_pairs(tokenizer, texts, max_length, None)
+    return ids, mask
+
+
+def encode_pairs(tokenizer: Any, texts: Sequence[str], max_length: int,
+                 pairs: Sequence[str] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Like :func:`encode_texts`, with optional second texts: (input_ids, attention_mask, token_type_ids)."""
+    pad, _, _ = special_ids(tokenizer)
+    encoded = [Encoded(i, t, [0]) for i, t in encode_sequences(tokenizer, texts, max_length, pairs)]
+    if not encoded:
+        empty = torch.zeros((0, 0), dtype=torch.long)
+        return empty, empty, empty
+    batch = collate(encoded, pad, token_task=False)
+    return batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
+
+
+def class_weight_tensor(encoded: Sequence[Encoded], num_labels: int) -> torch.Tensor:
+    """scikit-learn's "balanced" weights, n / (k * count), over the labels that count in the loss."""
+    counts = np.zeros(num_labels)
+    for e in encoded:
+        for label in e.labels:
+            if label != IGNORE_INDEX:
+                counts[label] += 1
+    present = counts > 0
+    weights = np.zeros(num_labels)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, encoded: Sequence[Encoded], pad_id: int, token_task: bool,
+                   batch_size: int = 64) -> list[np.ndarray]:
+    """Logits per example in input order; batches are formed from length-sorted examples."""
+    model.eval()
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
+    out: list[np.ndarray] = [np.empty(0)] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        batch = collate([encoded[i] for i in rows], pad_id, token_task)
+        logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).float().numpy()
+        for k, i in enumerate(rows):
+            out[i] = logits[k, : len(encoded[i].input_ids)] if token_task else logits[k]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+
+
+def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class report and confusion matrix (rows: true label, columns: predicted)."""
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
+
+    index = list(range(len(labels)))
+    return {
+        "examples": len(y_true),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        # Macro over the labels that occur in y_true or y_pred (scikit-learn's default), so a class
+        # missing from a small test file does not count as a zero.
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "report": classification_report(y_true, y_pred, labels=index, target_names=list(labels),
+                                        output_dict=True, zero_division=0),
+        "confusion_matrix": {"labels": list(labels), "rows": "true", "columns": "predicted",
+                             "matrix": confusion_matrix(y_true, y_pred, labels=index).tolist()},
+    }
+
+
+def bio_spans(tags: Sequence[str]) -> set[tuple[int, int, str]]:
+    """Entity spans ``(start, end, type)`` of a BIO/IOB2 tag sequence; a stray I- starts a new span."""
+    spans = set()
+    start, kind = None, None
+    for i, tag in enumerate([*tags, "O"]):
+        typ = entity_type(tag)
+        continues = tag.startswith("I-") and kind == typ and start is not None
+        if not continues and start is not None:
+            spans.add((start, i, kind))
+            start, kind = None, None
+        if typ is not None and not continues:
+            start, kind = i, typ
+    return spans
+
+
+def entity_metrics(true_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Exact-span micro precision, recall and F1 (the CoNLL measure)."""
+    tp = n_true = n_pred = 0
+    for t, p in zip(true_seqs, pred_seqs, strict=True):
+        st, sp = bio_spans(t), bio_spans(p)
+        tp += len(st & sp)
+        n_true += len(st)
+        n_pred += len(sp)
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_true if n_true else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "entities": n_true}
+
+
+def evaluate(model: nn.Module, examples: Sequence[Any], encoded: Sequence[Encoded], spec: TaskSpec,
+             pad_id: int, loss_fn: nn.Module, batch_size: int = 64) -> dict[str, Any]:
+    """Loss and metrics of ``model`` on one split; token tasks are scored per word (first subword)."""
+    token_task = spec.type == "token"
+    logits = predict_logits(model, encoded, pad_id, token_task, batch_size)
+    if not token_task:
+        stacked = torch.from_numpy(np.stack(logits))
+        targets = torch.tensor([e.labels[0] for e in encoded])
+        loss = float(loss_fn(stacked, targets))
+        result = classification_metrics(targets.tolist(), stacked.argmax(-1).tolist(), spec.labels)
+        result["loss"] = loss
+        return result
+    label2id = spec.label2id
+    # Words cut off by max_length still count: they are predicted as "O" (or the first label), so a
+    # short max_length shows up in the scores instead of silently shrinking the test set.
+    fallback = label2id.get("O", 0)
+    y_true: list[int] = []
+    y_pred: list[int] = []
+    true_tags: list[list[str]] = []
+    pred_tags: list[list[str]] = []
+    losses, counted, cut = 0.0, 0, 0
+    for ex, enc, lg in zip(examples, encoded, logits, strict=True):
+        t = torch.from_numpy(lg)
+        targets = torch.tensor(enc.labels)
+        valid = targets != IGNORE_INDEX
+        if valid.any():
+            losses += float(loss_fn(t[valid], targets[valid])) * int(valid.sum())
+            counted += int(valid.sum())
+        best = lg.argmax(-1)
+        preds = [int(best[pos]) if pos >= 0 else fallback for pos in enc.word_positions]
+        cut += sum(1 for pos in enc.word_positions if pos < 0)
+        y_true.extend(label2id[tag] for tag in ex.tags)
+        y_pred.extend(preds)
+        true_tags.append(list(ex.tags))
+        pred_tags.append([spec.labels[p] for p in preds])
+    result = classification_metrics(y_true, y_pred, spec.labels)
+    result["loss"] = losses / max(counted, 1)
+    result["words_cut"] = cut
+    if any(lab.startswith(("B-", "I-")) for lab in spec.labels):
+        result["entity"] = entity_metrics(true_tags, pred_tags)
+    return result
+
+
+# ------------------------------------------------------------------------------------------------ training
+
+
+@dataclass
+class TrainOutcome:
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    best_step: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def _optimizer(model: nn.Module, cfg: FineTuneConfig) -> torch.optim.Optimizer:
+    # As in BERT: no weight decay on biases and LayerNorm weights.
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+
+
+def train_classifier(
+    model: nn.Module, spec: TaskSpec, train: Sequence[Encoded], dev_examples: Sequence[Any],
+    dev: Sequence[Encoded], cfg: FineTuneConfig, pad_id: int, seed: int, log: Log | None = None,
+) -> TrainOutcome:
+    """The fine-tuning loop; leaves ``model`` with the weights of the best dev evaluation."""
+    token_task = spec.type == "token"
+    plan = cfg.plan(len(train))
+    weights = class_weight_tensor(train, len(spec.labels)) if cfg.class_weights else None
+    loss_fn = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX)
+    eval_loss = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    assert cfg.lr is not None, "resolve the learning rate first (FineTuneConfig.resolved)"
+    optimizer = _optimizer(model, cfg)
+    warmup = int(cfg.warmup * plan["max_steps"])
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (plan["max_steps"] - step) / max(1, plan["max_steps"] - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    generator = torch.Generator().manual_seed(seed)
+    outcome = TrainOutcome()
+    best_score: tuple[float, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_evals = 0
+    running, running_n = 0.0, 0
+    t0 = time.perf_counter()
+    step = 0
+    for epoch in range(plan["epochs"]):
+        order = torch.randperm(len(train), generator=generator).tolist()
+        for start in range(0, len(order), cfg.batch_size):
+            model.train()
+            batch = collate([train[i] for i in order[start : start + cfg.batch_size]], pad_id, token_task)
+            logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            running += loss.item()
+            running_n += 1
+            last = step == plan["max_steps"]
+            if step % plan["eval_every"] and not last:
+                continue
+            entry: dict[str, Any] = {"step": step, "epoch": epoch + 1, "train_loss": running / running_n}
+            running, running_n = 0.0, 0
+            if dev:
+                scores = evaluate(model, dev_examples, dev, spec, pad_id, eval_loss, cfg.eval_batch_size)
+                entry.update(dev_loss=scores["loss"], dev_accuracy=scores["accuracy"], dev_macro_f1=scores["macro_f1"])
+                score = (scores["macro_f1"], -scores["loss"])
+                if best_score is None or score > best_score:
+                    best_score, bad_evals, outcome.best_step = score, 0, step
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    bad_evals += 1
+            outcome.history.append(entry)
+            if log:
+                dev_part = (f"  dev loss {entry['dev_loss']:.4f} acc {entry['dev_accuracy']:.4f} "
+                            f"macro-F1 {entry['dev_macro_f1']:.4f}") if dev else ""
+                log(f"step {step}/{plan['max_steps']} epoch {epoch + 1}  train loss {entry['train_loss']:.4f}{dev_part}")
+            if dev and bad_evals >= cfg.patience:
+                outcome.stopped_early = True
+                break
+        if outcome.stopped_early:
+            break
+    outcome.steps = step
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        outcome.best_step = step
+    model.eval()
+    outcome.seconds = time.perf_counter() - t0
+    return outcome
+
+
+# ----------------------------------------------------------------------------------------- the whole run
+
+
+@dataclass
+class FineTuneResult:
+    metrics: dict[str, Any]
+    model: nn.Module
+    config: ModelConfig
+    out: Path | None
+
+
+def resolve_tokenizer_dir(run_dir: Path, tokenizer_dir: Path | None) -> Path:
+    if tokenizer_dir is not None:
+        return tokenizer_dir
+    if (run_dir / "tokenizer").is_dir():
+        return run_dir / "tokenizer"
+    raise FineTuneError(f"{run_dir} has no tokenizer/ folder; name the model's tokenizer with --tokenizer")
+
+
+def finetune(
+    run_dir: str | Path,
+    data: TaskData,
+    cfg: FineTuneConfig | None = None,
+    *,
+    out: str | Path | None = None,
+    from_scratch: bool = False,
+    per_class: int | None = None,
+    seed: int = 0,
+    tokenizer_dir: str | Path | None = None,
+    overwrite: bool = False,
+    tokenizer: Any = None,
+    encoded: dict[str, list[Encoded]] | None = None,
+    log: Log | None = None,
+) -> FineTuneResult:
+    """Fine-tune ``RUN`` on ``data``; write ``FT/`` when ``out`` is given.
+
+    ``tokenizer`` and ``encoded`` (dev/test already encoded) let a learning curve encode once for
+    many runs; they must come from the same tokenizer folder.
+    """
+    cfg = cfg or FineTuneConfig()
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FineTuneError(f"{run}: no such model folder (expected the --out folder of `gristmill pretrain`)")
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise FineTuneError(f"{out_dir} is a file; --out names the folder to create")
+    if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FineTuneError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    spec = data.spec
+    tokdir = resolve_tokenizer_dir(run, Path(tokenizer_dir) if tokenizer_dir else None)
+    config = read_model_config(run / "config.json")
+    if tokenizer is None:
+        tokenizer = load_tokenizer_dir(tokdir)
+        check_tokenizer(tokenizer, config, tokdir, run / "tokenizer")
+    pad_id, _, _ = special_ids(tokenizer)
+
+    sample = sample_training(data.train, per_class, seed)
+    if len(label_counts(sample.examples)) < 2:
+        raise FineTuneError("the training sample has only one class; raise --per-class or check the training file")
+    if log and sample.short:
+        short = ", ".join(f"{k} ({v})" for k, v in sample.short.items())
+        log(f"fewer than {per_class} training examples for: {short}; using all of them")
+    encoded = dict(encoded or {})
+    train_enc = encode_examples(tokenizer, sample.examples, spec)
+    for split in ("dev", "test"):
+        if split not in encoded:
+            encoded[split] = encode_examples(tokenizer, getattr(data, split), spec)
+
+    model, config = build_model(run, spec, from_scratch=from_scratch, seed=seed)
+    cfg = cfg.resolved(config)
+    plan = cfg.plan(len(train_enc))
+    if log:
+        log(f"{'scratch' if from_scratch else 'pretrained'} {config.name or ''} encoder, {len(train_enc):,} training "
+            f"examples, {plan['epochs']} epochs x {plan['steps_per_epoch']} steps, lr {cfg.lr:g}")
+    outcome = train_classifier(model, spec, train_enc, data.dev, encoded["dev"], cfg, pad_id, seed, log)
+
+    eval_loss = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    metrics: dict[str, Any] = {
+        "task": spec.type,
+        "init": "scratch" if from_scratch else "pretrained",
+        "model": str(run),
+        "model_size": config.name,
+        "tokenizer": str(tokdir),
+        "seed": seed,
+        "per_class": per_class,
+        "train_examples": len(sample.examples),
+        "train_label_counts": dict(sorted(label_counts(sample.examples).items())),
+        "sample_short": sample.short,
+        "data": data.paths,
+        "budget": {**asdict(cfg), **plan, "max_length": spec.max_length},
+        "training": {"steps": outcome.steps, "best_step": outcome.best_step,
+                     "stopped_early": outcome.stopped_early, "seconds": round(outcome.seconds, 2)},
+        "history": outcome.history,
+    }
+    for split in ("dev", "test"):
+        if encoded[split]:
+            metrics[split] = evaluate(model, getattr(data, split), encoded[split], spec, pad_id, eval_loss,
+                                      cfg.eval_batch_size)
+    if out_dir is not None:
+        save_finetuned(out_dir, model, config, spec, tokdir, metrics)
+    return FineTuneResult(metrics=metrics, model=model, config=config, out=out_dir)
+
+
+def save_finetuned(out: Path, model: nn.Module, config: ModelConfig, spec: TaskSpec, tokdir: Path,
+                   metrics: dict[str, Any]) -> None:
+    """Write ``FT/`` under a temporary name and rename it, so a killed run leaves no half folder."""
+    from safetensors.torch import save_model
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    config.to_json(tmp / "config.json")
+    (tmp / "task.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
+    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "gristmill": "finetuned"})
+    shutil.copytree(tokdir, tmp / "tokenizer")
+    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+@dataclass
+class FineTuned:
+    """A fine-tuned model ready to predict (``model`` is in eval mode)."""
+
+    model: nn.Module
+    tokenizer: Any
+    labels: list[str]
+    max_length: int
+    task: dict[str, Any]
+    config: ModelConfig
+    path: Path
+
+    @property
+    def spec(self) -> TaskSpec:
+        return TaskSpec.from_json(self.task)
+
+
+def load_finetuned(ft_dir: str | Path) -> FineTuned:
+    """Load ``FT/`` written by :func:`finetune`; problems are :class:`FineTuneError` messages."""
+    from safetensors.torch import load_model
+
+    folder = Path(ft_dir)
+    if not folder.is_dir():
+        raise FineTuneError(f"{folder}: no such folder")
+    task_file = folder / "task.json"
+    if not task_file.is_file():
+        raise FineTuneError(f"{folder} has no task.json: expected the --out folder of `gristmill finetune`")
+    try:
+        task = json.loads(task_file.read_text(encoding="utf-8"))
+        spec = TaskSpec.from_json(task)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FineTuneError(f"{task_file} is not a valid task description: {exc}") from None
+    config = read_model_config(folder / "config.json")
+    tokenizer = load_tokenizer_dir(folder / "tokenizer")
+    check_tokenizer(tokenizer, config, folder / "tokenizer", None)
+    model = build_classifier(config, spec)
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise FineTuneError(f"{folder} has no model.safetensors")
+    try:
+        load_model(model, str(weights))
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise FineTuneError(f"{weights} does not match {folder / 'config.json'} and task.json: {exc}") from None
+    model.eval()
+    return FineTuned(model=model, tokenizer=tokenizer, labels=list(spec.labels), max_length=spec.max_length,
+                     task=task, config=config, path=folder)
+
+
+@torch.no_grad()
+def predict_proba(ft: FineTuned, texts: Sequence[str], pairs: Sequence[str] | None = None,
+                  batch_size: int = 64) -> np.ndarray:
+    """Class probabilities ``[len(texts), len(labels)]`` of a sequence model, in input order."""
+    spec = ft.spec
+    if spec.type != "sequence":
+        raise FineTuneError(f"{ft.path} is a {spec.type} model; use predict_tags")
+    if spec.pair_field and pairs is None:
+        raise FineTuneError(f"{ft.path} was trained on text pairs; give the second texts too")
+    pad, _, _ = special_ids(ft.tokenizer)
+    encoded = [Encoded(i, t, [0]) for i, t in encode_sequences(ft.tokenizer, texts, spec.max_length, pairs)]
+    logits = predict_logits(ft.model, encoded, pad, False, batch_size)
+    if not logits:
+        return np.zeros((0, len(ft.labels)), dtype=np.float32)
+    return torch.softmax(torch.from_numpy(np.stack(logits)), -1).numpy()
+
+
+@torch.no_grad()
+def predict_tags(ft: FineTuned, words: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[str]]:
+    """One tag per word for a token model; words cut off by ``max_length`` get "O" (or the first label)."""
+    spec = ft.spec
+    if spec.type != "token":
+        raise FineTuneError(f"{ft.path} is a {spec.type} model; use predict_proba")
+    examples = [TokenExample(tokens=tuple(w), tags=tuple(spec.labels[0] for _ in w)) for w in words]
+    encoded = encode_examples(ft.tokenizer, examples, spec)
+    pad, _, _ = special_ids(ft.tokenizer)
+    fallback = spec.label2id.get("O", 0)
+    logits = predict_logits(ft.model, encoded, pad, True, batch_size)
+    return [[spec.labels[int(lg[pos].argmax()) if pos >= 0 else fallback] for pos in enc.word_positions]
+            for enc, lg in zip(encoded, logits, strict=True)]

@@ -1,0 +1,558 @@
+"""Masked-language-model pretraining: the training loop, readable top to bottom.
+
+``pretrain(PretrainConfig)`` reads packed token shards (``TOKENS/``), builds a :class:`MaskedLM`, and
+runs AdamW with warmup and linear or cosine decay, gradient clipping and accumulation, optional bf16
+autocast, periodic validation, checkpoints and exact resume. It also runs under ``torchrun`` as
+distributed data parallel (gloo on CPU, NCCL on GPU).
+
+How the batch is cut, so that results do not depend on the number of processes:
+``--batch-size`` is the *global* batch (sequences per optimizer step). Global batch ``s`` is the slice
+``[position, position + G)`` of the epoch's permutation; process ``r`` of ``W`` reads only rows
+``r, r + W, ...`` of it and splits them into ``grad_accum`` micro-batches. The masks of a row come
+from random draws made for the whole global batch from ``(seed, step)``, and every micro-batch's
+summed loss is divided by the number of masked tokens of the *global* batch (one all-reduce), so
+1 process, 2 processes and gradient accumulation all compute the same gradient. The data position
+in a checkpoint is the global count of sequences consumed, so a run resumes on any number of
+processes that divides the global batch. Dropout is seeded from ``(seed, step, rank)`` each step.
+
+This module owns the loop; the model is ``gristmill.model``, files are ``checkpoint``, reporting is
+``metrics``, the corruption is ``masking``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from gristmill.model.config import ModelConfig
+from gristmill.model.transformer import MaskedLM
+from gristmill.train import checkpoint as ckpt
+from gristmill.train.masking import MaskingSpec, MaskNoise, apply_mask, draw_noise, nsp_pairs
+from gristmill.train.metrics import MetricsLog, plot_loss, truncate_metrics
+
+
+class PretrainError(ValueError):
+    """A set-up problem the user can fix (bad arguments, existing output, missing data)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; training stopped without saving."""
+
+
+@dataclass
+class PretrainConfig:
+    data: str
+    out: str
+    model_size: str = "mini"
+    config_file: str | None = None
+    init_from: str | None = None
+    steps: int = 1000
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 5e-4
+    warmup: float = 0.06
+    schedule: str = "linear"
+    min_lr_ratio: float = 0.0
+    weight_decay: float = 0.01
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-6
+    clip: float = 1.0
+    bf16: bool = False
+    seed: int = 0
+    mask_prob: float = 0.15
+    whole_word: bool = False
+    nsp: bool = False
+    pre_ln: bool = False
+    # Dropout while pretraining (hidden and attention). Off by default: one pass over a large corpus does
+    # not overfit, and it costs time (see docs/pretraining.md). config.json keeps the model's own dropout
+    # (0.1 for the named sizes) for fine-tuning.
+    dropout: float = 0.0
+    eval_every: int = 200
+    eval_batches: int = 20
+    log_every: int = 10
+    save_every: int = 500
+    keep: int = 3
+    resume: bool = False
+    overwrite: bool = False
+    compile: bool = False
+    device: str = "auto"
+    progress: bool = True
+    tensorboard: bool = True
+
+    def warmup_steps(self) -> int:
+        return int(round(self.warmup * self.steps)) if self.warmup < 1 else int(self.warmup)
+
+    def check(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise PretrainError("--steps, --batch-size and --grad-accum must be positive")
+        if self.schedule not in ("linear", "cosine", "constant"):
+            raise PretrainError(f"--schedule must be linear, cosine or constant, not {self.schedule!r}")
+        if self.lr <= 0 or self.warmup < 0:
+            raise PretrainError("--lr must be positive and --warmup non-negative")
+        if not 0.0 <= self.dropout < 1.0:
+            raise PretrainError("--dropout must be in [0, 1)")
+        if self.log_every < 1 or self.save_every < 1 or self.eval_every < 0:
+            raise PretrainError("--log-every and --save-every must be positive (--eval-every 0 turns evaluation off)")
+
+
+@dataclass
+class PretrainResult:
+    run_dir: Path
+    step: int
+    tokens: int
+    train_loss: float | None
+    eval: dict[str, float] | None
+    seconds: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- processes and seeds
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (rank 0 of 1 without torchrun)."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def sum(self, *values: float | torch.Tensor) -> list[float]:
+        """Sum numbers over all processes (one all-reduce)."""
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
+        if self.world > 1:
+            t = t.to(self.device) if self.device.type == "cuda" else t
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t.cpu().tolist()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def setup_distributed(device: str) -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and not torch.cuda.is_available():
+        raise PretrainError("--device cuda was asked for but no CUDA device is available")
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return Dist(rank=rank, world=world, device=dev)
+
+
+def derive_seed(seed: int, *parts: int) -> int:
+    """An independent 63-bit seed for (seed, purpose, step, ...)."""
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+_MASKS, _DROPOUT, _NSP, _EVAL = 1, 2, 3, 4
+
+
+# ---------------------------------------------------------------- data
+
+
+class GlobalOrder:
+    """Global batches as consecutive slices of each epoch's permutation (the last partial batch is dropped)."""
+
+    def __init__(self, dataset: Any, seed: int, batch_size: int) -> None:
+        self.dataset, self.seed, self.batch_size = dataset, seed, batch_size
+        self.size = len(dataset)
+        if self.size < batch_size:
+            raise PretrainError(f"the training split has {self.size} sequences, fewer than one global batch "
+                                f"({batch_size}); use a smaller --batch-size or more data")
+        self._epoch: int | None = None
+        self._perm: np.ndarray | None = None
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            self._perm, self._epoch = self.dataset.order(self.seed, epoch, 0, 1), epoch
+        assert self._perm is not None
+        return self._perm
+
+    def next(self, epoch: int, position: int) -> tuple[np.ndarray, int, int]:
+        """Indices of the next global batch and the (epoch, position) after it."""
+        if position + self.batch_size > self.size:
+            epoch, position = epoch + 1, 0
+        indices = self.permutation(epoch)[position:position + self.batch_size]
+        return indices, epoch, position + self.batch_size
+
+
+@dataclass
+class MicroBatch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor | None
+    token_type_ids: torch.Tensor | None
+    masked: torch.Tensor
+    labels: torch.Tensor
+    nsp_labels: torch.Tensor | None = None
+
+
+def make_micro_batch(dataset: Any, indices: np.ndarray, noise: MaskNoise, spec: MaskingSpec, pad_id: int,
+                     device: torch.device, nsp: tuple[int, torch.Generator] | None = None) -> MicroBatch:
+    batch = dataset.get_batch(indices)
+    ids = torch.as_tensor(batch["input_ids"], dtype=torch.long)
+    token_types = nsp_labels = None
+    if nsp is not None:
+        sep_id, generator = nsp
+        ids, token_types, nsp_labels = nsp_pairs(ids, sep_id, generator)
+    masked = apply_mask(ids, spec, noise, torch.as_tensor(batch["word_start"]))
+    # Packed rows are full; only a short last sequence has padding, and only then is a mask needed.
+    pads = ids == pad_id
+    attention = (~pads).long() if bool(pads.any()) else None
+
+    def put(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.to(device, non_blocking=True)
+
+    return MicroBatch(put(masked.input_ids), put(attention), put(token_types), put(masked.masked),
+                      put(masked.labels), put(nsp_labels))
+
+
+# ---------------------------------------------------------------- model, optimizer, schedule
+
+
+def build_model_config(cfg: PretrainConfig, dataset: Any) -> ModelConfig:
+    """The model's shape, as saved in RUN/config.json (its dropout is the one for fine-tuning)."""
+    if cfg.init_from:
+        return ModelConfig.from_json(Path(cfg.init_from) / "config.json")
+    if cfg.config_file:
+        return ModelConfig.from_json(cfg.config_file)
+    return ModelConfig.named(cfg.model_size, vocab_size=int(dataset.vocab_size), pad_id=int(dataset.special["pad"]),
+                             pre_ln=cfg.pre_ln, nsp=cfg.nsp, max_position=max(512, int(dataset.seq_len)))
+
+
+def check_compatible(config: ModelConfig, dataset: Any) -> None:
+    if config.vocab_size < dataset.vocab_size:
+        raise PretrainError(f"the model's vocabulary ({config.vocab_size}) is smaller than the tokenizer's "
+                            f"({dataset.vocab_size})")
+    if config.max_position < dataset.seq_len:
+        raise PretrainError(f"sequences have {dataset.seq_len} tokens but the model has only "
+                            f"{config.max_position} positions")
+    if config.pad_id != int(dataset.special["pad"]):
+        raise PretrainError(f"the model's pad id {config.pad_id} is not the tokenizer's {dataset.special['pad']}")
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices and embeddings; none on LayerNorm parameters and biases (as in BERT)."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(step: int, total: int, warmup: int, schedule: str, min_ratio: float) -> float:
+    """Linear warmup to 1, then linear or cosine decay to ``min_ratio`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    shape = 1.0 - progress if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * progress))
+    return min_ratio + (1.0 - min_ratio) * shape
+
+
+# ---------------------------------------------------------------- loss and evaluation
+
+
+def mlm_loss_sums(model: torch.nn.Module, mb: MicroBatch, autocast: Any,
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Summed cross-entropy over masked tokens (and over NSP rows), plus the masked-token logits."""
+    with autocast:
+        if mb.nsp_labels is not None:
+            logits, nsp_logits = model(mb.input_ids, mb.attention_mask, mb.token_type_ids,
+                                       masked_positions=mb.masked, return_nsp=True)
+        else:
+            logits = model(mb.input_ids, mb.attention_mask, mb.token_type_ids, masked_positions=mb.masked)
+    mlm = F.cross_entropy(logits.float(), mb.labels, reduction="sum")
+    nsp = None if mb.nsp_labels is None else F.cross_entropy(nsp_logits.float(), mb.nsp_labels, reduction="sum")
+    return mlm, nsp, logits
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, dataset: Any, spec: MaskingSpec, pad_id: int, world: Dist,
+             micro_batch: int, max_sequences: int, seed: int, autocast: Any) -> dict[str, float]:
+    """MLM loss, masked-token accuracy and perplexity on the first ``max_sequences`` of the split.
+
+    The masks are the same at every evaluation (fixed seed), so changes come from the model only.
+    """
+    total = min(len(dataset), max_sequences)
+    generator = torch.Generator().manual_seed(derive_seed(seed, _EVAL))
+    noise = draw_noise(spec, total, dataset.seq_len, generator)
+    rows = np.arange(world.rank, total, world.world)
+    was_training = model.training
+    model.eval()
+    loss_sum = correct = count = 0.0
+    for start in range(0, len(rows), micro_batch):
+        chunk = rows[start:start + micro_batch]
+        mb = make_micro_batch(dataset, chunk, noise.rows(torch.as_tensor(chunk)), spec, pad_id, world.device)
+        loss, _, logits = mlm_loss_sums(model, mb, autocast)
+        loss_sum += float(loss)
+        correct += float((logits.argmax(-1) == mb.labels).sum())
+        count += mb.labels.numel()
+    model.train(was_training)
+    loss_sum, correct, count = world.sum(loss_sum, correct, count)
+    loss = loss_sum / max(count, 1.0)
+    return {"loss": loss, "accuracy": correct / max(count, 1.0), "perplexity": math.exp(min(loss, 50.0)),
+            "masked_tokens": int(count)}
+
+
+# ---------------------------------------------------------------- the run folder
+
+
+def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Path | None) -> None:
+    """Rank 0 only: check/create RUN, write config.json, train.json and the tokenizer copy."""
+    run = Path(cfg.out)
+    if run.exists() and any(run.iterdir()) and not cfg.resume:
+        if not cfg.overwrite:
+            raise PretrainError(f"{run} already exists; continue it with --resume or replace it with --overwrite")
+        if not (run / "config.json").exists():
+            raise PretrainError(f"{run} is not empty and is not a gristmill run; refusing to delete it")
+        shutil.rmtree(run)
+    run.mkdir(parents=True, exist_ok=True)
+    if cfg.resume and (run / "config.json").exists():
+        return
+    config.to_json(run / "config.json")
+    (run / "train.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", encoding="utf-8")
+    if tokenizer_dir is not None and Path(tokenizer_dir).is_dir():
+        shutil.copytree(tokenizer_dir, run / "tokenizer", dirs_exist_ok=True)
+
+
+def check_same_tokenizer(run_tokenizer: Path, dataset: Any) -> None:
+    """Continuing from another run (``--init-from``) only makes sense on tokens of the same tokenizer."""
+    from gristmill.tokenizer.tokdir import tokenizer_hash
+
+    if not (run_tokenizer / "tokenizer.json").exists() or not getattr(dataset, "manifest", None):
+        return
+    if tokenizer_hash(run_tokenizer) != dataset.manifest["tokenizer"]["hash"]:
+        raise PretrainError(f"the tokens in {dataset.root} were made with another tokenizer than "
+                            f"{run_tokenizer}; tokenize the text with that tokenizer first")
+
+
+def open_datasets(data: str) -> tuple[Any, Any | None]:
+    from gristmill.tokenizer import TokenDataset
+
+    try:
+        train = TokenDataset(data, split="train")
+    except (OSError, ValueError) as exc:
+        raise PretrainError(str(exc)) from None
+    try:
+        val = TokenDataset(data, split="val")
+        val = val if len(val) else None
+    except (OSError, ValueError, KeyError):
+        val = None
+    return train, val
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def pretrain(cfg: PretrainConfig, train_data: Any | None = None, val_data: Any | None = None) -> PretrainResult:
+    """Run (or resume) pretraining as ``cfg`` says. ``train_data``/``val_data`` replace the shards in ``cfg.data``."""
+    cfg.check()
+    world = setup_distributed(cfg.device)
+    try:
+        return _pretrain(cfg, world, train_data, val_data)
+    finally:
+        if world.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | None) -> PretrainResult:
+    # -- data and model shape
+    if train is None:
+        train, val = open_datasets(cfg.data)
+    run = Path(cfg.out)
+    G = cfg.batch_size
+    if G % (world.world * cfg.grad_accum):
+        raise PretrainError(f"--batch-size {G} (global) must be divisible by processes x --grad-accum "
+                            f"= {world.world} x {cfg.grad_accum}")
+    micro = G // (world.world * cfg.grad_accum)
+    if cfg.resume and (run / "config.json").exists():
+        config = ModelConfig.from_json(run / "config.json")
+    else:
+        config = build_model_config(cfg, train)
+    check_compatible(config, train)
+    if cfg.init_from:
+        check_same_tokenizer(Path(cfg.init_from) / "tokenizer", train)
+    special = {k: int(v) for k, v in train.special.items()}
+    spec = MaskingSpec(vocab_size=int(train.vocab_size), mask_id=special["mask"],
+                       special_ids=tuple(sorted(set(special.values()))), mask_prob=cfg.mask_prob,
+                       whole_word=cfg.whole_word)
+    if world.main:
+        prepare_run_dir(cfg, config, getattr(train, "tokenizer_dir", None))
+    world.barrier()
+
+    # -- model, optimizer, schedule
+    torch.manual_seed(cfg.seed)
+    model = MaskedLM(dataclasses.replace(config, dropout=cfg.dropout, attention_dropout=cfg.dropout))
+    if cfg.init_from:
+        model.load_state_dict(ckpt.load_state_dict_file(ckpt.run_weights_path(Path(cfg.init_from))))
+    model.to(world.device).train()
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=cfg.adam_betas,
+                                  eps=cfg.adam_eps)
+    warmup = cfg.warmup_steps()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_lambda(s, cfg.steps, warmup, cfg.schedule, cfg.min_lr_ratio))
+
+    # -- resume
+    state = ckpt.TrainingState(step=0, epoch=0, position=0, sequences_consumed=0, tokens=0, extra={})
+    latest = ckpt.latest_checkpoint(run) if cfg.resume else None
+    if latest is not None:
+        loaded = ckpt.load_checkpoint(latest)
+        model.load_state_dict(loaded.model_state)
+        optimizer.load_state_dict(loaded.optimizer_state)
+        scheduler.load_state_dict(loaded.scheduler_state)
+        ckpt.set_rng_state(loaded.rng)
+        state = loaded.state
+        state.extra = {}
+    if state.step >= cfg.steps:
+        raise PretrainError(f"{run} is already at step {state.step} (--steps {cfg.steps}); raise --steps to continue")
+
+    trained: torch.nn.Module = model
+    if cfg.compile:
+        trained = torch.compile(model)
+    if world.world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            trained, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+    autocast = torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    order = GlobalOrder(train, cfg.seed, G)
+    seq_len = int(train.seq_len)
+    log = None
+    if world.main:
+        truncate_metrics(run, state.step)
+        log = MetricsLog(run, tensorboard=cfg.tensorboard)
+        if latest is not None:
+            log.log({"kind": "resumed", "step": state.step, "tokens": state.tokens, "world_size": world.world,
+                     "checkpoint": latest.name})
+    bar = _progress(cfg, state.step, world.main)
+    history: list[dict[str, Any]] = []
+    window_loss, window_steps, window_tokens, window_seconds = 0.0, 0, 0, 0.0
+    started = time.perf_counter()
+    last_eval: dict[str, float] | None = None
+    last_loss: float | None = None
+
+    try:
+        while state.step < cfg.steps:
+            step = state.step
+            step_start = time.perf_counter()
+            # -- this step's global batch, masks drawn for all of it, this process's rows of it
+            indices, epoch, position = order.next(state.epoch, state.position)
+            noise = draw_noise(spec, G, seq_len, torch.Generator().manual_seed(derive_seed(cfg.seed, _MASKS, step)))
+            mine = slice(world.rank, G, world.world)
+            my_indices, my_noise = indices[mine], noise.rows(mine)
+            torch.manual_seed(derive_seed(cfg.seed, _DROPOUT, step, world.rank))
+            nsp_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, _NSP, step, world.rank)) if config.nsp else None
+            batches = [make_micro_batch(train, my_indices[m * micro:(m + 1) * micro],
+                                        my_noise.rows(slice(m * micro, (m + 1) * micro)), spec, config.pad_id,
+                                        world.device, (special["sep"], nsp_gen) if nsp_gen is not None else None)
+                       for m in range(cfg.grad_accum)]
+            (masked_total,) = world.sum(sum(b.labels.numel() for b in batches))
+            masked_total = max(masked_total, 1.0)
+
+            # -- forward and backward; each micro-batch's sum is scaled so the total is the global mean
+            mlm_sum = nsp_sum = 0.0
+            for m, mb in enumerate(batches):
+                sync = m == len(batches) - 1 or world.world == 1
+                with contextlib.nullcontext() if sync else trained.no_sync():
+                    mlm, nsp, _ = mlm_loss_sums(trained, mb, autocast)
+                    loss = mlm * (world.world / masked_total)
+                    if nsp is not None:
+                        loss = loss + nsp * (world.world / G)
+                    loss.backward()
+                mlm_sum += float(mlm.detach())
+                nsp_sum += float(nsp.detach()) if nsp is not None else 0.0
+            mlm_sum, nsp_sum = world.sum(mlm_sum, nsp_sum)
+            step_loss = mlm_sum / masked_total + (nsp_sum / G if config.nsp else 0.0)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip > 0 else float("inf")))
+            if not math.isfinite(step_loss) or not math.isfinite(grad_norm):
+                message = diverged_message(step + 1, step_loss, grad_norm, scheduler.get_last_lr()[0], run, cfg.bf16)
+                if log is not None:
+                    log.log({"kind": "stopped", "step": step + 1, "tokens": state.tokens, "reason": message})
+                raise TrainingDiverged(message)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            # Throughput counts training steps only, not evaluation or checkpoint writing.
+            window_seconds += time.perf_counter() - step_start
+
+            # -- bookkeeping: the data position is a global count of sequences
+            state.step, state.epoch, state.position = step + 1, epoch, position
+            state.sequences_consumed += G
+            state.tokens += G * seq_len
+            last_loss = step_loss
+            window_loss += step_loss
+            window_steps += 1
+            window_tokens += G * seq_len
+            if bar is not None:
+                bar.update(1)
+            if state.step % cfg.log_every == 0 or state.step == cfg.steps:
+                row = {"kind": "train", "step": state.step, "tokens": state.tokens,
+                       "loss": window_loss / window_steps, "lr": lr, "grad_norm": grad_norm,
+                       "tokens_per_s": window_tokens / max(window_seconds, 1e-9),
+                       "elapsed_s": time.perf_counter() - started, "epoch": state.epoch}
+                history.append(row)
+                if log is not None:
+                    log.log(row)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,.0f}", refresh=False)
+                window_loss, window_steps, window_tokens, window_seconds = 0.0, 0, 0, 0.0
+            if val is not None and cfg.eval_every and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
+                last_eval = evaluate(model, val, spec, config.pad_id, world, micro, cfg.eval_batches * G,
+                                     cfg.seed, autocast)
+                row = {"kind": "eval", "step": state.step, "tokens": state.tokens,
+                       "elapsed_s": time.perf_counter() - started, **last_eval}
+                history.append(row)
+                if log is not None:
+                    log.log(row)
+            if world.main and (state.step % cfg.save_every == 0 or state.step == cfg.steps):
+                state.extra = {"world_size": world.world, "batch_size": G, "seed": cfg.seed,
+                               "seq_len": seq_len, "loss": step_loss}
+                ckpt.save_checkpoint(run, model, optimizer, scheduler, state, cfg.keep)
+    finally:
+        if bar is not None:
+            bar.close()
+        if log is not None:
+            log.close()
+            plot_loss(run)
+    world.barrier()
+    return PretrainResult(run_dir=run, step=state.step, tokens=state.tokens, train_loss=last_loss,
+                          eval=last_eval, seconds=time.perf_counter() - started, history=history)
+
+
+def diverged_message(step: int, loss: float, grad_norm: float, lr: float, run: Path, bf16: bool) -> str:
+    what, value = ("loss", loss) if not math.isfinite(loss) else ("gradient norm", grad_norm)
+    good = ckpt.latest_checkpoint(run)
+    advice = (f"The last good checkpoint is {good} (continue with --resume, perhaps with a lower --lr"
+              f"{' or without --bf16' if bf16 else ''})." if good is not None else "No checkpoint was written yet.")
+    return f"the {what} became {value} at step {step} (lr {lr:.3g}); training stopped without saving. {advice}"
+
+
+def _progress(cfg: PretrainConfig, initial: int, main: bool) -> Any:
+    if not (cfg.progress and main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=cfg.steps, initial=initial, unit="step", dynamic_ncols=True, desc="pretrain")
