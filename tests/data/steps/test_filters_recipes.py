@@ -23,8 +23,7 @@ def test_recipes_load_with_quickstart_paths():
     names = [s.name for s in en.steps]
     assert names[:3] == ["normalize", "boilerplate_lines", "language"]
     assert {"gopher_quality", "gopher_repetition", "pii", "blocklist"} <= set(names)
-    text = (ROOT / "recipes" / "web-en.yaml").read_text()
-    assert "# - exact_dedup" in text and "# - decontaminate" in text
+    assert names[-3:] == ["exact_dedup", "minhash_dedup", "decontaminate"]
     zh = load_recipe(ROOT / "recipes" / "web-zh.yaml")
     assert all(getattr(s, "language", "zh") == "zh" for s in zh.steps if s.name.startswith(("gopher", "fineweb")))
 
@@ -59,7 +58,9 @@ def test_web_en_on_the_sample(tmp_path):
                 assert p["value"] not in kept[i].text
     clean_long = [i for i, lab in labels.items() if not lab["defects"]
                   and len(tx.words(next(r["text"] for r in rows if r["id"] == i))) >= 50]
-    wrongly = sum(i in rejected for i in clean_long)
+    # natural duplicates among clean documents are rightly removed by the corpus steps
+    dedup = ("exact_dedup", "minhash_dedup", "decontaminate")
+    wrongly = sum(i in rejected and not rejected[i].reason.startswith(dedup) for i in clean_long)
     assert wrongly / len(clean_long) < 0.06, Counter(rejected[i].reason for i in clean_long if i in rejected)
 
 
