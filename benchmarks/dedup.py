@@ -20,29 +20,23 @@ Timings on a shared machine are noisy; the ratios come from runs made back to ba
 
 from __future__ import annotations
 
+import argparse
+import gzip
+import json
+import os
+import re
+import string
+import subprocess
 import sys
+import tempfile
+import time
+from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
-# Scripts in benchmarks/ put that folder first on sys.path, where a sibling named like a standard
-# module (tokenize.py) would shadow it; the standard library must win.
-if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
-import argparse  # noqa: E402
-import gzip  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-import string  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections import defaultdict  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_PERM, NGRAM = 128, 5

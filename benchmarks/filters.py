@@ -22,13 +22,6 @@ Needs ``pip install datatrove orjson spacy`` for parts 2 and 3. Usage::
 # ruff: noqa: E402  (sys.path must be fixed before the standard library imports below)
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# benchmarks/ holds a tokenize.py of its own; running this file puts benchmarks/ first on sys.path,
-# where it would shadow the standard library's tokenize (used by linecache, inspect, datatrove).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import collections
 import gzip
@@ -40,9 +33,11 @@ import re
 import resource
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"

@@ -22,25 +22,20 @@ temporary directory of its own, so nothing is left in ``~/.ray`` or ``/tmp/ray``
 
 from __future__ import annotations
 
+import argparse
+import gzip
+import json
+import os
+import resource
+import secrets
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-
-# Run as a script, this folder comes first on sys.path, where benchmarks/tokenize.py would shadow the
-# standard library's tokenize (and Ray workers inherit the driver's sys.path).
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import gzip  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import resource  # noqa: E402
-import secrets  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Iterable, Iterator  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = Path("/work/shared/data/corpus/docs.jsonl.gz")
