@@ -1,16 +1,17 @@
 """Benchmark MLM pretraining: gristmill's MaskedLM against ``transformers.BertForMaskedLM``, and a loss curve.
 
 ``speed`` (default): training steps (forward, backward, AdamW) on the same batches (32 x 128 tokens, the
-same 15% masks), same model shape, same optimizer (torch AdamW, lr 1e-4), for ``mini`` and ``small``, in
-fp32 and in bf16 autocast. Both models start from the same weights (gristmill's, converted with
-``gristmill.model.hf``) and each prints its loss on the first batch, so the two compute the same objective.
-Configurations compared with each other (transformers and gristmill at one size and precision; the rungs
-of the ablation ladder) train in one process, one step each in turn, so the load of other jobs on a
-shared machine falls on all of them alike; ratios are medians of per-round ratios. Peak memory
-(``ru_maxrss``) is measured for each configuration alone in a fresh process. The ablation ladder (fp32):
-gristmill with HF's choices (vocabulary projection at every position, separate Q/K/V matmuls, dropout
-0.1), then each change added in turn (projection only at masked positions, the last layer only at masked
-positions, fused QKV, dropout off, torch.compile).
+same 15% masks), same model shape, same optimizer (torch's fused AdamW, lr 1e-4: the transformers Trainer
+default), for ``mini`` and ``small``, in fp32 and in bf16 autocast. Both models start from the same
+weights (gristmill's, converted with ``gristmill.model.hf``) and each prints its loss on the first batch,
+so the two compute the same objective. Configurations compared with each other (transformers and
+gristmill at one size and precision; the rungs of the ablation ladder) train in one process, one step
+each in turn, so the load of other jobs on a shared machine falls on all of them alike; ratios are
+medians of per-round ratios. Peak memory (``ru_maxrss``) is measured for each configuration alone in a
+fresh process. The ablation ladder: transformers, then gristmill with its choices (vocabulary projection
+at every position, separate Q/K/V matmuls, dropout 0.1), then each change added in turn (projection only
+at masked positions, the last layer only at masked positions, fused QKV, dropout off, torch.compile),
+and gristmill's default in bf16.
 
 Model FLOPs utilisation: FLOPs per step from the model shape (6 x parameters touched per token for the
 matmuls, plus 12 x layers x seq_len x hidden per token for attention; the vocabulary projection counted
@@ -241,7 +242,8 @@ class Trainer:
                 return F.cross_entropy(run(b["input_ids"], masked_positions=b["masked"]).float(), b["labels"])
 
         self.model, self.loss_of = model, loss_of
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        # fused AdamW: what the transformers Trainer uses by default with torch >= 2.8, for both
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
 
     def first_loss(self, batch: dict[str, Any]) -> float:
         import torch
