@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.data.run import count_rows
+from gristmill.data.run import count_documents
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,7 +40,7 @@ def test_quickstart_fast_runs_the_whole_path(tmp_path):
         assert summary["artefacts"][key] in output  # the path is printed
 
     # Cleaning accounted for every sample document, and kept some for the tokenizer and pretraining.
-    kept, rejected = count_rows(out / "clean" / "kept"), count_rows(out / "clean" / "rejected")
+    kept, rejected = count_documents(out / "clean" / "kept"), count_documents(out / "clean" / "rejected")
     assert kept + rejected == 3356 and kept > 1000
 
     assert (out / "pretrain" / "model.safetensors").is_file()

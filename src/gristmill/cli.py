@@ -32,29 +32,35 @@ def run(
     workers: int = typer.Option(1, "--workers", "-w", help="Worker processes (or Ray tasks in flight)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run in the same output folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing output folder first."),
-    output: str | None = typer.Option(None, "--output", "-o", help="Override the recipe's output path."),
-    input: list[str] | None = typer.Option(None, "--input", "-i", help="Override the recipe's input paths."),
+    output: str | None = typer.Option(None, "--output", "-o", help="Override the recipe's output path (a folder or a URL "
+                                      "such as s3://bucket/clean)."),
+    input: list[str] | None = typer.Option(None, "--input", "-i", help="Override the recipe's input paths (paths, globs, URLs)."),
+    work_dir: str | None = typer.Option(None, "--work-dir", help="Local folder for the resume state (default OUT/_work, or "
+                                        "~/.cache/gristmill/work/... when OUT is a URL)."),
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
     """Run a corpus recipe: every input document ends in OUT/kept or OUT/rejected (with step:reason)."""
+    from gristmill.data import storage
     from gristmill.data.recipe import RecipeError, load_recipe
     from gristmill.data.run import RunError, run_pipeline, summary_table
 
     try:
         pipeline = load_recipe(recipe, output_override=output, input_override=input)
+        if work_dir:
+            pipeline.output.work_dir = work_dir
         result = run_pipeline(pipeline, workers=workers, resume=resume, overwrite=overwrite,
                               executor_name=executor, address=address, progress=progress)
     except (RecipeError, RunError, UserError, ValueError, RuntimeError) as exc:
         raise fail(str(exc)) from None
     Console().print(summary_table(result))
-    console.print(f"kept:     {result.out / 'kept'}  ({result.kept:,} documents)")
-    console.print(f"rejected: {result.out / 'rejected'}  ({result.rejected:,} documents)")
-    console.print(f"stats:    {result.out / 'stats.json'}")
+    console.print(f"kept:     {storage.join(result.out, 'kept')}  ({result.kept:,} documents)")
+    console.print(f"rejected: {storage.join(result.out, 'rejected')}  ({result.rejected:,} documents)")
+    console.print(f"stats:    {storage.join(result.out, 'stats.json')}")
     if result.quarantined:
         console.print(f"[yellow]{result.quarantined:,} input records or files were malformed and quarantined "
-                      f"(reasons input:*; see {result.out / 'rejected'}); exit status {result.exit_code}[/]")
+                      f"(reasons input:*; see {storage.join(result.out, 'rejected')}); exit status {result.exit_code}[/]")
     raise typer.Exit(result.exit_code)
 
 

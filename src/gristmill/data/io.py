@@ -10,11 +10,13 @@ spread them over processes and a resumed run can skip finished ones.
 
 Writers write one shard at a time to a temporary name and rename it when complete, so a reader
 never sees half a file.
+
+Paths may be local or URLs on any fsspec filesystem (``s3://bucket/crawl/*.jsonl.gz``); see
+:mod:`gristmill.data.storage`.
 """
 
 from __future__ import annotations
 
-import glob
 import gzip
 import io
 import json
@@ -28,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
+from gristmill.data import storage
 from gristmill.data.document import Document
 
 FORMATS = ("jsonl", "parquet", "text", "warc")
@@ -95,7 +98,7 @@ def stable_id(path: str, line: int) -> str:
 
 def detect_format(path: str) -> str:
     p = path.lower()
-    if os.path.isdir(path):
+    if storage.isdir(path):
         return "text"
     for suffix in (".gz", ".zst", ".zstd"):
         if p.endswith(suffix):
@@ -114,13 +117,18 @@ def detect_format(path: str) -> str:
 def expand_paths(patterns: Sequence[str]) -> list[str]:
     out: list[str] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        matches = storage.glob(pattern) if storage.has_magic(pattern) else [pattern]
         out.extend(matches)
     return out
 
 
 def open_binary(path: str) -> io.BufferedIOBase:
     """Open a possibly compressed file for binary reading."""
+    if storage.is_url(path):
+        import fsspec
+
+        compression = "gzip" if path.endswith(".gz") else "zstd" if path.endswith((".zst", ".zstd")) else None
+        return fsspec.open(path, "rb", compression=compression).open()
     if path.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]
     if path.endswith((".zst", ".zstd")):
@@ -142,7 +150,7 @@ def _plain_jsonl_shards(path: str, shard_size: int) -> tuple[list[tuple[int, int
     shard_start_byte = 0
     last = b"\n"
     try:
-        with open(path, "rb") as f:
+        with storage.open_file(path, "rb") as f:
             while chunk := f.read(1 << 22):
                 pos = 0
                 while True:
@@ -172,7 +180,7 @@ def _plain_jsonl_shards(path: str, shard_size: int) -> tuple[list[tuple[int, int
 
 def _stage_compressed_jsonl(path: str, shard_size: int, staging: Path) -> tuple[list[tuple[int, int, str]], str | None]:
     """Decompress ``path`` once into chunk files of ``shard_size`` records; reuse them on resume."""
-    key = xxhash.xxh64_hexdigest(f"{os.path.abspath(path)}:{shard_size}".encode())
+    key = xxhash.xxh64_hexdigest(f"{path if storage.is_url(path) else os.path.abspath(path)}:{shard_size}".encode())
     marker = staging / f"{key}.json"
     if marker.exists():
         info = json.loads(marker.read_text())
@@ -236,23 +244,23 @@ def plan_shards(spec: InputSpec, staging: Path | None = None, executor: Any = No
     paths = expand_paths(spec.paths)
     staged: dict[str, tuple[list[tuple[int, int, str]], str | None]] = {}
     if staging is not None:
-        compressed = [p for p in paths if os.path.isfile(p) and _is_compressed(p)
+        compressed = [p for p in paths if _is_compressed(p) and storage.isfile(p)
                       and (spec.format if spec.format != "auto" else detect_format(p)) == "jsonl"]
         tasks = [(p, spec.shard_size, staging) for p in compressed]
         results = executor.map(_stage_task, tasks) if executor is not None and len(tasks) > 1 else map(_stage_task, tasks)
         for path, chunks, err in results:
             staged[path] = (chunks, err)
     for path in paths:
-        if not os.path.exists(path):
+        if not storage.exists(path):
             plan.errors.append(InputError(path, None, "no such file or directory"))
             continue
         fmt = spec.format if spec.format != "auto" else detect_format(path)
-        if fmt == "text" and os.path.isdir(path):
-            files = sorted(str(p) for p in Path(path).rglob("*") if p.is_file())
+        if fmt == "text" and storage.isdir(path):
+            files = storage.files_under(path)
             for start in range(0, len(files), spec.shard_size):
                 plan.shards.append(Shard(path, "text", len(plan.shards), start, start + spec.shard_size))
             continue
-        if not os.access(path, os.R_OK):
+        if not storage.is_url(path) and not os.access(path, os.R_OK):
             plan.errors.append(InputError(path, None, "permission denied"))
             continue
         if fmt == "jsonl":
@@ -273,7 +281,8 @@ def plan_shards(spec: InputSpec, staging: Path | None = None, executor: Any = No
                 plan.errors.append(InputError(path, (n_ok or 0) + 1 if n_ok else None, err))
         elif fmt == "parquet":
             try:
-                n = pq.ParquetFile(path).metadata.num_rows
+                with storage.open_file(path, "rb") as f:
+                    n = pq.ParquetFile(f).metadata.num_rows
             except Exception as exc:
                 plan.errors.append(InputError(path, None, f"not a readable Parquet file: {exc}"))
                 continue
@@ -332,7 +341,7 @@ def _lines_until_damage(f: io.BufferedIOBase) -> Iterator[bytes]:
 def _jsonl_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
     path = shard.source
     if shard.byte_offset is not None:
-        f = open(shard.path, "rb")  # noqa: SIM115
+        f = storage.open_file(shard.path, "rb")
         f.seek(shard.byte_offset)
         first = shard.start + 1
     else:
@@ -364,7 +373,9 @@ def _jsonl_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterat
 
 
 def _parquet_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
-    table = pq.read_table(shard.path).slice(shard.start, (shard.stop or 0) - shard.start if shard.stop else None)
+    with storage.open_file(shard.path, "rb") as f:
+        table = pq.read_table(f)
+    table = table.slice(shard.start, (shard.stop or 0) - shard.start if shard.stop else None)
     for i, record in enumerate(table.to_pylist(), start=shard.start + 1):
         text = record.get(spec.html_field or spec.text_field)
         if isinstance(text, str) and len(text) > spec.max_doc_bytes:
@@ -374,18 +385,21 @@ def _parquet_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iter
 
 
 def _text_documents(shard: Shard, spec: InputSpec) -> Iterator[Document]:
-    if os.path.isdir(shard.path):
-        files = sorted(str(p) for p in Path(shard.path).rglob("*") if p.is_file())[shard.start : shard.stop]
-    else:
-        files = [shard.path]
+    folder = storage.isdir(shard.path)
+    files = storage.files_under(shard.path)[shard.start : shard.stop] if folder else [shard.path]
     for file in files:
-        rel = os.path.relpath(file, shard.path) if os.path.isdir(shard.path) else os.path.basename(file)
+        if not folder:
+            rel = storage.name(file)
+        elif storage.is_url(file):
+            rel = file[len(shard.path.rstrip("/")) + 1 :]
+        else:
+            rel = os.path.relpath(file, shard.path)
         try:
-            size = os.path.getsize(file)
+            size = storage.size(file)
             if size > spec.max_doc_bytes:
                 yield _bad(file, 1, "too_large", "", f"file of {size:,} bytes exceeds input.max_doc_bytes")
                 continue
-            raw = Path(file).read_bytes()
+            raw = storage.read_bytes(file)
         except OSError as exc:
             yield _bad(file, 1, "unreadable", "", f"cannot read: {exc.strerror}")
             continue
@@ -403,7 +417,7 @@ def _text_documents(shard: Shard, spec: InputSpec) -> Iterator[Document]:
 def _warc_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
     from warcio.archiveiterator import ArchiveIterator
 
-    with open(shard.path, "rb") as f:
+    with storage.open_file(shard.path, "rb") as f:
         for n, record in enumerate(ArchiveIterator(f), start=1):
             if record.rec_type != "response":
                 continue
@@ -482,65 +496,60 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     return pa.table(arrays)
 
 
-def write_documents(docs: Sequence[Document], path: Path, fmt: str = "parquet") -> None:
-    """Write ``docs`` to ``path`` atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+def write_documents(docs: Sequence[Document], path: Path | str, fmt: str = "parquet") -> None:
+    """Write ``docs`` to ``path`` (local or URL) atomically (temporary name, then rename)."""
     rows = [d.to_row() for d in docs]
     if fmt == "parquet":
-        pq.write_table(_table(rows), tmp, compression="zstd")
+        table = _table(rows)
+        storage.atomic_write(path, lambda f: pq.write_table(table, f, compression="zstd"))
     elif fmt == "jsonl":
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        storage.atomic_write(path, lambda f: f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+                                                         .encode("utf-8")))
     else:
         raise ValueError(f"unknown output format {fmt!r}: use parquet or jsonl")
-    os.replace(tmp, path)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def atomic_write_text(path: Path | str, text: str) -> None:
+    storage.atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
-def output_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*") if p.suffix in (".parquet", ".jsonl") and not p.name.startswith("."))
+def output_files(folder: Path | str) -> list[str]:
+    """The data files of a gristmill output folder, local or URL, in order (temporary files excluded)."""
+    return [p for p in storage.listdir(folder)
+            if p.endswith((".parquet", ".jsonl")) and not storage.name(p).startswith(".")]
+
+
+def _files_of(folder_or_file: Path | str) -> list[str]:
+    target = str(folder_or_file)
+    return output_files(target) if storage.isdir(target) else [target]
 
 
 def read_documents(folder_or_file: Path | str) -> Iterator[Document]:
     """Read documents back from a gristmill output folder (``OUT/kept``) or one output file."""
-    target = Path(folder_or_file)
-    files = output_files(target) if target.is_dir() else [target]
-    for file in files:
-        if file.suffix == ".parquet":
-            pf = pq.ParquetFile(file)
-            for batch in pf.iter_batches(batch_size=2000):
-                for row in batch.to_pylist():
-                    yield Document.from_row(row)
-        else:
-            with open(file, encoding="utf-8") as f:
+    for file in _files_of(folder_or_file):
+        with storage.open_file(file, "rb") as f:
+            if file.endswith(".parquet"):
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=2000):
+                    for row in batch.to_pylist():
+                        yield Document.from_row(row)
+            else:
                 for line in f:
                     yield Document.from_row(json.loads(line))
 
 
 def read_texts(folder_or_file: Path | str, text_field: str = "text", batch_size: int = 2000) -> Iterator[list[str]]:
     """Stream batches of texts from a gristmill output folder without building Document objects."""
-    target = Path(folder_or_file)
-    files = output_files(target) if target.is_dir() else [target]
-    for file in files:
-        if file.suffix == ".parquet":
-            pf = pq.ParquetFile(file)
-            for batch in pf.iter_batches(batch_size=batch_size, columns=[text_field]):
-                yield [t for t in batch.column(0).to_pylist() if t]
-        else:
+    for file in _files_of(folder_or_file):
+        with storage.open_file(file, "rb") as f:
+            if file.endswith(".parquet"):
+                for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=[text_field]):
+                    yield [t for t in batch.column(0).to_pylist() if t]
+                continue
             texts: list[str] = []
-            with open(file, encoding="utf-8") as f:
-                for line in f:
-                    texts.append(json.loads(line).get(text_field) or "")
-                    if len(texts) >= batch_size:
-                        yield texts
-                        texts = []
+            for line in f:
+                texts.append(json.loads(line).get(text_field) or "")
+                if len(texts) >= batch_size:
+                    yield texts
+                    texts = []
             if texts:
                 yield texts

@@ -11,11 +11,16 @@ Output layout of a run at ``OUT``::
 Every shard task writes its outputs atomically and then its done-marker, so a killed run can be
 resumed with ``resume=True``: finished tasks are skipped, unfinished ones are redone from scratch,
 and the result equals an uninterrupted run.
+
+``OUT`` may be a URL on an fsspec filesystem (``s3://bucket/clean``): then ``kept/``, ``rejected/``
+and ``stats.json`` are written there, and the resume state, which dedup steps memory-map, lives in
+a local work folder instead (``output.work_dir``, by default under ``~/.cache/gristmill/work``).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections import Counter
@@ -35,6 +40,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from gristmill.data import storage
 from gristmill.data.document import Document
 from gristmill.data.executors import Executor, make_executor
 from gristmill.data.io import (
@@ -61,6 +67,18 @@ class RunError(Exception):
 class OutputSpec:
     path: str
     format: str = "parquet"
+    work_dir: str | None = None
+    """Resume state; default ``OUT/_work``, or a folder under ``~/.cache/gristmill/work`` when OUT is a URL."""
+
+    def resolved_work_dir(self) -> Path:
+        if self.work_dir:
+            return Path(self.work_dir)
+        if storage.is_url(self.path):
+            import xxhash
+
+            cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+            return cache / "gristmill" / "work" / xxhash.xxh64_hexdigest(self.path.rstrip("/").encode())
+        return Path(self.path) / "_work"
 
 
 @dataclass
@@ -74,6 +92,9 @@ class ShardTask:
     shard: Shard | None
     source_file: str | None
     out_dir: str
+    """The run's output (local or URL): ``rejected/`` is written here."""
+    work_dir: str
+    """The run's local resume state: done-markers and step work folders."""
     kept_dir: str
     fmt: str
     batch_size: int = 1000
@@ -90,22 +111,22 @@ class ShardResult:
     step_stats: list[dict[str, Any]]
 
 
-def _done_marker(out_dir: str, stage: int, index: int) -> Path:
-    return Path(out_dir) / "_work" / f"stage{stage}" / "done" / f"{index:05d}.json"
+def _done_marker(work_dir: str | Path, stage: int, index: int) -> Path:
+    return Path(work_dir) / f"stage{stage}" / "done" / f"{index:05d}.json"
 
 
-def _step_workdir(out_dir: str, stage: int, step_pos: int, step: Step) -> Path:
-    return Path(out_dir) / "_work" / f"stage{stage}" / f"{step_pos:02d}-{step.name}"
+def _step_workdir(work_dir: str | Path, stage: int, step_pos: int, step: Step) -> Path:
+    return Path(work_dir) / f"stage{stage}" / f"{step_pos:02d}-{step.name}"
 
 
 def run_shard_task(task: ShardTask) -> ShardResult:
     """Process one shard; safe to run twice (outputs are replaced atomically, the marker comes last)."""
-    marker = _done_marker(task.out_dir, task.stage, task.index)
+    marker = _done_marker(task.work_dir, task.stage, task.index)
     if marker.exists():
         return ShardResult(**json.loads(marker.read_text()))
     shard_name = f"part-{task.index:05d}"
     for pos, step in enumerate(task.steps):
-        step.setup(_step_workdir(task.out_dir, task.stage, pos, step), shard_name)
+        step.setup(_step_workdir(task.work_dir, task.stage, pos, step), shard_name)
     if task.shard is not None:
         docs = read_shard(task.shard, task.spec)
     else:
@@ -127,9 +148,10 @@ def run_shard_task(task: ShardTask) -> ShardResult:
     input_stats.docs_in = n_in
     input_stats.docs_out = n_in - sum(input_stats.rejected.values())
     if kept_all:
-        write_documents(kept_all, Path(task.kept_dir) / f"{shard_name}.{task.fmt}", task.fmt)
+        write_documents(kept_all, storage.join(task.kept_dir, f"{shard_name}.{task.fmt}"), task.fmt)
     if rejected_all:
-        write_documents(rejected_all, Path(task.out_dir) / "rejected" / f"s{task.stage}-{shard_name}.{task.fmt}", task.fmt)
+        write_documents(rejected_all, storage.join(task.out_dir, "rejected", f"s{task.stage}-{shard_name}.{task.fmt}"),
+                        task.fmt)
     result = ShardResult(task.stage, task.index, n_in, len(kept_all), len(rejected_all),
                          input_stats.to_json(), [s.to_json() for s in stats])
     atomic_write_text(marker, json.dumps(asdict(result)))
@@ -138,7 +160,8 @@ def run_shard_task(task: ShardTask) -> ShardResult:
 
 @dataclass
 class RunResult:
-    out: Path
+    out: str
+    """The output folder or URL."""
     docs_in: int
     kept: int
     rejected: int
@@ -168,45 +191,52 @@ class Pipeline:
         return {
             "input": asdict(self.input),
             "steps": [{"name": s.name, "params": s.params()} for s in self.steps],
-            "output": asdict(self.output),
+            "output": {"path": self.output.path, "format": self.output.format},
         }
 
     def run(self, workers: int = 1, resume: bool = False, overwrite: bool = False,
             executor: Executor | None = None, progress: bool = True, console: Console | None = None) -> RunResult:
         console = console or Console(stderr=True, soft_wrap=True)
-        out = Path(self.output.path)
-        self._prepare_output(out, resume, overwrite)
+        out = self.output.path if storage.is_url(self.output.path) else str(Path(self.output.path))
+        work = self.output.resolved_work_dir()
+        self._prepare_output(out, work, resume, overwrite)
         own_executor = executor is None
         executor = executor or make_executor("local", workers)
         t0 = time.perf_counter()
         try:
-            return self._run(out, executor, progress, console, t0)
+            return self._run(out, work, executor, progress, console, t0)
         finally:
             if own_executor:
                 executor.close()
 
-    def _prepare_output(self, out: Path, resume: bool, overwrite: bool) -> None:
-        recipe_file = out / "_work" / "recipe.json"
+    def _prepare_output(self, out: str, work: Path, resume: bool, overwrite: bool) -> None:
+        recipe_file = work / "recipe.json"
         fingerprint = json.dumps(self.fingerprint(), sort_keys=True, default=str)
-        if out.exists() and any(out.iterdir()):
+        separate_work = not work.is_relative_to(out) if not storage.is_url(out) else True
+        if storage.listdir(out):
             if overwrite:
-                shutil.rmtree(out)
+                storage.remove_tree(out)
             elif resume:
                 if recipe_file.exists() and recipe_file.read_text() != fingerprint:
                     raise RunError(f"{out} was made by a different recipe; resume needs the same recipe (or use --overwrite)")
             else:
                 raise RunError(f"{out} already exists and is not empty: pass --resume to continue it or --overwrite to replace it")
+        stale = not resume or (recipe_file.exists() and recipe_file.read_text() != fingerprint)
+        if separate_work and work.exists() and stale:
+            # State left by another run must not mark this run's shards done (unless it is this run, resumed).
+            shutil.rmtree(work)
         atomic_write_text(recipe_file, fingerprint)
 
-    def _run(self, out: Path, executor: Executor, show: bool, console: Console, t0: float) -> RunResult:
-        if (out / "stats.json").exists():
+    def _run(self, out: str, work: Path, executor: Executor, show: bool, console: Console, t0: float) -> RunResult:
+        stats_file = storage.join(out, "stats.json")
+        if storage.exists(stats_file) and (work / "errors.json").exists():
             # Resuming a run that already completed: nothing is left to do.
             console.print(f"{out} is already complete")
-            stats_json = json.loads((out / "stats.json").read_text())
-            errors = [InputError(**e) for e in json.loads((out / "_work" / "errors.json").read_text())]
+            stats_json = json.loads(storage.read_bytes(stats_file))
+            errors = [InputError(**e) for e in json.loads((work / "errors.json").read_text())]
             t = stats_json["totals"]
             return RunResult(out, t["docs_in"], t["kept"], t["rejected"], errors, stats_json)
-        plan = plan_shards(self.input, staging=out / "_work" / "input", executor=executor)
+        plan = plan_shards(self.input, staging=work / "input", executor=executor)
         for err in plan.errors:
             console.print(f"[yellow]input error[/] {err}")
         stages = split_stages(self.steps)
@@ -223,17 +253,17 @@ class Pipeline:
                       console=console, disable=not show, transient=False) as bar:
             for s_idx, stage_steps in enumerate(stages, start=1):
                 last = s_idx == len(stages)
-                kept_dir = out / "kept" if last else out / "_work" / f"stage{s_idx}" / "kept"
+                kept_dir = storage.join(out, "kept") if last else str(work / f"stage{s_idx}" / "kept")
                 if s_idx == 1:
-                    tasks = [ShardTask(1, sh.index, stage_steps, self.input, sh, None, str(out), str(kept_dir), fmt,
+                    tasks = [ShardTask(1, sh.index, stage_steps, self.input, sh, None, out, str(work), kept_dir, fmt,
                                        self.batch_size) for sh in plan.shards]
                     total = n_total
                 else:
-                    prev = out / "_work" / f"stage{s_idx - 1}" / "kept"
-                    files = output_files(prev)
+                    prev = work / f"stage{s_idx - 1}" / "kept"
+                    files = [Path(f) for f in output_files(prev)]
                     first = stage_steps[0]
                     if isinstance(first, CorpusStep):
-                        workdir = _step_workdir(str(out), s_idx, 0, first)
+                        workdir = _step_workdir(work, s_idx, 0, first)
                         if not first.is_prepared(workdir):
                             workdir.mkdir(parents=True, exist_ok=True)
                             console.print(f"stage {s_idx}: preparing [bold]{first.name}[/] over {len(files)} shards")
@@ -242,8 +272,8 @@ class Pipeline:
                             atomic_write_text(workdir / "_PREPARED", "")
                         prep_stats = json.loads((workdir / "prepare_stats.json").read_text())
                         stats[offsets[s_idx - 1]].counters.update({k: v for k, v in prep_stats.items() if isinstance(v, (int, float))})
-                    tasks = [ShardTask(s_idx, int(f.stem.split("-")[-1]), stage_steps, self.input, None, str(f), str(out),
-                                       str(kept_dir), fmt, self.batch_size) for f in files]
+                    tasks = [ShardTask(s_idx, int(f.stem.split("-")[-1]), stage_steps, self.input, None, str(f), out,
+                                       str(work), kept_dir, fmt, self.batch_size) for f in files]
                     total = kept
                 if s_idx == 1 and isinstance(stage_steps[0] if stage_steps else None, CorpusStep):
                     raise RunError("a corpus step cannot be the first step: put a per-document step before it, or use 'noop'")
@@ -264,7 +294,7 @@ class Pipeline:
                     bar.update(task_id, advance=res.docs_in, rate=f"{rate:,.0f} docs/s")
                 kept = stage_kept
         # Also when a later stage had nothing left to read: OUT/kept always exists.
-        (out / "kept").mkdir(parents=True, exist_ok=True)
+        storage.makedirs(storage.join(out, "kept"))
         seconds = time.perf_counter() - t0
         stats_json = {
             "input": {"paths": self.input.paths, **input_stats.to_json(),
@@ -275,11 +305,11 @@ class Pipeline:
         }
         assert docs_in == kept + rejected, f"accounting broken: {docs_in} in, {kept} kept, {rejected} rejected"
         # stats.json marks the run complete; only then may the resume state between stages go.
-        atomic_write_text(out / "stats.json", json.dumps(stats_json, indent=2, default=str))
-        atomic_write_text(out / "_work" / "errors.json", json.dumps([asdict(e) for e in plan.errors]))
-        shutil.rmtree(out / "_work" / "input", ignore_errors=True)
+        atomic_write_text(work / "errors.json", json.dumps([asdict(e) for e in plan.errors]))
+        atomic_write_text(stats_file, json.dumps(stats_json, indent=2, default=str))
+        shutil.rmtree(work / "input", ignore_errors=True)
         for s_idx in range(1, len(stages)):
-            shutil.rmtree(out / "_work" / f"stage{s_idx}" / "kept", ignore_errors=True)
+            shutil.rmtree(work / f"stage{s_idx}" / "kept", ignore_errors=True)
         return RunResult(out, docs_in, kept, rejected, plan.errors, stats_json)
 
 
@@ -304,6 +334,7 @@ def _top(reasons: dict[str, int], n: int = 3) -> str:
 
 def run_pipeline(pipeline: Pipeline, workers: int = 1, resume: bool = False, overwrite: bool = False,
                  executor_name: str = "local", address: str | None = None, progress: bool = True) -> RunResult:
+    """Run ``pipeline`` on the named executor (``local`` or ``ray``), closing the executor afterwards."""
     executor = make_executor(executor_name, workers, address)
     try:
         return pipeline.run(workers=workers, resume=resume, overwrite=overwrite, executor=executor, progress=progress)
@@ -311,28 +342,17 @@ def run_pipeline(pipeline: Pipeline, workers: int = 1, resume: bool = False, ove
         executor.close()
 
 
-def count_rows(folder: Path) -> int:
+def count_documents(folder: Path | str) -> int:
+    """Documents in a gristmill output folder (local or URL)."""
     import pyarrow.parquet as pq
 
     n = 0
     for f in output_files(folder):
-        if f.suffix == ".parquet":
-            n += pq.ParquetFile(f).metadata.num_rows
-        else:
-            with open(f, encoding="utf-8") as fh:
-                n += sum(1 for _ in fh)
+        with storage.open_file(f, "rb") as fh:
+            n += pq.ParquetFile(fh).metadata.num_rows if f.endswith(".parquet") else sum(1 for _ in fh)
     return n
 
 
-def ids_in(folders: Sequence[Path]) -> list[str]:
-    import pyarrow.parquet as pq
-
-    ids: list[str] = []
-    for folder in folders:
-        for f in output_files(folder):
-            if f.suffix == ".parquet":
-                ids.extend(pq.read_table(f, columns=["id"]).column(0).to_pylist())
-            else:
-                with open(f, encoding="utf-8") as fh:
-                    ids.extend(json.loads(line)["id"] for line in fh)
-    return ids
+def ids_in(folders: Sequence[Path | str]) -> list[str]:
+    """The ids of every document in gristmill output folders, in file order."""
+    return [d.id for folder in folders if storage.isdir(folder) for d in read_documents(folder)]

@@ -1,0 +1,178 @@
+"""Where corpus bytes live: local paths, and URLs on any fsspec filesystem (``s3://``, ``gs://``, ``hf://``, ...).
+
+Readers and writers call these functions instead of ``open``/``os.path`` so that input and output
+can sit on object storage. A plain path (or ``file://``-less) goes straight to the operating system;
+anything with a protocol goes through ``fsspec``, which needs that protocol's package installed
+(``s3fs`` for S3, ``gcsfs`` for GCS). Credentials come from the usual places (environment, config
+files), as for any fsspec user.
+
+Writes are atomic in both cases: a file is written under a hidden temporary name in its folder and
+then moved into place, and every reader of gristmill output skips hidden names. On object stores the
+move is a copy, but a half-written object is never visible under its final name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+PathLike = str | Path
+
+
+def is_url(path: PathLike) -> bool:
+    """True when ``path`` names a location on an fsspec filesystem rather than a local path."""
+    return "://" in str(path)
+
+
+def filesystem(path: PathLike) -> tuple[Any, str]:
+    """(fsspec filesystem, path within it) for a URL."""
+    import fsspec
+
+    return fsspec.core.url_to_fs(str(path))
+
+
+def _full(fs: Any, path: str) -> str:
+    """The URL again for a path within ``fs`` (fsspec's listings drop the protocol)."""
+    return fs.unstrip_protocol(path)
+
+
+def _under(base: str, inner_base: str, inner: str) -> str:
+    """``inner`` (a path within the filesystem, below ``inner_base``) spelled as a URL below ``base``."""
+    return base.rstrip("/") + "/" + inner[len(inner_base.rstrip("/")):].lstrip("/")
+
+
+def join(base: PathLike, *parts: str) -> str:
+    if is_url(base):
+        return "/".join([str(base).rstrip("/"), *parts])
+    return str(Path(base, *parts))
+
+
+def name(path: PathLike) -> str:
+    return str(path).rstrip("/").rsplit("/", 1)[-1] if is_url(path) else Path(path).name
+
+
+def open_file(path: PathLike, mode: str = "rb") -> IO[Any]:
+    if is_url(path):
+        fs, inner = filesystem(path)
+        return fs.open(inner, mode)
+    return open(path, mode)  # noqa: SIM115
+
+
+def exists(path: PathLike) -> bool:
+    if is_url(path):
+        fs, inner = filesystem(path)
+        return fs.exists(inner)
+    return os.path.exists(path)
+
+
+def isdir(path: PathLike) -> bool:
+    if is_url(path):
+        fs, inner = filesystem(path)
+        return fs.isdir(inner)
+    return os.path.isdir(path)
+
+
+def isfile(path: PathLike) -> bool:
+    if is_url(path):
+        fs, inner = filesystem(path)
+        return fs.isfile(inner)
+    return os.path.isfile(path)
+
+
+def size(path: PathLike) -> int:
+    if is_url(path):
+        fs, inner = filesystem(path)
+        return int(fs.size(inner))
+    return os.path.getsize(path)
+
+
+def read_bytes(path: PathLike) -> bytes:
+    with open_file(path, "rb") as f:
+        return f.read()
+
+
+def glob(pattern: str) -> list[str]:
+    """Sorted matches of a glob pattern (``**`` recursive), local or URL."""
+    if is_url(pattern):
+        fs, inner = filesystem(pattern)
+        return sorted(_full(fs, p) for p in fs.glob(inner))
+    import glob as _glob
+
+    return sorted(_glob.glob(pattern, recursive=True))
+
+
+def has_magic(pattern: str) -> bool:
+    import glob as _glob
+
+    return _glob.has_magic(pattern)
+
+
+def files_under(folder: PathLike) -> list[str]:
+    """Every file below ``folder``, recursively, sorted."""
+    if is_url(folder):
+        fs, inner = filesystem(folder)
+        return sorted(_under(str(folder), inner, p) for p in fs.find(inner))
+    return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file())
+
+
+def listdir(folder: PathLike) -> list[str]:
+    """Entries directly in ``folder`` (full paths or URLs), sorted; empty when it does not exist."""
+    if is_url(folder):
+        fs, inner = filesystem(folder)
+        if not fs.isdir(inner):
+            return []
+        return sorted(_under(str(folder), inner, p) for p in fs.ls(inner, detail=False)
+                      if p.rstrip("/") != inner.rstrip("/"))
+    folder = Path(folder)
+    return sorted(str(p) for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def makedirs(folder: PathLike) -> None:
+    if is_url(folder):
+        fs, inner = filesystem(folder)
+        fs.makedirs(inner, exist_ok=True)
+    else:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+def remove_tree(folder: PathLike) -> None:
+    if is_url(folder):
+        fs, inner = filesystem(folder)
+        if fs.exists(inner):
+            fs.rm(inner, recursive=True)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """A file object whose content appears at ``path`` only once the block finishes without error."""
+    path = str(path)
+    folder, base = (path.rstrip("/").rsplit("/", 1) if is_url(path) else (str(Path(path).parent), Path(path).name))
+    tmp = join(folder, f".{base}.tmp-{os.getpid()}")
+    makedirs(folder)
+    try:
+        with open_file(tmp, mode) as f:
+            yield f
+        if is_url(path):
+            fs, inner = filesystem(path)
+            fs.mv(filesystem(tmp)[1], inner)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        if exists(tmp):
+            if is_url(tmp):
+                fs, inner = filesystem(tmp)
+                fs.rm(inner)
+            else:
+                os.unlink(tmp)
+        raise
+
+
+def atomic_write(path: PathLike, write: Callable[[IO[Any]], None], mode: str = "wb") -> None:
+    with atomic_output(path, mode) as f:
+        write(f)
