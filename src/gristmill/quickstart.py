@@ -48,7 +48,7 @@ class Setting:
     finetune_lr: float | None
 
 
-FULL = Setting(vocab_size=8000, pretrain_steps=800, pretrain_batch=32, pretrain_lr=2e-3, seq_len=128, finetune_epochs=None,
+FULL = Setting(vocab_size=8000, pretrain_steps=3000, pretrain_batch=32, pretrain_lr=2e-3, seq_len=128, finetune_epochs=None,
                finetune_lr=None)
 FAST = Setting(vocab_size=4000, pretrain_steps=40, pretrain_batch=16, pretrain_lr=2e-3, seq_len=128, finetune_epochs=3,
                finetune_lr=None)
