@@ -180,7 +180,7 @@ def main() -> None:
     wanted = [*sizes, *([None] if all_seeds else [])]
     summary = summarise(runs, wanted)
     t0 = time.perf_counter()
-    peer = tfidf_baseline(data, sizes, seeds, all_seeds)
+    peer = tfidf_baseline(data, wanted, seeds, all_seeds)
     times["tfidf"] = round(time.perf_counter() - t0, 1)
 
     from gristmill.train.curve import plot

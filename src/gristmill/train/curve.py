@@ -214,14 +214,16 @@ def run_curve(
     encoded = {split: encode_examples(tokenizer, getattr(data, split), data.spec) for split in ("dev", "test")}
     finished = {(r["per_class"], r["seed"], r["init"]) for r in done}
     total = len(sizes) * len(seeds) * len(INITS)
+    position = sum((size_name(size), seed, init) in finished for size in sizes for seed in seeds for init in INITS)
     for size in sizes:
         for seed in seeds:
             for init in INITS:
                 key = (size_name(size), seed, init)
                 if key in finished:
                     continue
+                position += 1
                 if log:
-                    log(f"[{len(done) + 1}/{total}] per-class {key[0]}, seed {seed}, {init}")
+                    log(f"[{position}/{total}] per-class {key[0]}, seed {seed}, {init}")
                 result = finetune(run, data, cfg, from_scratch=init == "scratch", per_class=size, seed=seed,
                                   tokenizer_dir=tokdir, tokenizer=tokenizer, encoded=encoded)
                 m = result.metrics
