@@ -281,8 +281,7 @@ def plan_shards(spec: InputSpec, staging: Path | None = None, executor: Any = No
                 plan.errors.append(InputError(path, (n_ok or 0) + 1 if n_ok else None, err))
         elif fmt == "parquet":
             try:
-                with storage.open_file(path, "rb") as f:
-                    n = pq.ParquetFile(f).metadata.num_rows
+                n = storage.parquet_file(path).metadata.num_rows
             except Exception as exc:
                 plan.errors.append(InputError(path, None, f"not a readable Parquet file: {exc}"))
                 continue
@@ -373,8 +372,7 @@ def _jsonl_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterat
 
 
 def _parquet_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
-    with storage.open_file(shard.path, "rb") as f:
-        table = pq.read_table(f)
+    table = storage.parquet_file(shard.path).read()
     table = table.slice(shard.start, (shard.stop or 0) - shard.start if shard.stop else None)
     for i, record in enumerate(table.to_pylist(), start=shard.start + 1):
         text = record.get(spec.html_field or spec.text_field)
@@ -527,24 +525,24 @@ def _files_of(folder_or_file: Path | str) -> list[str]:
 def read_documents(folder_or_file: Path | str) -> Iterator[Document]:
     """Read documents back from a gristmill output folder (``OUT/kept``) or one output file."""
     for file in _files_of(folder_or_file):
+        if file.endswith(".parquet"):
+            for batch in storage.parquet_file(file).iter_batches(batch_size=2000):
+                for row in batch.to_pylist():
+                    yield Document.from_row(row)
+            continue
         with storage.open_file(file, "rb") as f:
-            if file.endswith(".parquet"):
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=2000):
-                    for row in batch.to_pylist():
-                        yield Document.from_row(row)
-            else:
-                for line in f:
-                    yield Document.from_row(json.loads(line))
+            for line in f:
+                yield Document.from_row(json.loads(line))
 
 
 def read_texts(folder_or_file: Path | str, text_field: str = "text", batch_size: int = 2000) -> Iterator[list[str]]:
     """Stream batches of texts from a gristmill output folder without building Document objects."""
     for file in _files_of(folder_or_file):
+        if file.endswith(".parquet"):
+            for batch in storage.parquet_file(file).iter_batches(batch_size=batch_size, columns=[text_field]):
+                yield [t for t in batch.column(0).to_pylist() if t]
+            continue
         with storage.open_file(file, "rb") as f:
-            if file.endswith(".parquet"):
-                for batch in pq.ParquetFile(f).iter_batches(batch_size=batch_size, columns=[text_field]):
-                    yield [t for t in batch.column(0).to_pylist() if t]
-                continue
             texts: list[str] = []
             for line in f:
                 texts.append(json.loads(line).get(text_field) or "")

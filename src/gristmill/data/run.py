@@ -344,12 +344,13 @@ def run_pipeline(pipeline: Pipeline, workers: int = 1, resume: bool = False, ove
 
 def count_documents(folder: Path | str) -> int:
     """Documents in a gristmill output folder (local or URL)."""
-    import pyarrow.parquet as pq
-
     n = 0
     for f in output_files(folder):
-        with storage.open_file(f, "rb") as fh:
-            n += pq.ParquetFile(fh).metadata.num_rows if f.endswith(".parquet") else sum(1 for _ in fh)
+        if f.endswith(".parquet"):
+            n += storage.parquet_file(f).metadata.num_rows
+        else:
+            with storage.open_file(f, "rb") as fh:
+                n += sum(1 for _ in fh)
     return n
 
 

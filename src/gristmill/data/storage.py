@@ -55,6 +55,22 @@ def name(path: PathLike) -> str:
     return str(path).rstrip("/").rsplit("/", 1)[-1] if is_url(path) else Path(path).name
 
 
+def parent(path: PathLike) -> str:
+    return str(path).rstrip("/").rsplit("/", 1)[0] if is_url(path) else str(Path(path).parent)
+
+
+def absolute(path: PathLike) -> str:
+    """A URL as it is, a local path made absolute: how manifests name their sources."""
+    return str(path) if is_url(path) else str(Path(path).resolve())
+
+
+def parquet_file(path: PathLike) -> Any:
+    """A ``pyarrow.parquet.ParquetFile``: Arrow's own reader for a local path, an fsspec file for a URL."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(open_file(path, "rb") if is_url(path) else str(path))
+
+
 def open_file(path: PathLike, mode: str = "rb") -> IO[Any]:
     if is_url(path):
         fs, inner = filesystem(path)

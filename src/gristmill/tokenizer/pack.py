@@ -39,6 +39,7 @@ from rich.progress import (
 )
 from tokenizers import Tokenizer
 
+from gristmill.data import storage
 from gristmill.data.executors import make_executor
 from gristmill.data.io import atomic_write_text
 from gristmill.tokenizer.manifest import FORMAT, SPLITS, flag_bytes, token_dtype
@@ -322,7 +323,7 @@ def pack_corpus(input: str | Path | list[str | Path], tokdir: str | Path, out: s
     units = plan_units(files, docs_per_unit)
     config = {"tokenizer_hash": digest, "seq_len": seq_len, "val_fraction": val_fraction, "dtype": dtype,
               "docs_per_unit": docs_per_unit, "text_field": text_field, "id_field": id_field,
-              "files": [[str(f.resolve()), f.stat().st_size] for f in files]}
+              "files": [[storage.absolute(f), storage.size(f)] for f in files]}
     _prepare_output(out, tokdir, config, resume, overwrite)
     tasks = [PackTask(u, str(out), seq_len, val_fraction, dtype, digest, text_field, id_field, workers=workers)
              for u in units]
@@ -357,7 +358,7 @@ def pack_corpus(input: str | Path | list[str | Path], tokdir: str | Path, out: s
         "splits": splits,
         "source": {
             "input": [str(p) for p in ([input] if isinstance(input, (str, Path)) else input)],
-            "files": [str(f.resolve()) for f in files],
+            "files": [storage.absolute(f) for f in files],
             "documents": sum(r["documents"] for r in results),
             "empty_documents": sum(r["empty_documents"] for r in results),
             "run_stats": run_stats(stats_file),

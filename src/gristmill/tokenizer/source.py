@@ -1,9 +1,10 @@
-"""Where the tokenizer reads its corpus: a gristmill output folder, Parquet or JSONL files.
+"""Where the tokenizer reads its corpus: a gristmill output folder, Parquet or JSONL files, local or URLs.
 
 The input is cut into :class:`Unit` objects (a record range of one file) so that packing can spread
 them over processes, resume after a crash and still give the same shards in the same order. Records
 are streamed in batches of ``(id, text)``; nothing here loads a whole file. JSONL goes through the
-foundation's reader (``gristmill.data.io``) so ids and malformed-record handling match ``gristmill run``.
+foundation's reader (``gristmill.data.io``) so ids and malformed-record handling match ``gristmill run``;
+paths may be URLs on any fsspec filesystem, as for ``gristmill run`` (:mod:`gristmill.data.storage`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
-
+from gristmill.data import storage
 from gristmill.data.io import InputSpec, Shard, plan_shards, read_shard, stable_id
 from gristmill.tokenizer.tokdir import TokenizerError
 
@@ -25,21 +25,22 @@ _COMPRESSED = ("", ".gz", ".zst", ".zstd")
 
 @dataclass(frozen=True)
 class Unit:
-    """Records ``[start, stop)`` (0-based) of one input file."""
+    """Records ``[start, stop)`` (0-based) of one input file; for plain JSONL, where record ``start`` begins."""
 
     index: int
     path: str
     format: str
     start: int
     stop: int
+    byte_offset: int | None = None
 
     @property
     def documents(self) -> int:
         return self.stop - self.start
 
 
-def _format(path: Path) -> str | None:
-    name = path.name.lower()
+def _format(path: str | Path) -> str | None:
+    name = storage.name(path).lower()
     if name.endswith(".parquet"):
         return "parquet"
     if any(name.endswith(ext + comp) for ext in _JSONL for comp in _COMPRESSED):
@@ -47,58 +48,63 @@ def _format(path: Path) -> str | None:
     return None
 
 
-def resolve_input(input: str | Path | Sequence[str | Path]) -> tuple[list[Path], Path | None]:
+def resolve_input(input: str | Path | Sequence[str | Path]) -> tuple[list[str], str | None]:
     """The data files of ``input`` and the ``stats.json`` of the gristmill run that made them, if any.
 
     ``input`` is a gristmill output folder (``OUT`` or ``OUT/kept``), a folder of Parquet/JSONL files,
     one such file, or a list of these.
     """
     items = [input] if isinstance(input, (str, Path)) else list(input)
-    files: list[Path] = []
-    stats: Path | None = None
+    files: list[str] = []
+    stats: str | None = None
     for item in items:
-        path = Path(item)
-        if path.is_dir() and (path / "kept").is_dir() and (path / "stats.json").is_file():
-            path = path / "kept"
-        if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".") and _format(p))
+        path = str(item)
+        kept = storage.join(path, "kept")
+        if storage.isdir(path) and storage.isdir(kept) and storage.isfile(storage.join(path, "stats.json")):
+            path = kept
+        if storage.isdir(path):
+            found = [p for p in storage.listdir(path)
+                     if not storage.name(p).startswith(".") and _format(p) and storage.isfile(p)]
             if not found:
                 raise TokenizerError(f"{path} holds no Parquet or JSONL files")
             files.extend(found)
-            candidates = [path / "stats.json", path.parent / "stats.json"]
-        elif path.is_file():
+            candidates = [storage.join(path, "stats.json"), storage.join(storage.parent(path), "stats.json")]
+        elif storage.isfile(path):
             if _format(path) is None:
                 raise TokenizerError(f"{path}: not a Parquet or JSONL(.gz/.zst) file")
             files.append(path)
-            candidates = [path.parent.parent / "stats.json"]
+            candidates = [storage.join(storage.parent(storage.parent(path)), "stats.json")]
         else:
             raise TokenizerError(f"{path}: no such file or directory")
-        stats = stats or next((c for c in candidates if c.is_file()), None)
+        stats = stats or next((c for c in candidates if storage.isfile(c)), None)
     return files, stats
 
 
-def plan_units(files: Sequence[Path], docs_per_unit: int) -> list[Unit]:
+def plan_units(files: Sequence[str | Path], docs_per_unit: int) -> list[Unit]:
     """Cut ``files`` into units of at most ``docs_per_unit`` records, in a deterministic order."""
     units: list[Unit] = []
-    for file in files:
+    for file in map(str, files):
         if _format(file) == "parquet":
             try:
-                n = pq.ParquetFile(file).metadata.num_rows
+                n = storage.parquet_file(file).metadata.num_rows
             except Exception as exc:
                 raise TokenizerError(f"{file}: not a readable Parquet file: {exc}") from None
-        else:
-            plan = plan_shards(InputSpec(paths=[str(file)], format="jsonl", shard_size=1 << 62))
-            if plan.errors:
-                raise TokenizerError("; ".join(str(e) for e in plan.errors))
-            n = (plan.shards[0].stop or 0) if plan.shards else 0
-        for start in range(0, n, docs_per_unit):
-            units.append(Unit(len(units), str(file), _format(file) or "", start, min(n, start + docs_per_unit)))
+            for start in range(0, n, docs_per_unit):
+                units.append(Unit(len(units), file, "parquet", start, min(n, start + docs_per_unit)))
+            continue
+        # The foundation's planner: byte offsets for plain JSONL (a unit seeks to its first record), a line
+        # count for compressed JSONL (a unit decompresses from the start and skips to its records).
+        plan = plan_shards(InputSpec(paths=[file], format="jsonl", shard_size=docs_per_unit))
+        if plan.errors:
+            raise TokenizerError("; ".join(str(e) for e in plan.errors))
+        for shard in plan.shards:
+            units.append(Unit(len(units), file, "jsonl", shard.start, shard.stop or shard.start, shard.byte_offset))
     return units
 
 
 def _parquet_batches(unit: Unit, text_field: str, id_field: str, batch_size: int
                      ) -> Iterator[tuple[list[str], list[Any]]]:
-    pf = pq.ParquetFile(unit.path)
+    pf = storage.parquet_file(unit.path)
     names = pf.schema_arrow.names
     if text_field not in names:
         raise TokenizerError(f"{unit.path} has no {text_field!r} column (columns: {', '.join(names)})")
@@ -132,7 +138,7 @@ def _jsonl_batches(unit: Unit, text_field: str, id_field: str, batch_size: int
     spec = InputSpec(paths=[unit.path], format="jsonl", text_field=text_field, id_field=id_field)
     ids: list[str] = []
     texts: list[Any] = []
-    for doc in read_shard(Shard(unit.path, "jsonl", unit.index, unit.start, unit.stop), spec):
+    for doc in read_shard(Shard(unit.path, "jsonl", unit.index, unit.start, unit.stop, unit.byte_offset), spec):
         ids.append(doc.id)
         # A malformed record (bad JSON, no text) counts as an empty document rather than stopping the pack.
         texts.append(None if doc.reason and doc.reason != "input:empty_text" else doc.text)
@@ -152,13 +158,13 @@ def read_unit(unit: Unit, text_field: str = "text", id_field: str = "id", batch_
         yield from _jsonl_batches(unit, text_field, id_field, batch_size)
 
 
-def run_stats(stats_file: Path | None) -> dict[str, Any] | None:
+def run_stats(stats_file: str | Path | None) -> dict[str, Any] | None:
     """The totals of the gristmill run that made the corpus (``OUT/stats.json``), if there is one."""
     if stats_file is None:
         return None
     try:
-        data = json.loads(stats_file.read_text(encoding="utf-8"))
+        data = json.loads(storage.read_bytes(stats_file))
     except (OSError, json.JSONDecodeError):
         return None
-    return {"file": str(stats_file.resolve()), "totals": data.get("totals"),
+    return {"file": storage.absolute(stats_file), "totals": data.get("totals"),
             "input_paths": data.get("input", {}).get("paths")}
