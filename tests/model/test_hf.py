@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 from pathlib import Path
@@ -14,9 +13,9 @@ from gristmill.model.config import ModelConfig
 from gristmill.model.hf import HFError, export_hf, import_hf
 from gristmill.model.transformer import MaskedLM
 from gristmill.train.checkpoint import load_run, save_run_weights
+from tests.sample import write_sample_head
 
 transformers = pytest.importorskip("transformers")
-SAMPLE = Path(__file__).resolve().parents[2] / "sample" / "corpus.jsonl.gz"
 TEXTS = ["The package provides a command line tool for the system.", "Python documentation: the re module."]
 
 
@@ -25,12 +24,7 @@ def tokdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gristmill.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("hf-tok")
-    docs = root / "docs.jsonl"
-    with gzip.open(SAMPLE, "rt", encoding="utf-8") as f, open(docs, "w", encoding="utf-8") as g:
-        for i, line in enumerate(f):
-            if i >= 200:
-                break
-            g.write(line)
+    docs = write_sample_head(root / "docs.jsonl", 200)
     return train_tokenizer(docs, root / "tok", vocab_size=600, show_progress=False)
 
 

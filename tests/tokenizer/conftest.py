@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gristmill.tokenizer import train_tokenizer
+from tests.sample import SAMPLE
 
-SAMPLE = Path(__file__).resolve().parents[2] / "sample" / "corpus.jsonl.gz"
 CHINESE = [
     "我爱北京天安门。今天天气很好，我们去公园散步。",
     "自然语言处理是人工智能的一个重要方向。",

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import pytest
 import torch
+from tests.sample import write_sample_head
 
 from gristmill.model.config import ModelConfig
-
-SAMPLE = Path(__file__).resolve().parents[2] / "sample" / "corpus.jsonl.gz"
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +17,7 @@ def pretrain_tokens(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from gristmill.tokenizer import pack_corpus, train_tokenizer
 
     root = tmp_path_factory.mktemp("pretrain-data")
-    docs = root / "docs.jsonl"
-    with gzip.open(SAMPLE, "rt", encoding="utf-8") as f, open(docs, "w", encoding="utf-8") as g:
-        for i, line in enumerate(f):
-            if i >= 300:
-                break
-            g.write(line)
+    docs = write_sample_head(root / "docs.jsonl", 300)
     tok = train_tokenizer(docs, root / "tok", vocab_size=1000, show_progress=False)
     pack_corpus(docs, tok, root / "tokens", seq_len=32, val_fraction=0.1)
     return root / "tokens"

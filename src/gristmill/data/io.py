@@ -513,7 +513,7 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 
 def output_files(folder: Path | str) -> list[str]:
     """The data files of a gristmill output folder, local or URL, in order (temporary files excluded)."""
-    return [p for p in storage.listdir(folder)
+    return [p for p in storage.listdir(folder, files_only=True)
             if p.endswith((".parquet", ".jsonl")) and not storage.name(p).startswith(".")]
 
 

@@ -24,20 +24,11 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from gristmill.data import storage
@@ -55,6 +46,7 @@ from gristmill.data.io import (
     write_documents,
 )
 from gristmill.data.pipeline import CorpusStep, Step, StepStats, batched, run_steps, split_stages
+from gristmill.progress import progress_bar
 
 QUARANTINE_EXIT = 3
 
@@ -212,7 +204,7 @@ class Pipeline:
     def _prepare_output(self, out: str, work: Path, resume: bool, overwrite: bool) -> None:
         recipe_file = work / "recipe.json"
         fingerprint = json.dumps(self.fingerprint(), sort_keys=True, default=str)
-        separate_work = not work.is_relative_to(out) if not storage.is_url(out) else True
+        separate_work = storage.is_url(out) or not work.is_relative_to(out)
         if storage.listdir(out):
             if overwrite:
                 storage.remove_tree(out)
@@ -248,9 +240,7 @@ class Pipeline:
             offsets.append(offsets[-1] + len(stage))
         n_total = sum((s.stop - s.start) for s in plan.shards if s.stop is not None) or None
         docs_in = kept = rejected = 0
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                      console=console, disable=not show, transient=False) as bar:
+        with progress_bar(show, console) as bar:
             for s_idx, stage_steps in enumerate(stages, start=1):
                 last = s_idx == len(stages)
                 kept_dir = storage.join(out, "kept") if last else str(work / f"stage{s_idx}" / "kept")
@@ -352,8 +342,3 @@ def count_documents(folder: Path | str) -> int:
             with storage.open_file(f, "rb") as fh:
                 n += sum(1 for _ in fh)
     return n
-
-
-def ids_in(folders: Sequence[Path | str]) -> list[str]:
-    """The ids of every document in gristmill output folders, in file order."""
-    return [d.id for folder in folders if storage.isdir(folder) for d in read_documents(folder)]

@@ -35,14 +35,17 @@ def filesystem(path: PathLike) -> tuple[Any, str]:
     return fsspec.core.url_to_fs(str(path))
 
 
-def _full(fs: Any, path: str) -> str:
-    """The URL again for a path within ``fs`` (fsspec's listings drop the protocol)."""
-    return fs.unstrip_protocol(path)
-
-
 def _under(base: str, inner_base: str, inner: str) -> str:
     """``inner`` (a path within the filesystem, below ``inner_base``) spelled as a URL below ``base``."""
     return base.rstrip("/") + "/" + inner[len(inner_base.rstrip("/")):].lstrip("/")
+
+
+def _on(path: PathLike, remote: str, local: Callable[[str], Any], *args: Any, **kwargs: Any) -> Any:
+    """``fs.<remote>(inner path, ...)`` for a URL, ``local(path)`` for a local path."""
+    if is_url(path):
+        fs, inner = filesystem(path)
+        return getattr(fs, remote)(inner, *args, **kwargs)
+    return local(str(path))
 
 
 def join(base: PathLike, *parts: str) -> str:
@@ -72,38 +75,23 @@ def parquet_file(path: PathLike) -> Any:
 
 
 def open_file(path: PathLike, mode: str = "rb") -> IO[Any]:
-    if is_url(path):
-        fs, inner = filesystem(path)
-        return fs.open(inner, mode)
-    return open(path, mode)  # noqa: SIM115
+    return _on(path, "open", lambda p: open(p, mode), mode)  # noqa: SIM115
 
 
 def exists(path: PathLike) -> bool:
-    if is_url(path):
-        fs, inner = filesystem(path)
-        return fs.exists(inner)
-    return os.path.exists(path)
+    return bool(_on(path, "exists", os.path.exists))
 
 
 def isdir(path: PathLike) -> bool:
-    if is_url(path):
-        fs, inner = filesystem(path)
-        return fs.isdir(inner)
-    return os.path.isdir(path)
+    return bool(_on(path, "isdir", os.path.isdir))
 
 
 def isfile(path: PathLike) -> bool:
-    if is_url(path):
-        fs, inner = filesystem(path)
-        return fs.isfile(inner)
-    return os.path.isfile(path)
+    return bool(_on(path, "isfile", os.path.isfile))
 
 
 def size(path: PathLike) -> int:
-    if is_url(path):
-        fs, inner = filesystem(path)
-        return int(fs.size(inner))
-    return os.path.getsize(path)
+    return int(_on(path, "size", os.path.getsize))
 
 
 def read_bytes(path: PathLike) -> bytes:
@@ -111,20 +99,33 @@ def read_bytes(path: PathLike) -> bytes:
         return f.read()
 
 
-def glob(pattern: str) -> list[str]:
-    """Sorted matches of a glob pattern (``**`` recursive), local or URL."""
-    if is_url(pattern):
-        fs, inner = filesystem(pattern)
-        return sorted(_full(fs, p) for p in fs.glob(inner))
-    import glob as _glob
+def makedirs(folder: PathLike) -> None:
+    _on(folder, "makedirs", lambda p: Path(p).mkdir(parents=True, exist_ok=True), exist_ok=True)
 
-    return sorted(_glob.glob(pattern, recursive=True))
+
+def remove(path: PathLike) -> None:
+    _on(path, "rm", os.unlink)
+
+
+def remove_tree(folder: PathLike) -> None:
+    if exists(folder):
+        _on(folder, "rm", lambda p: shutil.rmtree(p, ignore_errors=True), recursive=True)
 
 
 def has_magic(pattern: str) -> bool:
     import glob as _glob
 
     return _glob.has_magic(pattern)
+
+
+def glob(pattern: str) -> list[str]:
+    """Sorted matches of a glob pattern (``**`` recursive), local or URL."""
+    if is_url(pattern):
+        fs, inner = filesystem(pattern)
+        return sorted(fs.unstrip_protocol(p) for p in fs.glob(inner))
+    import glob as _glob
+
+    return sorted(_glob.glob(pattern, recursive=True))
 
 
 def files_under(folder: PathLike) -> list[str]:
@@ -135,42 +136,29 @@ def files_under(folder: PathLike) -> list[str]:
     return sorted(str(p) for p in Path(folder).rglob("*") if p.is_file())
 
 
-def listdir(folder: PathLike) -> list[str]:
-    """Entries directly in ``folder`` (full paths or URLs), sorted; empty when it does not exist."""
+def listdir(folder: PathLike, files_only: bool = False) -> list[str]:
+    """Entries directly in ``folder`` (full paths or URLs), sorted; empty when it does not exist.
+
+    ``files_only`` drops folders, from the same listing (one request on an object store, not one per entry).
+    """
     if is_url(folder):
         fs, inner = filesystem(folder)
         if not fs.isdir(inner):
             return []
-        return sorted(_under(str(folder), inner, p) for p in fs.ls(inner, detail=False)
-                      if p.rstrip("/") != inner.rstrip("/"))
-    folder = Path(folder)
-    return sorted(str(p) for p in folder.iterdir()) if folder.is_dir() else []
-
-
-def makedirs(folder: PathLike) -> None:
-    if is_url(folder):
-        fs, inner = filesystem(folder)
-        fs.makedirs(inner, exist_ok=True)
-    else:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-
-
-def remove_tree(folder: PathLike) -> None:
-    if is_url(folder):
-        fs, inner = filesystem(folder)
-        if fs.exists(inner):
-            fs.rm(inner, recursive=True)
-    else:
-        shutil.rmtree(folder, ignore_errors=True)
+        entries = fs.ls(inner, detail=True)
+        return sorted(_under(str(folder), inner, e["name"]) for e in entries
+                      if e["name"].rstrip("/") != inner.rstrip("/") and not (files_only and e["type"] != "file"))
+    local = Path(folder)
+    if not local.is_dir():
+        return []
+    return sorted(str(p) for p in local.iterdir() if not files_only or p.is_file())
 
 
 @contextmanager
 def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
     """A file object whose content appears at ``path`` only once the block finishes without error."""
-    path = str(path)
-    folder, base = (path.rstrip("/").rsplit("/", 1) if is_url(path) else (str(Path(path).parent), Path(path).name))
-    tmp = join(folder, f".{base}.tmp-{os.getpid()}")
-    makedirs(folder)
+    tmp = join(parent(path), f".{name(path)}.tmp-{os.getpid()}")
+    makedirs(parent(path))
     try:
         with open_file(tmp, mode) as f:
             yield f
@@ -181,11 +169,7 @@ def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
             os.replace(tmp, path)
     except BaseException:
         if exists(tmp):
-            if is_url(tmp):
-                fs, inner = filesystem(tmp)
-                fs.rm(inner)
-            else:
-                os.unlink(tmp)
+            remove(tmp)
         raise
 
 

@@ -431,15 +431,7 @@ def _stream(
 
     Malformed lines become error records in place, so the output has one line per input line, in order.
     """
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from gristmill.progress import progress_bar
 
     if window < 1:
         raise PredictError(f"window must be at least 1, got {window}")
@@ -467,10 +459,8 @@ def _stream(
         pending.clear()
 
     try:
-        with source, Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TextColumn("lines"),
-                              TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
-                              disable=not progress) as bar:
-            task = bar.add_task("predict", total=total)
+        with source, progress_bar(progress) as bar:
+            task = bar.add_task("predict", total=total, rate="lines")
             for item in iter_records(source, check):
                 pending.append(item)
                 if len(pending) >= window:

@@ -29,19 +29,12 @@ from typing import IO, Any
 import numpy as np
 import xxhash
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from tokenizers import Tokenizer
 
 from gristmill.data import storage
 from gristmill.data.executors import make_executor
 from gristmill.data.io import atomic_write_text
+from gristmill.progress import progress_bar
 from gristmill.tokenizer.manifest import FORMAT, SPLITS, flag_bytes, token_dtype
 from gristmill.tokenizer.source import Unit, plan_units, read_unit, resolve_input, run_stats
 from gristmill.tokenizer.tokdir import TokenizerError, load_tokenizer, special_ids, tokenizer_hash
@@ -331,8 +324,7 @@ def pack_corpus(input: str | Path | list[str | Path], tokdir: str | Path, out: s
     executor = make_executor("local", workers)
     console = console or Console(stderr=True)
     try:
-        with Progress(TextColumn("tokenize"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-                      TimeElapsedColumn(), TimeRemainingColumn(), console=console, disable=not progress) as bar:
+        with progress_bar(progress, console) as bar:
             task_id = bar.add_task("tokenize", total=sum(u.documents for u in units), rate="")
             tokens = 0
             for res in executor.map(pack_unit, tasks):

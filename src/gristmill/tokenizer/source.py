@@ -63,8 +63,7 @@ def resolve_input(input: str | Path | Sequence[str | Path]) -> tuple[list[str], 
         if storage.isdir(path) and storage.isdir(kept) and storage.isfile(storage.join(path, "stats.json")):
             path = kept
         if storage.isdir(path):
-            found = [p for p in storage.listdir(path)
-                     if not storage.name(p).startswith(".") and _format(p) and storage.isfile(p)]
+            found = [p for p in storage.listdir(path, files_only=True) if not storage.name(p).startswith(".") and _format(p)]
             if not found:
                 raise TokenizerError(f"{path} holds no Parquet or JSONL files")
             files.extend(found)

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 
 from gristmill.model.config import ModelConfig
 from gristmill.model.transformer import MaskedLM
+from gristmill.progress import progress_bar
 from gristmill.train import checkpoint as ckpt
 from gristmill.train.masking import MaskingSpec, MaskNoise, apply_mask, draw_noise, nsp_pairs
 from gristmill.train.metrics import MetricsLog, plot_loss, truncate_metrics
@@ -447,7 +448,9 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
         if latest is not None:
             log.log({"kind": "resumed", "step": state.step, "tokens": state.tokens, "world_size": world.world,
                      "checkpoint": latest.name})
-    bar = _progress(cfg, state.step, world.main)
+    bar = progress_bar(cfg.progress and world.main)
+    bar_task = bar.add_task("pretrain", total=cfg.steps, completed=state.step, rate="")
+    bar.start()
     history: list[dict[str, Any]] = []
     window_loss, window_steps, window_tokens, window_seconds = 0.0, 0, 0, 0.0
     started = time.perf_counter()
@@ -507,8 +510,7 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
             window_loss += step_loss
             window_steps += 1
             window_tokens += G * seq_len
-            if bar is not None:
-                bar.update(1)
+            bar.update(bar_task, advance=1)
             if state.step % cfg.log_every == 0 or state.step == cfg.steps:
                 row = {"kind": "train", "step": state.step, "tokens": state.tokens,
                        "loss": window_loss / window_steps, "lr": lr, "grad_norm": grad_norm,
@@ -517,8 +519,7 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
                 history.append(row)
                 if log is not None:
                     log.log(row)
-                if bar is not None:
-                    bar.set_postfix(loss=f"{row['loss']:.3f}", tok_s=f"{row['tokens_per_s']:,.0f}", refresh=False)
+                bar.update(bar_task, rate=f"loss {row['loss']:.3f}  {row['tokens_per_s']:,.0f} tokens/s")
                 window_loss, window_steps, window_tokens, window_seconds = 0.0, 0, 0, 0.0
             if val is not None and cfg.eval_every and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
                 last_eval = evaluate(model, val, spec, config.pad_id, world, micro, cfg.eval_batches * G,
@@ -533,8 +534,7 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
                                "seq_len": seq_len, "loss": step_loss}
                 ckpt.save_checkpoint(run, model, optimizer, scheduler, state, cfg.keep)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.stop()
         if log is not None:
             log.close()
             plot_loss(run)
@@ -549,11 +549,3 @@ def diverged_message(step: int, loss: float, grad_norm: float, lr: float, run: P
     advice = (f"The last good checkpoint is {good} (continue with --resume, perhaps with a lower --lr"
               f"{' or without --bf16' if bf16 else ''})." if good is not None else "No checkpoint was written yet.")
     return f"the {what} became {value} at step {step} (lr {lr:.3g}); training stopped without saving. {advice}"
-
-
-def _progress(cfg: PretrainConfig, initial: int, main: bool) -> Any:
-    if not (cfg.progress and main):
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=cfg.steps, initial=initial, unit="step", dynamic_ncols=True, desc="pretrain")
