@@ -11,13 +11,16 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+from gristmill.errors import GristmillError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference.")
 console = Console(stderr=True, soft_wrap=True)
 
 
-class UserError(Exception):
+class UserError(GristmillError):
     """An error the user can fix; printed as a message, never as a traceback."""
 
 
@@ -100,6 +103,6 @@ _register_package_commands()
 def main() -> None:
     try:
         app()
-    except UserError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+    except GristmillError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)

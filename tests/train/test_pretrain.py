@@ -236,3 +236,14 @@ def test_command_line_verbs(tokens, model_config, tmp_path, monkeypatch):
     diverged = cli.invoke(app, args[:4] + [str(tmp_path / "r3")] + args[5:])
     assert diverged.exit_code == 3
     assert "inf" in text(diverged) and "No checkpoint" in text(diverged)
+
+
+def test_without_tensorboard_the_run_says_so_once_and_records_it(tokens, model_config, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "tensorboard", None)  # as on an install without the extra
+    run = tmp_path / "run"
+    pretrain(config(tokens, run, model_config, steps=4, tensorboard=True))
+    assert json.loads((run / "train.json").read_text())["tensorboard"] is False
+    assert not (run / "tensorboard").exists()
+    assert (run / "metrics.jsonl").exists() and (run / "loss.png").exists()
+    err = capsys.readouterr().err
+    assert err.count("tensorboard is not installed") == 1 and 'gristmill[tensorboard]' in err

@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 
+from gristmill.errors import require_extra
 from gristmill.serve.predict import BACKENDS, QUANTIZE
 
 
@@ -29,6 +30,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     except ImportError:  # transformers is an optional dependency
         pass
     return tuple(errors)
+
+
+ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
+"""What ONNX export and the onnx backend import (the ``serve`` extra)."""
 
 
 def _log(message: str) -> None:
@@ -91,6 +96,8 @@ def register(app: typer.Typer) -> None:
 
         _choice(backend, BACKENDS, "--backend")
         _choice(quantize, QUANTIZE, "--quantize")
+        if backend == "onnx":
+            require_extra("serve", "--backend onnx", *ONNX_MODULES)
         _threads(threads)
         try:
             if task_type_of(model) == "token" and backend == "torch":
@@ -132,6 +139,10 @@ def register(app: typer.Typer) -> None:
         _choice(format, ("onnx", "hf"), "--format")
         _threads(threads)
         _choice(quantize, QUANTIZE, "--quantize")
+        if format == "hf":
+            require_extra("hf", "export --format hf", "transformers")
+        else:
+            require_extra("serve", "export --format onnx", *ONNX_MODULES)
         if out.exists() and any(out.iterdir()) and not overwrite:
             raise _fail(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
         is_classifier = (model / "task.json").is_file()
@@ -179,11 +190,14 @@ def register(app: typer.Typer) -> None:
         log_level: str = typer.Option("info", "--log-level"),
     ) -> None:
         """Serve a model over HTTP (FastAPI + uvicorn) until SIGTERM or Ctrl-C; OpenAPI schema at /docs."""
+        require_extra("serve", "gristmill serve", "fastapi", "uvicorn", "pydantic")
         from gristmill.serve.predict import MaskFiller, is_mlm_run, load_classifier
         from gristmill.serve.server import Limits, classifier_engine, fill_mask_engine, run_server
 
         _choice(backend, BACKENDS, "--backend")
         _choice(quantize, QUANTIZE, "--quantize")
+        if backend == "onnx":
+            require_extra("serve", "--backend onnx", *ONNX_MODULES)
         for name, value in (("--batch-size", batch_size), ("--max-batch", max_batch), ("--max-texts", max_texts),
                             ("--max-body-bytes", max_body_bytes)):
             if value < 1:

@@ -13,6 +13,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from gristmill.errors import require_extra
+
 console = Console(stderr=True)
 
 
@@ -154,6 +156,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite"),
     ) -> None:
         """Turn a local BERT checkpoint into a gristmill run (to continue pretraining or fine-tune)."""
+        require_extra("hf", "import-hf", "transformers")
         from gristmill.model.config import ConfigError
         from gristmill.model.hf import HFError, import_hf
 

@@ -3,12 +3,14 @@
 ``metrics.jsonl`` has one JSON object per logging step. Training rows: ``kind="train"``, step, tokens,
 loss, lr, grad_norm, tokens_per_s, elapsed_s. Evaluation rows: ``kind="eval"``, step, tokens, loss,
 accuracy (masked tokens), perplexity, elapsed_s. A stopped run adds ``kind="stopped"`` with the reason.
-TensorBoard logs go to ``RUN/tensorboard`` when the ``tensorboard`` package is installed. This module
-writes and plots; it does not compute anything the loop needs.
+TensorBoard logs go to ``RUN/tensorboard`` when the ``tensorboard`` package is installed (the
+``tensorboard`` extra, part of ``dev``); without it the run says so once and records ``"tensorboard": false``
+in ``train.json``. This module writes and plots; it does not compute anything the loop needs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -44,6 +46,14 @@ def truncate_metrics(run_dir: Path, after_step: int) -> None:
     os.replace(tmp, path)
 
 
+def tensorboard_available() -> bool:
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+TENSORBOARD_MISSING = ('tensorboard is not installed: metrics go to metrics.jsonl and loss.png only '
+                       '(pip install "gristmill[tensorboard]")')
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN/inf; write them as null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -58,13 +68,10 @@ class MetricsLog:
         self.run_dir = Path(run_dir)
         self.file = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (lives with the run)
         self.tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional
-                self.tb = None
-            else:
-                self.tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        if tensorboard:  # the caller has checked tensorboard_available(): a failure here is a bug
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
 
     def log(self, row: dict[str, Any]) -> None:
         clean = {k: _finite(v) for k, v in row.items()}

