@@ -1,6 +1,8 @@
+import gzip
 import json
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from gristmill.data import Document, InputSpec, OutputSpec, Pipeline, StepStats, build_step, read_documents
@@ -68,14 +70,23 @@ def test_python_api_matches_recipe(tmp_path: Path) -> None:
     assert (ra.kept, ra.rejected) == (rb.kept, rb.rejected)
 
 
-SHARED_CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "corpus" / "docs.jsonl.gz"
+REPO = Path(__file__).resolve().parents[2]
+REAL_CORPORA = [REPO / "sample" / "corpus.jsonl.gz", REPO.parent / "shared" / "data" / "corpus" / "docs.jsonl.gz"]
 
 
-@pytest.mark.skipif(not SHARED_CORPUS.exists(), reason="shared corpus not present")
-def test_shared_corpus_trivial_recipe_accounts_for_everything(tmp_path: Path) -> None:
-    pipe = Pipeline(InputSpec(paths=[str(SHARED_CORPUS)]), [build_step("length", {"min_chars": 100})], OutputSpec(str(tmp_path / "o")))
+@pytest.mark.parametrize("corpus", REAL_CORPORA, ids=["sample", "shared"])
+def test_real_corpus_trivial_recipe_accounts_for_everything(tmp_path: Path, corpus: Path) -> None:
+    if not corpus.exists():
+        pytest.skip(f"{corpus} not present (the bundled sample always is)")
+    with gzip.open(corpus, "rt", encoding="utf-8") as f:
+        lines = sum(1 for line in f if line.strip())
+    pipe = Pipeline(InputSpec(paths=[str(corpus)]), [build_step("length", {"min_chars": 100})], OutputSpec(str(tmp_path / "o")))
     result = pipe.run(workers=2, progress=False)
-    assert result.docs_in == 34740 == result.kept + result.rejected
+    assert result.docs_in == lines == result.kept + result.rejected
+    assert result.kept > 0 and result.rejected > 0
+    kept = pq.read_table(tmp_path / "o" / "kept", columns=["id"]).column("id").to_pylist()
+    rejected = pq.read_table(tmp_path / "o" / "rejected", columns=["id"]).column("id").to_pylist()
+    assert len(set(kept) | set(rejected)) == len(kept) + len(rejected)
 
 
 def test_output_loads_with_hf_datasets(tmp_path: Path) -> None:

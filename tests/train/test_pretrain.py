@@ -67,7 +67,8 @@ def test_run_layout_learning_and_fill_mask(tokens, model_config, tmp_path):
     assert train[0]["loss"] > 6.5 and train[-1]["loss"] < train[0]["loss"] - 0.6
     assert evals[-1]["loss"] < evals[0]["loss"]
     model, cfg, tokdir = load_run(run)
-    assert cfg.hidden_size == 32 and cfg.dropout == 0.1 and not model.training  # pretrained without dropout and (tokdir / "tokenizer.json").exists()
+    assert cfg.hidden_size == 32 and cfg.dropout == 0.1 and not model.training  # pretrained without dropout
+    assert (tokdir / "tokenizer.json").exists()
     predictions = fill_mask(run, "the [MASK] package provides a library", top_k=3)
     assert len(predictions) == 1 and len(predictions[0]) == 3
     assert predictions[0][0]["probability"] >= predictions[0][1]["probability"]
