@@ -72,3 +72,13 @@ def test_language_step_works_straight_after_install():
 
     check_installed()
     assert identify("Der schnelle braune Fuchs springt über den faulen Hund.")[0] == "de"
+
+
+def test_version_and_markup_in_user_strings(monkeypatch, capsys, tmp_path):
+    from gristmill import __version__
+
+    code, output = run_main(monkeypatch, capsys, "--version")
+    assert code == 0 and output.strip() == f"gristmill {__version__}"
+    for name in ("a[/]b.yaml", "[red]x.yaml"):
+        code, output = run_main(monkeypatch, capsys, "run", tmp_path / name)
+        assert code == 2 and name in output and "Traceback" not in output

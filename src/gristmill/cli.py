@@ -25,8 +25,24 @@ class UserError(GristmillError):
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from gristmill import __version__
+
+        typer.echo(f"gristmill {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print gristmill's version and exit."),
+) -> None:
+    """gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference."""
 
 
 @app.command()
