@@ -327,6 +327,9 @@ def require_complete(path: PathLike, allow_incomplete: bool = False) -> None:
     here = str(path)
     for _ in range(3):
         marker = read_marker(here) if isdir(here) else None
+        if marker is None and isfile(join(here, "_work", "recipe.json")):
+            # A run output made before markers: stats.json is written last, when the run completes.
+            marker = {"kind": "run", "complete": isfile(join(here, "stats.json"))}
         if marker is not None:
             if not marker.get("complete"):
                 raise OutputError(f"{here} is an unfinished gristmill {marker.get('kind')} output (killed or still "
