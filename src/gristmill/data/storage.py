@@ -287,10 +287,14 @@ def removable(folder: PathLike, kind: str, legacy: tuple[str, ...] = ()) -> None
         raise OutputError(f"{folder} holds a gristmill {found} output, not a {kind} output; refusing to delete it")
 
 
-def remove_output(folder: PathLike, kind: str, legacy: tuple[str, ...] = ()) -> None:
+def remove_output(folder: PathLike, kind: str, legacy: tuple[str, ...] = (), whole: bool = False) -> None:
     """The one place that deletes an output folder (``--overwrite``): its content goes, the folder and its
-    lock stay. Only a folder whose marker (or ``legacy`` files) shows that gristmill made it as ``kind``."""
+    lock stay (``whole``: the folder goes too, for a verb that renames a finished folder into place).
+    Only a folder whose marker (or ``legacy`` files) shows that gristmill made it as ``kind``."""
     removable(folder, kind, legacy)
+    if whole:
+        _on(folder, "rm", shutil.rmtree, recursive=True)
+        return
     for entry in listdir(folder):
         if name(entry) == LOCK:
             continue
