@@ -21,6 +21,7 @@ import gzip
 import io
 import json
 import os
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,14 +304,91 @@ def _bad(spec_path: str, line: int, rule: str, raw: str, detail: str) -> Documen
     return doc
 
 
+MAX_DEPTH = 100
+"""Deepest JSON nesting a record may have: deeper ones are rejected (``input:too_deep``), never parsed into
+structures that later steps and writers would recurse through."""
+INT64 = (-(1 << 63), (1 << 63) - 1)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        else:
+            yield item
+
+
+def record_problem(raw: bytes, record: Any) -> tuple[str, str] | None:
+    """(rule, detail) when a parsed JSONL record cannot be carried to the output, else None.
+
+    Checks what the JSON parser accepts but a writer or a later step cannot handle: nesting deeper than
+    :data:`MAX_DEPTH`, lone surrogates (``"\\ud800"``, not encodable as UTF-8) and integers beyond 64 bits.
+    Each check starts with a cheap look at the raw bytes, so an ordinary record costs three scans in C.
+    """
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(record) > MAX_DEPTH:
+        return "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels"
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode()
+            return "invalid_unicode", f"lone surrogate {bad} (not encodable as UTF-8)"
+    if _LONG_NUMBER.search(raw):
+        for item in _walk(record):
+            if isinstance(item, int) and not isinstance(item, bool) and not INT64[0] <= item <= INT64[1]:
+                return "int_out_of_range", f"integer {str(item)[:30]}{'...' if len(str(item)) > 30 else ''} does not fit in 64 bits"
+    return None
+
+
+def normalize_id(raw: Any) -> str | None:
+    """A document id as a string: strings as they are, integers (and integral floats) in decimal.
+
+    None (use a stable id) for a missing, empty or NaN id. Raises ``ValueError`` for ids that are not
+    names at all (booleans, lists, objects), so that ``12``, ``12.0`` and ``"12"`` are the same id everywhere.
+    """
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bool):
+        raise ValueError(f"id {raw!r} is a boolean")
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, float):
+        if raw != raw:
+            return None
+        return str(int(raw)) if raw.is_integer() else repr(raw)
+    raise ValueError(f"id {json.dumps(raw)[:60]} is not a string or a number")
+
+
 def record_to_document(
     record: Any, path: str, line: int, spec: InputSpec, extract_html: Any = None
 ) -> Document:
     """Validate one parsed record; a record that is not a usable document comes back rejected."""
     if not isinstance(record, dict):
         return _bad(path, line, "invalid_json", json.dumps(record)[:1000], "record is not a JSON object")
-    raw_id = record.get(spec.id_field)
-    doc_id = str(raw_id) if raw_id not in (None, "") else stable_id(path, line)
+    try:
+        doc_id = normalize_id(record.get(spec.id_field)) or stable_id(path, line)
+    except ValueError as exc:
+        return _bad(path, line, "invalid_id", json.dumps(record, ensure_ascii=False)[:1_000_000], str(exc))
     if spec.html_field:
         html = record.get(spec.html_field)
         if not isinstance(html, str):
@@ -367,6 +445,16 @@ def _jsonl_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterat
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield _bad(path, lineno, "invalid_json", line, f"invalid JSON: {exc.msg} at column {exc.colno}")
+                continue
+            except RecursionError:
+                yield _bad(path, lineno, "too_deep", line, f"JSON nested deeper than {MAX_DEPTH} levels")
+                continue
+            except ValueError as exc:  # an integer of more than 4,300 digits
+                yield _bad(path, lineno, "int_out_of_range", line, str(exc).split(";")[0])
+                continue
+            problem = record_problem(raw, record)
+            if problem:
+                yield _bad(path, lineno, problem[0], line, problem[1])
                 continue
             yield record_to_document(record, path, lineno, spec, extract_html)
 
@@ -475,6 +563,15 @@ def read_shard(shard: Shard, spec: InputSpec) -> Iterator[Document]:
 # ---------------------------------------------------------------------------------------------- writers
 
 
+def _parquet_can_write(kind: pa.DataType) -> bool:
+    """False for types Parquet refuses: a struct without fields (``{}`` in metadata), at any depth."""
+    if pa.types.is_struct(kind):
+        return kind.num_fields > 0 and all(_parquet_can_write(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _parquet_can_write(kind.value_type)
+    return True
+
+
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
     keys: dict[str, None] = {"id": None, "text": None}
     for row in rows:
@@ -486,8 +583,11 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     for key, values in columns.items():
         try:
             arrays[key] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-            # Mixed types in free metadata: keep the information as JSON text rather than fail the shard.
+            if not _parquet_can_write(arrays[key].type):
+                raise TypeError(f"{arrays[key].type} has an empty struct")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            # Mixed types, empty objects or huge integers in free metadata: keep the information as JSON text
+            # rather than fail the shard.
             arrays[key] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values], pa.string())
         if pa.types.is_null(arrays[key].type):
             arrays[key] = arrays[key].cast(pa.string())

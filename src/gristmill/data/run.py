@@ -25,6 +25,7 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from gristmill.data import storage
 from gristmill.data.document import Document
 from gristmill.data.executors import Executor, make_executor
 from gristmill.data.fingerprint import InputChanged, check_inputs_unchanged, input_fingerprints
+from gristmill.data.idcheck import count_repeated_ids, write_id_hashes
 from gristmill.data.io import (
     InputError,
     InputSpec,
@@ -111,6 +113,10 @@ def _done_marker(work_dir: str | Path, stage: int, index: int) -> Path:
     return Path(work_dir) / f"stage{stage}" / "done" / f"{index:05d}.json"
 
 
+def _ids_file(work_dir: str | Path, index: int) -> Path:
+    return Path(work_dir) / "stage1" / "ids" / f"{index:05d}.npy"
+
+
 def _step_workdir(work_dir: str | Path, stage: int, step_pos: int, step: Step) -> Path:
     return Path(work_dir) / f"stage{stage}" / f"{step_pos:02d}-{step.name}"
 
@@ -141,6 +147,8 @@ def run_shard_task(task: ShardTask) -> ShardResult:
         kept_all.extend(kept)
         rejected_all.extend(rejected)
     assert n_in == len(kept_all) + len(rejected_all), "a document was lost"
+    if task.stage == 1:
+        write_id_hashes([d.id for d in chain(kept_all, rejected_all)], _ids_file(task.work_dir, task.index))
     input_stats.docs_in = n_in
     input_stats.docs_out = n_in - sum(input_stats.rejected.values())
     if kept_all:
@@ -318,10 +326,15 @@ class Pipeline:
                 kept = stage_kept
         # Also when a later stage had nothing left to read: OUT/kept always exists.
         storage.makedirs(storage.join(out, "kept"))
+        repeated = count_repeated_ids(sorted((work / "stage1" / "ids").glob("*.npy")))
+        if repeated:
+            console.print(f"[yellow]warning:[/] {repeated:,} input documents have an id that another input document "
+                          "already has (ids compare as strings: 12 and \"12\" are one id); give every record its own "
+                          "id, or drop the id field and gristmill derives one from file and line")
         seconds = time.perf_counter() - t0
         stats_json = {
             "input": {"paths": self.input.paths, **input_stats.to_json(),
-                      "errors": [str(e) for e in plan.errors]},
+                      "errors": [str(e) for e in plan.errors], "repeated_ids": repeated},
             "steps": [{"name": s.name, "params": s.params(), **st.to_json()} for s, st in zip(self.steps, stats)],
             "totals": {"docs_in": docs_in, "kept": kept, "rejected": rejected, "seconds": round(seconds, 3),
                        "docs_per_s": round(docs_in / max(seconds, 1e-9), 1)},
@@ -332,6 +345,7 @@ class Pipeline:
         atomic_write_text(stats_file, json.dumps(stats_json, indent=2, default=str))
         storage.mark_complete(out, "run")
         shutil.rmtree(work / "input", ignore_errors=True)
+        shutil.rmtree(work / "stage1" / "ids", ignore_errors=True)
         for s_idx in range(1, len(stages)):
             shutil.rmtree(work / f"stage{s_idx}" / "kept", ignore_errors=True)
         return RunResult(out, docs_in, kept, rejected, plan.errors, stats_json)

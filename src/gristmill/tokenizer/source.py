@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.data import storage
-from gristmill.data.io import InputSpec, Shard, plan_shards, read_shard, stable_id
+from gristmill.data.io import InputSpec, Shard, normalize_id, plan_shards, read_shard, stable_id
 from gristmill.tokenizer.tokdir import TokenizerError
 
 _JSONL = (".jsonl", ".json", ".ndjson")
@@ -121,8 +121,7 @@ def _parquet_batches(unit: Unit, text_field: str, id_field: str, batch_size: int
                     part = batch.slice(b_lo, b_hi - b_lo)
                     texts = part.column(0).to_pylist()
                     if len(columns) == 2:
-                        ids = [str(i) if i not in (None, "") else stable_id(unit.path, pos + b_lo + k + 1)
-                               for k, i in enumerate(part.column(1).to_pylist())]
+                        ids = [_id(i, unit.path, pos + b_lo + k + 1) for k, i in enumerate(part.column(1).to_pylist())]
                     else:
                         ids = [stable_id(unit.path, pos + b_lo + k + 1) for k in range(part.num_rows)]
                     yield ids, texts
@@ -130,6 +129,14 @@ def _parquet_batches(unit: Unit, text_field: str, id_field: str, batch_size: int
                 if pos >= hi:
                     break
         first += rows
+
+
+def _id(raw: Any, path: str, row: int) -> str:
+    """The id ``gristmill run`` would give this record (``io.normalize_id``), or the stable id of its row."""
+    try:
+        return normalize_id(raw) or stable_id(path, row)
+    except ValueError:
+        return stable_id(path, row)
 
 
 def _jsonl_batches(unit: Unit, text_field: str, id_field: str, batch_size: int
