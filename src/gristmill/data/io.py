@@ -22,10 +22,11 @@ import io
 import json
 import os
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -500,29 +501,130 @@ def _text_documents(shard: Shard, spec: InputSpec) -> Iterator[Document]:
         yield doc
 
 
-def _warc_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
-    from warcio.archiveiterator import ArchiveIterator
+class DamagedInput(Exception):
+    """A container that cannot be read past ``offset`` (a truncated or corrupt compressed stream)."""
 
-    with storage.open_file(shard.path, "rb") as f:
-        for n, record in enumerate(ArchiveIterator(f), start=1):
-            if record.rec_type != "response":
-                continue
-            url = record.rec_headers.get_header("WARC-Target-URI")
-            rec_id = record.rec_headers.get_header("WARC-Record-ID") or stable_id(shard.path, n)
-            ctype = (record.http_headers.get_header("Content-Type") if record.http_headers else "") or ""
-            meta = {"url": url, "warc_date": record.rec_headers.get_header("WARC-Date")}
-            payload = record.content_stream().read()
-            if "html" not in ctype.lower():
-                yield _bad(shard.path, n, "not_html", "", f"record {url} has content type {ctype!r}")
-                continue
-            if len(payload) > spec.max_doc_bytes:
-                yield _bad(shard.path, n, "too_large", "", f"record {url} of {len(payload):,} bytes")
-                continue
-            html = payload.decode("utf-8", "replace")
-            doc = Document(rec_id.strip("<>").removeprefix("urn:uuid:"), extract_html(html), meta)
-            if not doc.text.strip():
-                doc.reject("input", "empty_text", f"{shard.path} record {n} ({url}): no text extracted")
-            yield doc
+    def __init__(self, offset: int, message: str):
+        super().__init__(message)
+        self.offset = offset
+
+
+class _CheckedGzip(io.RawIOBase):
+    """The decompressed bytes of a (multi-member) ``.gz`` stream; truncation or corruption raises
+    :class:`DamagedInput` once every byte before the damage has been returned.
+
+    Readers that decompress on their own (warcio) take a truncated gzip member for a clean end of file
+    and return fewer records without a word; reading through this wrapper makes the damage visible.
+    """
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        self._member = zlib.decompressobj(31)
+        self._pending = b""
+        self._buffer = b""
+        self._done = False
+        self.pos = 0
+        """Decompressed bytes returned so far."""
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        while not self._buffer and not self._done:
+            if self._member.eof:
+                rest = self._member.unused_data or self._raw.read(1 << 16)
+                if not rest.strip(b"\0"):  # the end, after complete members (zero padding allowed)
+                    self._done = True
+                    return
+                self._member = zlib.decompressobj(31)
+                self._pending = rest
+            data = self._pending or self._raw.read(1 << 16)
+            self._pending = b""
+            if not data:
+                raise DamagedInput(self.pos, "the file ends inside a gzip member (truncated)")
+            try:
+                self._buffer = self._member.decompress(data)
+            except zlib.error as exc:
+                raise DamagedInput(self.pos, f"corrupt compressed data ({exc})") from None
+
+    def read(self, size: int = -1) -> bytes:
+        self._fill()
+        if size is None or size < 0:
+            size = len(self._buffer)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def tell(self) -> int:
+        return self.pos
+
+
+def _warc_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
+    """Response records of a WARC file; a damaged record or file becomes an ``input:damaged_*`` rejection
+    naming the file and offset (never a merged, shortened or silently missing document)."""
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.exceptions import ArchiveLoadFailed
+
+    compressed = shard.path.lower().endswith(".gz")
+    arc = shard.path.lower().removesuffix(".gz").endswith(".arc")
+    at = "decompressed offset" if compressed else "offset"
+    with storage.open_file(shard.path, "rb") as raw:
+        stream = _CheckedGzip(raw) if compressed else raw
+        records = ArchiveIterator(stream)
+        records.INC_RECORD = ""  # warcio prints a warning of its own; the damage is reported as a rejection
+        n = 0  # records read completely
+        try:
+            for record in records:
+                if record.format != "warc" and not arc:
+                    raise ArchiveLoadFailed(f"not a WARC record ({record.format} format)")
+                n += 1
+                doc = _warc_document(record, n, shard.path, spec, extract_html)
+                errors = records.err_count
+                records.read_to_end()
+                offset = records.get_record_offset()
+                if record.raw_stream.limit > 0 or records.err_count > errors:
+                    why = ("ends before its Content-Length" if record.raw_stream.limit > 0 else
+                           "is not followed by the blank lines that end a record: its Content-Length is wrong, so it "
+                           "may hold parts of the next records")
+                    yield _bad(shard.path, n, "damaged_record", "", f"WARC record {n} at {at} {offset:,} {why}; "
+                               "it is not used")
+                elif doc is not None:
+                    yield doc
+            end = stream.pos if isinstance(stream, _CheckedGzip) else storage.size(shard.path)
+            if records.offset < end:
+                # warcio ends quietly where a record header is cut short: the file was truncated.
+                raise DamagedInput(records.offset, f"{end - records.offset:,} bytes after the last complete record "
+                                   "are not a whole record (truncated file?)")
+        except (ArchiveLoadFailed, DamagedInput) as exc:
+            offset = exc.offset if isinstance(exc, DamagedInput) else records.offset
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            yield _bad(shard.path, n + 1, "damaged_file", "", f"unreadable from {at} {offset:,} (after {n} records): "
+                       f"{message}; the rest of the file was not read")
+
+
+def _warc_document(record: Any, n: int, path: str, spec: InputSpec, extract_html: Any) -> Document | None:
+    """The document of one WARC record (None for records other than responses)."""
+    if record.rec_type != "response":
+        return None
+    url = record.rec_headers.get_header("WARC-Target-URI")
+    rec_id = record.rec_headers.get_header("WARC-Record-ID") or stable_id(path, n)
+    ctype = (record.http_headers.get_header("Content-Type") if record.http_headers else "") or ""
+    meta = {"url": url, "warc_date": record.rec_headers.get_header("WARC-Date")}
+    payload = record.content_stream().read()
+    if "html" not in ctype.lower():
+        return _bad(path, n, "not_html", "", f"record {url} has content type {ctype!r}")
+    if len(payload) > spec.max_doc_bytes:
+        return _bad(path, n, "too_large", "", f"record {url} of {len(payload):,} bytes")
+    html = payload.decode("utf-8", "replace")
+    doc = Document(rec_id.strip("<>").removeprefix("urn:uuid:"), extract_html(html), meta)
+    if not doc.text.strip():
+        doc.reject("input", "empty_text", f"{path} record {n} ({url}): no text extracted")
+    return doc
 
 
 def html_extractor(name: str) -> Any:
