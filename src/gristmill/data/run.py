@@ -255,7 +255,9 @@ class Pipeline:
             atomic_write_text(inputs_file, json.dumps(input_fingerprints(paths)))
         if not (resuming and storage.read_marker(out)):
             storage.mark_output(out, "run")
-        for folder in (storage.join(out, "kept"), storage.join(out, "rejected")):
+        # Files half-written by a killed process (.NAME.tmp-PID) are never read; we hold the lock, so they go.
+        for folder in (storage.join(out, "kept"), storage.join(out, "rejected"), str(work),
+                       *map(str, work.glob("stage*/*"))):
             storage.remove_stale_temporaries(folder)
         atomic_write_text(recipe_file, fingerprint)
 
