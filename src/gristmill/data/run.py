@@ -208,6 +208,7 @@ class Pipeline:
         paths = expand_paths(self.input.paths)
         for folder in dict.fromkeys(storage.parent(p) for p in paths):
             storage.require_complete(folder, allow_incomplete)
+        storage.check_not_input(out, paths, "the output")
         # One process at a time writes an output: a second run on it stops here, before touching anything.
         with storage.output_lock(out):
             self._prepare_output(out, work, resume, overwrite, paths)
@@ -224,7 +225,6 @@ class Pipeline:
         recipe_file = work / "recipe.json"
         fingerprint = json.dumps(self.fingerprint(), sort_keys=True, default=str)
         separate_work = storage.is_url(out) or not work.is_relative_to(out)
-        storage.check_not_input(out, paths, "the output")
         if separate_work:
             storage.check_not_input(work, paths, "--work-dir")
         resuming = False

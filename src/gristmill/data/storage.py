@@ -354,6 +354,7 @@ def output_lock(folder: PathLike) -> Iterator[None]:
     """
     from filelock import FileLock, Timeout
 
+    created = False
     if is_url(folder):
         import xxhash
 
@@ -362,6 +363,7 @@ def output_lock(folder: PathLike) -> Iterator[None]:
         lock_path = str(cache / f"{xxhash.xxh64_hexdigest(str(folder).rstrip('/').encode())}.lock")
     else:
         check_folder_target(folder)
+        created = not os.path.exists(folder)
         try:
             Path(folder).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -379,6 +381,11 @@ def output_lock(folder: PathLike) -> Iterator[None]:
         yield
     finally:
         lock.release()
+        if not is_url(folder) and read_marker(folder) is None:
+            # Refused before claiming the folder: leave no lock file (nor a folder made for it) behind.
+            Path(lock_path).unlink(missing_ok=True)
+            if created and not any(Path(folder).iterdir()):
+                Path(folder).rmdir()
 
 
 _ENVIRONMENT_ERRORS = {

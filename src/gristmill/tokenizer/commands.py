@@ -14,7 +14,7 @@ from rich.console import Console
 
 from gristmill.data.storage import OutputError, describe_os_error
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer (Hugging Face format) and inspect token shards.")
 
 
