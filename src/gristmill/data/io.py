@@ -756,12 +756,21 @@ def read_shard(shard: Shard, spec: InputSpec) -> Iterator[Document]:
 # ---------------------------------------------------------------------------------------------- writers
 
 
-def _parquet_can_write(kind: pa.DataType) -> bool:
-    """False for types Parquet refuses: a struct without fields (``{}`` in metadata), at any depth."""
+MAX_COLUMN_NESTING = 16
+"""Deeper metadata is stored as JSON text: Parquet readers refuse schemas nested past about 100 levels,
+and a list takes several."""
+
+
+def _parquet_can_write(kind: pa.DataType, depth: int = 0) -> bool:
+    """False for types Parquet refuses to write or to read back: a struct without fields (``{}`` in
+    metadata) or nesting deeper than :data:`MAX_COLUMN_NESTING`, at any depth."""
+    if depth > MAX_COLUMN_NESTING:
+        return False
     if pa.types.is_struct(kind):
-        return kind.num_fields > 0 and all(_parquet_can_write(kind.field(i).type) for i in range(kind.num_fields))
+        return kind.num_fields > 0 and all(_parquet_can_write(kind.field(i).type, depth + 1)
+                                           for i in range(kind.num_fields))
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        return _parquet_can_write(kind.value_type)
+        return _parquet_can_write(kind.value_type, depth + 1)
     return True
 
 
