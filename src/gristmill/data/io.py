@@ -571,7 +571,6 @@ def _warc_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterato
     """Response records of a WARC file; a damaged record or file becomes an ``input:damaged_*`` rejection
     naming the file and offset (never a merged, shortened or silently missing document)."""
     from warcio.archiveiterator import ArchiveIterator
-    from warcio.exceptions import ArchiveLoadFailed
 
     compressed = shard.path.lower().endswith(".gz")
     arc = shard.path.lower().removesuffix(".gz").endswith(".arc")
@@ -580,15 +579,20 @@ def _warc_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterato
         stream = _CheckedGzip(raw) if compressed else raw
         records = ArchiveIterator(stream)
         records.INC_RECORD = ""  # warcio prints a warning of its own; the damage is reported as a rejection
-        n = 0  # records read completely
+        n = 0  # records read
         try:
-            for record in records:
+            while (record := _next_record(records)) is not None:
                 if record.format != "warc" and not arc:
-                    raise ArchiveLoadFailed(f"not a WARC record ({record.format} format)")
+                    raise DamagedInput(records.offset, f"not a WARC record ({record.format} format)")
                 n += 1
                 doc = _warc_document(record, n, shard.path, spec, extract_html)
                 errors = records.err_count
-                records.read_to_end()
+                try:
+                    records.read_to_end()
+                except DamagedInput:
+                    if doc is not None and record.raw_stream.limit == 0:
+                        yield doc  # the record was whole; the damage starts after it
+                    raise
                 offset = records.get_record_offset()
                 if record.raw_stream.limit > 0 or records.err_count > errors:
                     why = ("ends before its Content-Length" if record.raw_stream.limit > 0 else
@@ -603,11 +607,27 @@ def _warc_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterato
                 # warcio ends quietly where a record header is cut short: the file was truncated.
                 raise DamagedInput(records.offset, f"{end - records.offset:,} bytes after the last complete record "
                                    "are not a whole record (truncated file?)")
-        except (ArchiveLoadFailed, DamagedInput) as exc:
-            offset = exc.offset if isinstance(exc, DamagedInput) else records.offset
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            yield _bad(shard.path, n + 1, "damaged_file", "", f"unreadable from {at} {offset:,} (after {n} records): "
-                       f"{message}; the rest of the file was not read")
+        except DamagedInput as exc:
+            yield _bad(shard.path, n + 1, "damaged_file", "", f"unreadable from {at} {exc.offset:,} (after {n} records): "
+                       f"{exc}; the rest of the file was not read")
+
+
+def _next_record(records: Any) -> Any:
+    """The next record of a warcio iterator, None at the end; whatever warcio fails with on damaged
+    bytes (its own errors, or attribute and value errors on headers it half parsed) becomes
+    :class:`DamagedInput`."""
+    try:
+        return next(records)
+    except StopIteration:
+        return None
+    except DamagedInput:
+        raise
+    except Exception as exc:  # any parser failure on untrusted bytes is damage, not a bug of ours
+        from warcio.exceptions import ArchiveLoadFailed
+
+        known = isinstance(exc, ArchiveLoadFailed) and str(exc).strip()
+        message = str(exc).strip().splitlines()[0] if known else f"a malformed or cut record header ({type(exc).__name__})"
+        raise DamagedInput(records.offset, message) from None
 
 
 def _warc_document(record: Any, n: int, path: str, spec: InputSpec, extract_html: Any) -> Document | None:
