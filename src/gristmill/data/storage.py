@@ -369,9 +369,9 @@ def output_lock(folder: PathLike) -> Iterator[None]:
         except OSError as exc:
             raise OutputError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
         lock_path = str(Path(folder) / LOCK)
-    lock = FileLock(lock_path, blocking=False)
+    lock = FileLock(lock_path)
     try:
-        lock.acquire()
+        lock.acquire(timeout=0)  # try once: a second writer is refused, not queued
     except Timeout:
         raise OutputError(f"another gristmill process is writing {folder} (it holds {lock_path}); "
                           "wait for it to finish or stop it") from None
