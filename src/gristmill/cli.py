@@ -110,3 +110,11 @@ def main() -> None:
     except UserError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
+    except OSError as exc:
+        # Disk full, read-only, no permission, in any verb: one line. Other OSErrors are bugs: traceback.
+        from gristmill.data.storage import describe_os_error
+
+        if (message := describe_os_error(exc)) is None:
+            raise
+        console.print(f"[bold red]error:[/] {message}")
+        sys.exit(2)
