@@ -318,3 +318,34 @@ def test_markers_record_kind_and_completion(tmp_path: Path) -> None:
     _run_ok(tmp_path, corpus, out)
     marker = json.loads((out / storage.MARKER).read_text())
     assert marker["kind"] == "run" and marker["complete"] is True and GOOD
+
+
+def test_main_turns_disk_full_of_any_verb_into_one_line(monkeypatch, capsys) -> None:
+    import gristmill.cli as cli
+
+    def full() -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "RUN/checkpoints/step-10/optimizer.pt")
+
+    monkeypatch.setattr(cli, "app", full)
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    assert info.value.code == 2
+    assert "no space left" in capsys.readouterr().err
+
+    def bug() -> None:
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(cli, "app", bug)
+    with pytest.raises(OSError):
+        cli.main()
+
+
+def test_a_work_dir_that_is_a_user_folder_is_never_deleted(tmp_path: Path) -> None:
+    corpus = _corpus(tmp_path / "in")
+    work = tmp_path / "mywork"
+    work.mkdir()
+    (work / "precious.txt").write_text("x")
+    code, output = invoke("run", write_recipe(tmp_path / "r.yaml", str(corpus), tmp_path / "out"), "--work-dir", work,
+                          "--no-progress")
+    assert code == 2 and "not made by gristmill" in one_line_error(output)
+    assert (work / "precious.txt").read_text() == "x"
