@@ -217,3 +217,24 @@ def test_pretrain_resume_cleans_stale_checkpoint_folders(tmp_path: Path) -> None
     prepare_run_dir(PretrainConfig(data=str(tmp_path / "tokens"), out=str(run), resume=True),
                     ModelConfig(vocab_size=100), None)
     assert not stale.exists() and keep.exists() and storage.read_marker(run)["kind"] == "pretrain"
+
+
+def test_resume_refuses_a_changed_url_input(tmp_path: Path) -> None:
+    """URL inputs are fingerprinted from their metadata (ETag, md5 or modification time) in one request."""
+    import fsspec
+
+    from gristmill.data import InputSpec, OutputSpec, Pipeline, build_step
+    from gristmill.data.run import RunError
+
+    fs = fsspec.filesystem("memory")
+    line = json.dumps({"id": "u1", "text": GOOD}) + "\n"
+    fs.pipe("/hostile-resume/in.jsonl", line.encode())
+    url = "memory://hostile-resume/in.jsonl"
+    pipe = Pipeline(InputSpec(paths=[url]), [build_step("noop", {})], OutputSpec(str(tmp_path / "out")))
+    assert pipe.run(progress=False).kept == 1
+    fs.pipe("/hostile-resume/in.jsonl", line.replace("ordinary", "ORDINARY").encode())
+    try:
+        with pytest.raises(RunError, match=f"input {url} changed since the run started"):
+            pipe.run(resume=True, progress=False)
+    finally:
+        fs.rm("/hostile-resume", recursive=True)
