@@ -142,3 +142,28 @@ def test_deep_html_becomes_a_rejected_row_in_jsonl_and_warc(tmp_path: Path) -> N
     assert [(d.id, d.reason) for d in docs] == [(docs[0].id, "input:html_too_deep"), ("ok", None)]
     warc = _read(tmp_path, _warc(2, html=NESTED), "deep.warc")
     assert [d.reason for d in warc] == ["input:html_too_deep"] * 2
+
+
+def test_damaged_parquet_rows_are_rejected_one_by_one(tmp_path: Path, tokdir_small: Path) -> None:
+    """A corrupt row group (ZSTD data damaged) aborted the run with a traceback; now each of its rows is a
+    rejection naming the row group, the other row groups are read, and tokenize says which rows in one line."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "in" / "docs.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.table({"id": [f"d{i}" for i in range(300)], "text": [f"word {i} " * 20 for i in range(300)]}),
+                   path, row_group_size=100, compression="zstd")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle: middle + 200] = bytes(b ^ 0xFF for b in data[middle: middle + 200])
+    path.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    code, output = invoke("run", write_recipe(tmp_path / "r.yaml", str(path), out), "--no-progress")
+    assert code == 3, output
+    rejected = list(read_documents(out / "rejected"))
+    assert len(rejected) == 100 and {d.reason for d in rejected} == {"input:damaged_file"}
+    assert "row group " in rejected[0].detail and " cannot be read" in rejected[0].detail
+    assert len(list(read_documents(out / "kept"))) == 200
+    code, output = invoke("tokenize", "-i", path, "-t", tokdir_small, "-o", tmp_path / "tok", "--no-progress")
+    assert code == 2 and "cannot be read" in output and "Traceback" not in output

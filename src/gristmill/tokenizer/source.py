@@ -103,6 +103,15 @@ def plan_units(files: Sequence[str | Path], docs_per_unit: int) -> list[Unit]:
 
 def _parquet_batches(unit: Unit, text_field: str, id_field: str, batch_size: int
                      ) -> Iterator[tuple[list[str], list[Any]]]:
+    try:
+        yield from _parquet_batches_of(unit, text_field, id_field, batch_size)
+    except (OSError, ValueError) as exc:  # corrupt pages (pyarrow's errors are OSError or ValueError)
+        raise TokenizerError(f"{unit.path}: rows {unit.start + 1:,}-{unit.stop:,} cannot be read ({exc}); "
+                             "the file is damaged: rerun the step that wrote it") from None
+
+
+def _parquet_batches_of(unit: Unit, text_field: str, id_field: str, batch_size: int
+                        ) -> Iterator[tuple[list[str], list[Any]]]:
     pf = storage.parquet_file(unit.path)
     names = pf.schema_arrow.names
     if text_field not in names:
