@@ -338,8 +338,7 @@ def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Pat
             # A checkpoint or weights file half-written by a killed run (.step-N.tmp-PID) is never used: drop it.
             for folder in (run, run / "checkpoints"):
                 storage.remove_stale_temporaries(folder)
-        if not (cfg.resume and storage.read_marker(run)):
-            storage.mark_output(run, "pretrain")
+        storage.mark_output(run, "pretrain")  # incomplete until the last step is saved
     except storage.OutputError as exc:
         raise PretrainError(str(exc)) from None
     except OSError as exc:
@@ -551,6 +550,8 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
             log.close()
             plot_loss(run)
     world.barrier()
+    if world.main and state.step >= cfg.steps:
+        storage.mark_complete(run, "pretrain")
     return PretrainResult(run_dir=run, step=state.step, tokens=state.tokens, train_loss=last_loss,
                           eval=last_eval, seconds=time.perf_counter() - started, history=history)
 
