@@ -44,6 +44,16 @@ def test_run_output_that_is_the_input_folder_is_refused(tmp_path: Path) -> None:
     assert _snapshot(inf) == before
 
 
+def test_run_output_inside_a_text_folder_input_is_refused(tmp_path: Path) -> None:
+    """A folder of text files is read recursively: an output inside it would be read back as input."""
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "a.txt").write_text(GOOD)
+    code, output = invoke("run", write_recipe(tmp_path / "r.yaml", str(texts), texts / "out"), "--no-progress")
+    assert code == 2 and "inside the input folder" in one_line_error(output)
+    assert sorted(p.name for p in texts.iterdir()) == ["a.txt"]
+
+
 @pytest.mark.parametrize("how", ["same", "parent", "symlink", "dotdot"])
 def test_run_output_equal_to_or_containing_an_input_is_refused(tmp_path: Path, how: str) -> None:
     corpus = _corpus(tmp_path / "data" / "in")

@@ -208,7 +208,7 @@ class Pipeline:
         paths = expand_paths(self.input.paths)
         for folder in dict.fromkeys(storage.parent(p) for p in paths):
             storage.require_complete(folder, allow_incomplete)
-        storage.check_not_input(out, paths, "the output")
+        storage.check_not_input(out, paths, "the output", inside_folders=True)
         # One process at a time writes an output: a second run on it stops here, before touching anything.
         with storage.output_lock(out):
             self._prepare_output(out, work, resume, overwrite, paths)

@@ -205,8 +205,12 @@ def _inside(inner: str, outer: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip("/" if "://" in outer else os.sep) + ("/" if "://" in outer else os.sep))
 
 
-def check_not_input(out: PathLike, inputs: Any, flag: str = "--out") -> None:
-    """Refuse an output that is, or contains, one of ``inputs`` (paths or globs): writing it would destroy them."""
+def check_not_input(out: PathLike, inputs: Any, flag: str = "--out", inside_folders: bool = False) -> None:
+    """Refuse an output that is, or contains, one of ``inputs`` (paths or globs): writing it would destroy them.
+
+    ``inside_folders`` also refuses an output inside an input folder (for readers that walk folders
+    recursively, which would read the output back as input).
+    """
     target = _canonical(out)
     for item in inputs:
         if item is None:
@@ -218,6 +222,9 @@ def check_not_input(out: PathLike, inputs: Any, flag: str = "--out") -> None:
             if _inside(source, target):
                 relation = "is" if source == target else "contains"
                 raise OutputError(f"{flag} {out} {relation} the input {path}; the output must be a folder of its own")
+            if inside_folders and _inside(target, source) and isdir(path):
+                raise OutputError(f"{flag} {out} is inside the input folder {path}, which is read recursively; "
+                                  "put the output somewhere else")
 
 
 def check_folder_target(out: PathLike) -> None:
