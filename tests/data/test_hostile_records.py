@@ -29,6 +29,9 @@ BAD_LINES = {
     '{"id": "i2", "text": "' + GOOD + '", "n": -9223372036854775809}': "input:int_out_of_range",
     '{"id": "i3", "text": "' + GOOD + '", "n": [1, {"x": 99999999999999999999999}]}': "input:int_out_of_range",
     '{"id": "i4", "text": "' + GOOD + '", "n": ' + "9" * 5000 + '}': "input:int_out_of_range",
+    '{"id": "f1", "text": "' + GOOD + '", ' + ", ".join(f'"k{i}": {i}' for i in range(1500)) + '}': "input:too_many_fields",
+    '{"id": "f2", "text": "' + GOOD + '", "m": [' + ", ".join(f'{{"k{i}": 1}}' for i in range(1200)) + ']}':
+        "input:too_many_fields",
     '{"id": true, "text": "' + GOOD + '"}': "input:invalid_id",
     '{"id": ["a"], "text": "' + GOOD + '"}': "input:invalid_id",
     '{"id": {"x": 1}, "text": "' + GOOD + '"}': "input:invalid_id",
@@ -84,6 +87,21 @@ def test_ids_are_strings_and_repeats_across_files_are_counted(tmp_path: Path) ->
     ids = sorted(d.id for d in read_documents(out / "kept"))
     assert ids == ["12", "12", "13", "13", "14", "15"]
     assert json.loads((out / "stats.json").read_text())["input"]["repeated_ids"] == 2
+
+
+def test_many_different_keys_across_records_stay_a_bounded_number_of_columns(tmp_path: Path) -> None:
+    """Each metadata key is a column: 200 records with 20 keys of their own would make 4,000 columns."""
+    import pyarrow.parquet as pq
+
+    from gristmill.data.document import Document
+    from gristmill.data.io import MAX_COLUMNS
+
+    docs = [Document(f"d{j}", GOOD, {f"k{j}_{i}": i for i in range(20)}) for j in range(200)]
+    write_documents(docs, tmp_path / "wide.parquet")
+    assert len(pq.read_schema(tmp_path / "wide.parquet").names) <= MAX_COLUMNS + 3
+    back = {d.id: d for d in read_documents(tmp_path / "wide.parquet")}
+    folded = back["d199"].meta.get("more_meta") or back["d0"].meta.get("more_meta")
+    assert len(back) == 200 and folded and len(json.loads(folded)) == 20
 
 
 def test_normalize_id() -> None:

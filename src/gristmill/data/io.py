@@ -23,6 +23,7 @@ import json
 import os
 import re
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,6 +311,8 @@ MAX_DEPTH = 100
 """Deepest JSON nesting a record may have: deeper ones are rejected (``input:too_deep``), never parsed into
 structures that later steps and writers would recurse through."""
 INT64 = (-(1 << 63), (1 << 63) - 1)
+MAX_FIELDS = 1000
+"""Most keys a record may have (all levels): each metadata key becomes a column of its shard."""
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _LONG_NUMBER = re.compile(rb"\d{19}")
 
@@ -338,11 +341,22 @@ def _walk(value: Any) -> Iterator[Any]:
             yield item
 
 
+def _walk_dicts(value: Any) -> Iterator[dict]:
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            yield item
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+
+
 def record_problem(raw: bytes, record: Any) -> tuple[str, str] | None:
     """(rule, detail) when a parsed JSONL record cannot be carried to the output, else None.
 
     Checks what the JSON parser accepts but a writer or a later step cannot handle: nesting deeper than
-    :data:`MAX_DEPTH`, lone surrogates (``"\\ud800"``, not encodable as UTF-8) and integers beyond 64 bits.
+    :data:`MAX_DEPTH`, more than :data:`MAX_FIELDS` keys, lone surrogates (``"\\ud800"``, not encodable as UTF-8) and integers beyond 64 bits.
     Each check starts with a cheap look at the raw bytes, so an ordinary record costs three scans in C.
     """
     if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(record) > MAX_DEPTH:
@@ -353,6 +367,8 @@ def record_problem(raw: bytes, record: Any) -> tuple[str, str] | None:
         except UnicodeEncodeError as exc:
             bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode()
             return "invalid_unicode", f"lone surrogate {bad} (not encodable as UTF-8)"
+    if raw.count(b":") > MAX_FIELDS and sum(len(v) for v in _walk_dicts(record)) > MAX_FIELDS:
+        return "too_many_fields", f"more than {MAX_FIELDS:,} fields"
     if _LONG_NUMBER.search(raw):
         for item in _walk(record):
             if isinstance(item, int) and not isinstance(item, bool) and not INT64[0] <= item <= INT64[1]:
@@ -811,7 +827,29 @@ def _parquet_can_write(kind: pa.DataType, depth: int = 0) -> bool:
     return True
 
 
+MAX_COLUMNS = 1000
+"""Metadata keys a shard keeps as columns; rarer keys of a shard with more go, as JSON, into ``more_meta``."""
+
+
+def _fold_rare_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose metadata keys beyond the :data:`MAX_COLUMNS` most frequent ones of the shard are folded into
+    one JSON column, so that records with many different keys cannot make a shard of a million columns."""
+    counts: Counter = Counter(k for row in rows for k in row)
+    if len(counts) <= MAX_COLUMNS:
+        return rows
+    keep = {k for k, _ in counts.most_common(MAX_COLUMNS)} | {"id", "text", "reason", "detail"}
+    folded = []
+    for row in rows:
+        rest = {k: v for k, v in row.items() if k not in keep}
+        row = {k: v for k, v in row.items() if k in keep}
+        if rest:
+            row["more_meta"] = json.dumps(rest, ensure_ascii=False, default=str)
+        folded.append(row)
+    return folded
+
+
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    rows = _fold_rare_keys(rows)
     keys: dict[str, None] = {"id": None, "text": None}
     for row in rows:
         keys.update(dict.fromkeys(row))
