@@ -202,7 +202,9 @@ def _canonical(path: PathLike) -> str:
 
 
 def _inside(inner: str, outer: str) -> bool:
-    return inner == outer or inner.startswith(outer.rstrip("/" if "://" in outer else os.sep) + ("/" if "://" in outer else os.sep))
+    """``inner`` is ``outer`` or lies below it (both canonical)."""
+    sep = "/" if is_url(outer) else os.sep
+    return inner == outer or inner.startswith(outer.rstrip(sep) + sep)
 
 
 def check_not_input(out: PathLike, inputs: Any, flag: str = "--out", inside_folders: bool = False) -> None:
