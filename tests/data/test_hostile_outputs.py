@@ -129,6 +129,13 @@ def test_tokenizer_train_refuses_a_user_folder(tmp_path: Path) -> None:
         assert code == 2, output
         one_line_error(output)
     assert (mine / "tokenizer.json").read_text() == "{}"
+    tokens = tmp_path / "tokens"  # another kind of gristmill output, without --overwrite
+    tokens.mkdir()
+    (tokens / "manifest.json").write_text("{}")
+    storage.mark_output(tokens, "tokens", complete=True)
+    code, output = invoke("tokenizer", "train", "-i", corpus, "-o", tokens, "--vocab-size", "100", "--no-progress")
+    assert code == 2 and "not a gristmill tokenizer folder" in one_line_error(output)
+    assert storage.read_marker(tokens)["kind"] == "tokens" and not (tokens / "tokenizer.json").exists()
 
 
 def test_finetune_out_equal_to_the_model_is_refused(tmp_path: Path) -> None:

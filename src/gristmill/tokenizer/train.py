@@ -165,7 +165,7 @@ def train_tokenizer(input: str | Path | list[str | Path], out: str | Path, kind:
                                      "(token shards made with the old one will refuse the new one)")
             if overwrite:
                 storage.remove_output(out, "tokenizer", legacy=LEGACY_TOKENIZER)
-            elif storage.output_kind(out, LEGACY_TOKENIZER) is None:
+            elif storage.output_kind(out, LEGACY_TOKENIZER) not in ("tokenizer", "legacy"):
                 raise TokenizerError(f"{out} is not empty and is not a gristmill tokenizer folder; "
                                      "choose a new or empty --out")
         storage.mark_output(out, "tokenizer")
