@@ -59,6 +59,8 @@ def run(
     executor: str = typer.Option("local", "--executor", help="local or ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Read inputs from an unfinished gristmill "
+                                          "output (a killed run) as they are."),
 ) -> None:
     """Run a corpus recipe: every input document ends in OUT/kept or OUT/rejected (with step:reason)."""
     from gristmill.data import storage
@@ -70,9 +72,14 @@ def run(
         if work_dir:
             pipeline.output.work_dir = work_dir
         result = run_pipeline(pipeline, workers=workers, resume=resume, overwrite=overwrite,
-                              executor_name=executor, address=address, progress=progress)
-    except (RecipeError, RunError, UserError, ValueError, RuntimeError) as exc:
+                              executor_name=executor, address=address, progress=progress,
+                              allow_incomplete=allow_incomplete)
+    except (RecipeError, RunError, UserError, ValueError, RuntimeError, storage.OutputError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        if (message := storage.describe_os_error(exc)) is None:
+            raise
+        raise fail(message) from None
     Console().print(summary_table(result))
     console.print(f"kept:     {storage.join(result.out, 'kept')}  ({result.kept:,} documents)")
     console.print(f"rejected: {storage.join(result.out, 'rejected')}  ({result.rejected:,} documents)")
@@ -121,4 +128,12 @@ def main() -> None:
         app()
     except GristmillError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(2)
+    except OSError as exc:
+        # Disk full, read-only, no permission, in any verb: one line. Other OSErrors are bugs: traceback.
+        from gristmill.data.storage import describe_os_error
+
+        if (message := describe_os_error(exc)) is None:
+            raise
+        console.print(f"[bold red]error:[/] {message}")
         sys.exit(2)

@@ -92,7 +92,7 @@ def test_run_reads_and_writes_an_fsspec_filesystem(memory_root: str, tmp_path: P
     stats = json.loads(storage.read_bytes(storage.join(memory_root, "out", "stats.json")))
     assert stats["totals"] == {**stats["totals"], "docs_in": len(records), "kept": len(kept)}
     # the resume state stayed local; nothing but the results went to the remote side
-    assert {storage.name(p) for p in storage.listdir(storage.join(memory_root, "out"))} == {"kept", "rejected", "stats.json"}
+    assert {storage.name(p) for p in storage.listdir(storage.join(memory_root, "out"))} == {"kept", "rejected", "stats.json", ".gristmill"}
     assert (tmp_path / "work" / "recipe.json").is_file()
 
     with pytest.raises(RunError, match="already exists"):
@@ -126,7 +126,7 @@ def test_url_output_with_worker_processes_and_resume(tmp_path: Path) -> None:
     assert result.docs_in == len(records) == len(kept) + len(rejected)
     assert len(set(kept)) == len(kept)
     assert rejected["d20"].startswith("exact_dedup:")
-    assert not [p for p in (tmp_path / "out").rglob(".*")], "no temporary files are left behind"
+    assert not [p for p in (tmp_path / "out").rglob(".*") if p.name != storage.MARKER], "no temporary files are left behind"
     # resuming a complete run changes nothing
     again = pipe.run(workers=2, resume=True, progress=False)
     assert (again.kept, again.rejected) == (result.kept, result.rejected)

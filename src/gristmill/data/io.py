@@ -21,11 +21,15 @@ import gzip
 import io
 import json
 import os
+import re
+import zlib
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
@@ -303,18 +307,112 @@ def _bad(spec_path: str, line: int, rule: str, raw: str, detail: str) -> Documen
     return doc
 
 
+MAX_DEPTH = 100
+"""Deepest JSON nesting a record may have: deeper ones are rejected (``input:too_deep``), never parsed into
+structures that later steps and writers would recurse through."""
+INT64 = (-(1 << 63), (1 << 63) - 1)
+MAX_FIELDS = 1000
+"""Most keys a record may have (all levels): each metadata key becomes a column of its shard."""
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _walk(value: Any) -> Iterator[Any]:
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+        else:
+            yield item
+
+
+def _walk_dicts(value: Any) -> Iterator[dict]:
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            yield item
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+
+
+def record_problem(raw: bytes, record: Any) -> tuple[str, str] | None:
+    """(rule, detail) when a parsed JSONL record cannot be carried to the output, else None.
+
+    Checks what the JSON parser accepts but a writer or a later step cannot handle: nesting deeper than
+    :data:`MAX_DEPTH`, more than :data:`MAX_FIELDS` keys, lone surrogates (``"\\ud800"``, not encodable as UTF-8) and integers beyond 64 bits.
+    Each check starts with a cheap look at the raw bytes, so an ordinary record costs three scans in C.
+    """
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(record) > MAX_DEPTH:
+        return "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels"
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode()
+            return "invalid_unicode", f"lone surrogate {bad} (not encodable as UTF-8)"
+    if raw.count(b":") > MAX_FIELDS and sum(len(v) for v in _walk_dicts(record)) > MAX_FIELDS:
+        return "too_many_fields", f"more than {MAX_FIELDS:,} fields"
+    if _LONG_NUMBER.search(raw):
+        for item in _walk(record):
+            if isinstance(item, int) and not isinstance(item, bool) and not INT64[0] <= item <= INT64[1]:
+                return "int_out_of_range", f"integer {str(item)[:30]}{'...' if len(str(item)) > 30 else ''} does not fit in 64 bits"
+    return None
+
+
+def normalize_id(raw: Any) -> str | None:
+    """A document id as a string: strings as they are, integers (and integral floats) in decimal.
+
+    None (use a stable id) for a missing, empty or NaN id. Raises ``ValueError`` for ids that are not
+    names at all (booleans, lists, objects), so that ``12``, ``12.0`` and ``"12"`` are the same id everywhere.
+    """
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, bool):
+        raise ValueError(f"id {raw!r} is a boolean")
+    if isinstance(raw, int):
+        return str(raw)
+    if isinstance(raw, float):
+        if raw != raw:
+            return None
+        return str(int(raw)) if raw.is_integer() else repr(raw)
+    raise ValueError(f"id {json.dumps(raw)[:60]} is not a string or a number")
+
+
 def record_to_document(
     record: Any, path: str, line: int, spec: InputSpec, extract_html: Any = None
 ) -> Document:
     """Validate one parsed record; a record that is not a usable document comes back rejected."""
     if not isinstance(record, dict):
         return _bad(path, line, "invalid_json", json.dumps(record)[:1000], "record is not a JSON object")
-    raw_id = record.get(spec.id_field)
-    doc_id = str(raw_id) if raw_id not in (None, "") else stable_id(path, line)
+    try:
+        doc_id = normalize_id(record.get(spec.id_field)) or stable_id(path, line)
+    except ValueError as exc:
+        return _bad(path, line, "invalid_id", json.dumps(record, ensure_ascii=False)[:1_000_000], str(exc))
     if spec.html_field:
         html = record.get(spec.html_field)
         if not isinstance(html, str):
             return _bad(path, line, "missing_text", "", f"field {spec.html_field!r} is missing or not a string")
+        if extract_html and (problem := html_problem(html)):
+            return _bad(path, line, "html_too_deep", "", problem)
         text = extract_html(html) if extract_html else html
     else:
         text = record.get(spec.text_field)
@@ -368,18 +466,45 @@ def _jsonl_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterat
             except json.JSONDecodeError as exc:
                 yield _bad(path, lineno, "invalid_json", line, f"invalid JSON: {exc.msg} at column {exc.colno}")
                 continue
+            except RecursionError:
+                yield _bad(path, lineno, "too_deep", line, f"JSON nested deeper than {MAX_DEPTH} levels")
+                continue
+            except ValueError as exc:  # an integer of more than 4,300 digits
+                yield _bad(path, lineno, "int_out_of_range", line, str(exc).split(";")[0])
+                continue
+            problem = record_problem(raw, record)
+            if problem:
+                yield _bad(path, lineno, problem[0], line, problem[1])
+                continue
             yield record_to_document(record, path, lineno, spec, extract_html)
 
 
 def _parquet_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
-    table = storage.parquet_file(shard.path).read()
-    table = table.slice(shard.start, (shard.stop or 0) - shard.start if shard.stop else None)
-    for i, record in enumerate(table.to_pylist(), start=shard.start + 1):
-        text = record.get(spec.html_field or spec.text_field)
-        if isinstance(text, str) and len(text) > spec.max_doc_bytes:
-            yield _bad(shard.path, i, "too_large", text[:1_000_000], f"text of {len(text):,} characters exceeds input.max_doc_bytes")
-            continue
-        yield record_to_document(record, shard.path, i, spec, extract_html)
+    """Rows ``[start, stop)`` of a Parquet file, one row group at a time; a row group that cannot be read
+    (corrupt pages) becomes one ``input:damaged_file`` rejection per row, so the count stays whole."""
+    pf = storage.parquet_file(shard.path)
+    meta = pf.metadata
+    stop = shard.stop if shard.stop is not None else meta.num_rows
+    first = 0
+    for group in range(meta.num_row_groups):
+        rows = meta.row_group(group).num_rows
+        lo, hi = max(shard.start, first), min(stop, first + rows)
+        if lo < hi:
+            try:
+                records = pf.read_row_group(group).slice(lo - first, hi - lo).to_pylist()
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                detail = f"row group {group} (rows {first + 1:,}-{first + rows:,}) cannot be read: {exc}"
+                for i in range(lo + 1, hi + 1):
+                    yield _bad(shard.path, i, "damaged_file", "", detail)
+                records = []
+            for i, record in enumerate(records, start=lo + 1):
+                text = record.get(spec.html_field or spec.text_field)
+                if isinstance(text, str) and len(text) > spec.max_doc_bytes:
+                    yield _bad(shard.path, i, "too_large", text[:1_000_000],
+                               f"text of {len(text):,} characters exceeds input.max_doc_bytes")
+                    continue
+                yield record_to_document(record, shard.path, i, spec, extract_html)
+        first += rows
 
 
 def _text_documents(shard: Shard, spec: InputSpec) -> Iterator[Document]:
@@ -412,29 +537,238 @@ def _text_documents(shard: Shard, spec: InputSpec) -> Iterator[Document]:
         yield doc
 
 
+class DamagedInput(Exception):
+    """A container that cannot be read past ``offset`` (a truncated or corrupt compressed stream)."""
+
+    def __init__(self, offset: int, message: str):
+        super().__init__(message)
+        self.offset = offset
+
+
+class _CheckedGzip(io.RawIOBase):
+    """The decompressed bytes of a (multi-member) ``.gz`` stream; truncation or corruption raises
+    :class:`DamagedInput` once every byte before the damage has been returned.
+
+    Readers that decompress on their own (warcio) take a truncated gzip member for a clean end of file
+    and return fewer records without a word; reading through this wrapper makes the damage visible.
+    """
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        self._member = zlib.decompressobj(31)
+        self._pending = b""
+        self._buffer = b""
+        self._done = False
+        self.pos = 0
+        """Decompressed bytes returned so far."""
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self) -> None:
+        while not self._buffer and not self._done:
+            if self._member.eof:
+                rest = self._member.unused_data or self._raw.read(1 << 16)
+                if not rest.strip(b"\0"):  # the end, after complete members (zero padding allowed)
+                    self._done = True
+                    return
+                self._member = zlib.decompressobj(31)
+                self._pending = rest
+            data = self._pending or self._raw.read(1 << 16)
+            self._pending = b""
+            if not data:
+                raise DamagedInput(self.pos, "the file ends inside a gzip member (truncated)")
+            try:
+                self._buffer = self._member.decompress(data)
+            except zlib.error as exc:
+                raise DamagedInput(self.pos, f"corrupt compressed data ({exc})") from None
+
+    def read(self, size: int = -1) -> bytes:
+        self._fill()
+        if size is None or size < 0:
+            size = len(self._buffer)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def tell(self) -> int:
+        return self.pos
+
+
 def _warc_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
+    """Response records of a WARC file; a damaged record or file becomes an ``input:damaged_*`` rejection
+    naming the file and offset (never a merged, shortened or silently missing document)."""
     from warcio.archiveiterator import ArchiveIterator
 
-    with storage.open_file(shard.path, "rb") as f:
-        for n, record in enumerate(ArchiveIterator(f), start=1):
-            if record.rec_type != "response":
-                continue
-            url = record.rec_headers.get_header("WARC-Target-URI")
-            rec_id = record.rec_headers.get_header("WARC-Record-ID") or stable_id(shard.path, n)
-            ctype = (record.http_headers.get_header("Content-Type") if record.http_headers else "") or ""
-            meta = {"url": url, "warc_date": record.rec_headers.get_header("WARC-Date")}
-            payload = record.content_stream().read()
-            if "html" not in ctype.lower():
-                yield _bad(shard.path, n, "not_html", "", f"record {url} has content type {ctype!r}")
-                continue
-            if len(payload) > spec.max_doc_bytes:
-                yield _bad(shard.path, n, "too_large", "", f"record {url} of {len(payload):,} bytes")
-                continue
-            html = payload.decode("utf-8", "replace")
-            doc = Document(rec_id.strip("<>").removeprefix("urn:uuid:"), extract_html(html), meta)
-            if not doc.text.strip():
-                doc.reject("input", "empty_text", f"{shard.path} record {n} ({url}): no text extracted")
-            yield doc
+    compressed = shard.path.lower().endswith(".gz")
+    arc = shard.path.lower().removesuffix(".gz").endswith(".arc")
+    at = "decompressed offset" if compressed else "offset"
+    with storage.open_file(shard.path, "rb") as raw:
+        stream = _CheckedGzip(raw) if compressed else raw
+        records = ArchiveIterator(stream)
+        records.INC_RECORD = ""  # warcio prints a warning of its own; the damage is reported as a rejection
+        n = 0  # records read
+        try:
+            while (record := _next_record(records)) is not None:
+                if record.format != "warc" and not arc:
+                    raise DamagedInput(records.offset, f"not a WARC record ({record.format} format)")
+                n += 1
+                doc = _warc_document(record, n, shard.path, spec, extract_html)
+                errors = records.err_count
+                try:
+                    records.read_to_end()
+                except DamagedInput:
+                    if doc is not None and record.raw_stream.limit == 0:
+                        yield doc  # the record was whole; the damage starts after it
+                    raise
+                offset = records.get_record_offset()
+                if record.raw_stream.limit > 0 or records.err_count > errors:
+                    why = ("ends before its Content-Length" if record.raw_stream.limit > 0 else
+                           "is not followed by the blank lines that end a record: its Content-Length is wrong, so it "
+                           "may hold parts of the next records")
+                    yield _bad(shard.path, n, "damaged_record", "", f"WARC record {n} at {at} {offset:,} {why}; "
+                               "it is not used")
+                elif doc is not None:
+                    yield doc
+            end = stream.pos if isinstance(stream, _CheckedGzip) else storage.size(shard.path)
+            if records.offset < end:
+                # warcio ends quietly where a record header is cut short: the file was truncated.
+                raise DamagedInput(records.offset, f"{end - records.offset:,} bytes after the last complete record "
+                                   "are not a whole record (truncated file?)")
+        except DamagedInput as exc:
+            yield _bad(shard.path, n + 1, "damaged_file", "", f"unreadable from {at} {exc.offset:,} (after {n} records): "
+                       f"{exc}; the rest of the file was not read")
+
+
+def _next_record(records: Any) -> Any:
+    """The next record of a warcio iterator, None at the end; whatever warcio fails with on damaged
+    bytes (its own errors, or attribute and value errors on headers it half parsed) becomes
+    :class:`DamagedInput`."""
+    try:
+        return next(records)
+    except StopIteration:
+        return None
+    except DamagedInput:
+        raise
+    except Exception as exc:  # any parser failure on untrusted bytes is damage, not a bug of ours
+        from warcio.exceptions import ArchiveLoadFailed
+
+        known = isinstance(exc, ArchiveLoadFailed) and str(exc).strip()
+        message = str(exc).strip().splitlines()[0] if known else f"a malformed or cut record header ({type(exc).__name__})"
+        raise DamagedInput(records.offset, message) from None
+
+
+def _warc_document(record: Any, n: int, path: str, spec: InputSpec, extract_html: Any) -> Document | None:
+    """The document of one WARC record (None for records other than responses)."""
+    if record.rec_type != "response":
+        return None
+    url = record.rec_headers.get_header("WARC-Target-URI")
+    rec_id = record.rec_headers.get_header("WARC-Record-ID") or stable_id(path, n)
+    ctype = (record.http_headers.get_header("Content-Type") if record.http_headers else "") or ""
+    meta = {"url": url, "warc_date": record.rec_headers.get_header("WARC-Date")}
+    payload = record.content_stream().read()
+    if "html" not in ctype.lower():
+        return _bad(path, n, "not_html", "", f"record {url} has content type {ctype!r}")
+    if len(payload) > spec.max_doc_bytes:
+        return _bad(path, n, "too_large", "", f"record {url} of {len(payload):,} bytes")
+    html = payload.decode("utf-8", "replace")
+    if problem := html_problem(html):
+        return _bad(path, n, "html_too_deep", "", f"record {url}: {problem}")
+    doc = Document(rec_id.strip("<>").removeprefix("urn:uuid:"), extract_html(html), meta)
+    if not doc.text.strip():
+        doc.reject("input", "empty_text", f"{path} record {n} ({url}): no text extracted")
+    return doc
+
+
+MAX_HTML_DEPTH = 512
+"""Deepest element nesting a page may have; browsers stop nesting near here too."""
+MAX_HTML_WORK = 5_000_000
+"""Sum over all elements of their depth: extraction time grows with it (1.2 MB of 50k nested tags took 81 s),
+this bound keeps one page under about half a second."""
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9:-]*)[^<>]*?(/?)>")
+_SCRIPT = re.compile(r"(?is)<(script|style)\b.*?</\1\s*>")
+_VOID = frozenset(["area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track", "wbr"])
+_CLOSES_SIBLING = frozenset(["p", "li", "dt", "dd", "tr", "td", "th", "option", "thead", "tbody", "tfoot"])
+_NOT_NESTING = np.array(sorted(int.from_bytes(n.encode().ljust(8, b"\0"), "little") for n in _VOID | _CLOSES_SIBLING),
+                        dtype=np.uint64)
+"""Tag names as 8-byte little-endian codes (lowercase, zero-padded), for a vectorised lookup."""
+
+
+def _nesting_estimate(html: str) -> tuple[int, int]:
+    """(depth, work) from counting tags with numpy: elements that never nest (void ones, and the <p>, <li>,
+    <td>... that close their open sibling) are skipped, everything else counts as nesting, and stray closing
+    tags cannot push the depth below zero. Close to the truth for ordinary pages, an overestimate for sloppy
+    ones: only pages above the limits get the exact scan."""
+    data = np.frombuffer(html.encode("utf-8", "surrogatepass") + b"\0" * 10, dtype=np.uint8)
+    lt = np.flatnonzero(data[:-10] == 60)
+    closing = data[lt + 1] == 47
+    start = lt + 1 + closing
+    first = data[start] | 0x20
+    is_tag = (first >= 97) & (first <= 122)
+    window = data[start[:, None] + np.arange(8)] | 0x20
+    alnum = ((window >= 97) & (window <= 122)) | ((window >= 48) & (window <= 57))
+    names = np.ascontiguousarray(window * np.cumprod(alnum, axis=1, dtype=np.uint8)).view("<u8").ravel()
+    nests = is_tag & ~np.isin(names, _NOT_NESTING)
+    steps = np.where(nests, np.where(closing, -1, 1), 0).astype(np.int64)
+    if not len(steps):
+        return 0, 0
+    level = np.cumsum(steps)
+    depth = level - np.minimum(np.minimum.accumulate(level), 0)
+    opened = nests & ~closing
+    return int(depth.max()), int(depth[opened].sum())
+
+
+def _nesting_exact(html: str) -> str | None:
+    """The limits checked on an open-element stack (scripts and styles removed first)."""
+    stack: list[str] = []
+    open_count: dict[str, int] = {}
+    work = 0
+    for closing, tag, self_closing in _TAG.findall(_SCRIPT.sub("", html)):
+        tag = tag.lower()
+        if closing:
+            if open_count.get(tag):
+                while True:  # close it and everything opened inside it (each element pops once: linear)
+                    top = stack.pop()
+                    open_count[top] -= 1
+                    if top == tag:
+                        break
+            continue
+        if self_closing or tag in _VOID:
+            continue
+        if tag in _CLOSES_SIBLING and open_count.get(tag):
+            while True:  # an open <p>, <li>, <td>... ends where the next one starts (cells: where the row ends)
+                top = stack.pop()
+                open_count[top] -= 1
+                if top == tag:
+                    break
+        stack.append(tag)
+        open_count[tag] = open_count.get(tag, 0) + 1
+        work += len(stack)
+        if len(stack) > MAX_HTML_DEPTH:
+            return f"HTML elements nested more than {MAX_HTML_DEPTH} deep"
+        if work > MAX_HTML_WORK:
+            return f"HTML too deeply nested for its size (nesting work above {MAX_HTML_WORK:,})"
+    return None
+
+
+def html_problem(html: str) -> str | None:
+    """Why ``html`` is too costly to extract (nesting too deep, or too much nested work), else None.
+
+    Extraction time grows with the nesting (1.2 MB of 50k nested tags took 81 s), so such pages are
+    rejected before extraction. A numpy estimate screens every page; the exact stack scan runs only on
+    the few it flags. Pages with few tags skip both.
+    """
+    if html.count("<") <= MAX_HTML_DEPTH:
+        return None
+    depth, work = _nesting_estimate(html)
+    if depth <= MAX_HTML_DEPTH and work <= MAX_HTML_WORK:
+        return None
+    return _nesting_exact(html)
 
 
 def html_extractor(name: str) -> Any:
@@ -475,7 +809,47 @@ def read_shard(shard: Shard, spec: InputSpec) -> Iterator[Document]:
 # ---------------------------------------------------------------------------------------------- writers
 
 
+MAX_COLUMN_NESTING = 16
+"""Deeper metadata is stored as JSON text: Parquet readers refuse schemas nested past about 100 levels,
+and a list takes several."""
+
+
+def _parquet_can_write(kind: pa.DataType, depth: int = 0) -> bool:
+    """False for types Parquet refuses to write or to read back: a struct without fields (``{}`` in
+    metadata) or nesting deeper than :data:`MAX_COLUMN_NESTING`, at any depth."""
+    if depth > MAX_COLUMN_NESTING:
+        return False
+    if pa.types.is_struct(kind):
+        return kind.num_fields > 0 and all(_parquet_can_write(kind.field(i).type, depth + 1)
+                                           for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _parquet_can_write(kind.value_type, depth + 1)
+    return True
+
+
+MAX_COLUMNS = 1000
+"""Metadata keys a shard keeps as columns; rarer keys of a shard with more go, as JSON, into ``more_meta``."""
+
+
+def _fold_rare_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows whose metadata keys beyond the :data:`MAX_COLUMNS` most frequent ones of the shard are folded into
+    one JSON column, so that records with many different keys cannot make a shard of a million columns."""
+    counts: Counter = Counter(k for row in rows for k in row)
+    if len(counts) <= MAX_COLUMNS:
+        return rows
+    keep = {k for k, _ in counts.most_common(MAX_COLUMNS)} | {"id", "text", "reason", "detail"}
+    folded = []
+    for row in rows:
+        rest = {k: v for k, v in row.items() if k not in keep}
+        row = {k: v for k, v in row.items() if k in keep}
+        if rest:
+            row["more_meta"] = json.dumps(rest, ensure_ascii=False, default=str)
+        folded.append(row)
+    return folded
+
+
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
+    rows = _fold_rare_keys(rows)
     keys: dict[str, None] = {"id": None, "text": None}
     for row in rows:
         keys.update(dict.fromkeys(row))
@@ -486,8 +860,11 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
     for key, values in columns.items():
         try:
             arrays[key] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-            # Mixed types in free metadata: keep the information as JSON text rather than fail the shard.
+            if not _parquet_can_write(arrays[key].type):
+                raise TypeError(f"{arrays[key].type} has an empty struct")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            # Mixed types, empty objects or huge integers in free metadata: keep the information as JSON text
+            # rather than fail the shard.
             arrays[key] = pa.array([v if v is None or isinstance(v, str) else json.dumps(v) for v in values], pa.string())
         if pa.types.is_null(arrays[key].type):
             arrays[key] = arrays[key].cast(pa.string())

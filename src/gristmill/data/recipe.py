@@ -8,8 +8,17 @@ A recipe names the input, an ordered list of steps with parameters and the outpu
       - gopher_quality: {min_words: 50}
     output: {path: out/run1, format: parquet}
 
-A step is a registered name (``gristmill steps`` lists them) or a dotted path to a user class
-(``mypkg.steps:MyFilter``). Every error names the recipe file and line.
+A step is a registered name (``gristmill steps`` lists them) or a user class: ``mypkg.steps:MyFilter``
+from an installed package (or one on ``PYTHONPATH``), or ``./my_steps.py:MyFilter`` from an explicit file.
+Every error names the recipe file and line.
+
+A recipe that names a user step runs that code: treat a recipe like a script and run only recipes you
+trust. ``python -m gristmill`` does not import modules from the current folder by accident (see
+``gristmill/__main__.py``), so a user step comes only from where the recipe says.
+
+Loading is bounded: the file is at most :data:`MAX_RECIPE_BYTES`, YAML aliases may not expand it past
+:data:`MAX_RECIPE_VALUES` values nor refer to themselves, and only plain YAML tags are accepted
+(``!!python/...`` and custom tags are refused with their line).
 """
 
 from __future__ import annotations
@@ -30,6 +39,59 @@ from gristmill.data.run import OutputSpec, Pipeline
 
 class RecipeError(Exception):
     """A recipe that cannot run; the message names the file and line."""
+
+
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_VALUES = 100_000
+_PLAIN_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in
+                        ("null", "bool", "int", "float", "str", "seq", "map", "merge", "timestamp", "binary", "set",
+                         "omap", "pairs"))
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+def _check_nodes(root: yaml.Node, source: str) -> None:
+    """Refuse non-plain tags, self-referring aliases and alias bombs, before anything is built from the nodes.
+
+    Sizes are counted as if every alias were expanded, but each node is visited once (sizes memoised),
+    so a billion-laughs recipe is measured in microseconds and refused.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    todo: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while todo:
+        node, finished = todo.pop()
+        key = id(node)
+        if finished:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            if sizes[key] > MAX_RECIPE_VALUES:
+                raise RecipeError(f"{_where(source, node)}: this value expands to more than {MAX_RECIPE_VALUES:,} "
+                                  "values (YAML aliases); a recipe that large is refused")
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise RecipeError(f"{_where(source, node)}: a YAML alias refers to a value that contains it")
+        if node.tag not in _PLAIN_TAGS:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            raise RecipeError(f"{_where(source, node)}: YAML tag {tag} is not allowed; a recipe holds plain values, "
+                              "lists and mappings (a Python object tag would run code)")
+        open_nodes.add(key)
+        todo.append((node, True))
+        todo.extend((child, False) for child in _children(node))
+
+
+def _positive_int(value: Any, what: str, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise RecipeError(f"{where}: {what} must be a whole number of at least 1, not {value!r}")
+    return value
 
 
 def _where(source: str, node: yaml.Node) -> str:
@@ -76,10 +138,11 @@ def _type_name(annotation: Any) -> str:
 def resolve_step_class(name: str) -> type[Step]:
     registry = load_builtin_steps()
     if ":" in name:
-        module_name, _, attr = name.partition(":")
+        module_name, _, attr = name.rpartition(":")
         try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
+            module = _module_from_file(module_name) if _is_file(module_name) else importlib.import_module(module_name)
+            cls = getattr(module, attr)
+        except (ImportError, AttributeError, OSError, SyntaxError) as exc:
             raise KeyError(f"cannot import user step {name!r}: {exc}") from exc
         if not (isinstance(cls, type) and issubclass(cls, Step)):
             raise KeyError(f"{name!r} is not a gristmill Step subclass")
@@ -87,6 +150,30 @@ def resolve_step_class(name: str) -> type[Step]:
     if name not in registry:
         raise KeyError(f"unknown step {name!r}; known steps: {', '.join(sorted(registry))}")
     return registry[name]
+
+
+def _is_file(module: str) -> bool:
+    return module.endswith(".py") or "/" in module or "\\" in module
+
+
+def _module_from_file(path: str) -> types.ModuleType:
+    """Import a user step module from an explicit file path (the recipe names the file, not a search path)."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise ImportError(f"no such file {path}")
+    name = f"gristmill_user_steps.{file.stem}_{hashlib.sha1(str(file).encode()).hexdigest()[:8]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, file)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # worker processes unpickle the step's class by this name
+    spec.loader.exec_module(module)
+    return module
 
 
 def build_step(name: str, params: dict[str, Any], where: str = "") -> Step:
@@ -131,10 +218,16 @@ def _spec(cls: type, node: yaml.Node, source: str, section: str) -> Any:
 
 
 def parse_recipe(text: str, source: str = "<recipe>", output_override: str | None = None) -> Pipeline:
+    if len(text) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{source}: {len(text):,} characters; a recipe is at most {MAX_RECIPE_BYTES:,}")
     try:
         root = yaml.compose(text)
     except yaml.YAMLError as exc:
         raise RecipeError(f"{source}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise RecipeError(f"{source}: YAML nested too deeply") from None
+    if root is not None:
+        _check_nodes(root, source)
     if not isinstance(root, yaml.MappingNode):
         raise RecipeError(f"{source}: a recipe is a mapping with input, steps and output")
     top = _mapping(root)
@@ -171,8 +264,11 @@ def parse_recipe(text: str, source: str = "<recipe>", output_override: str | Non
         output = _spec(OutputSpec, top["output"], source, "output")
     if output.format not in ("parquet", "jsonl"):
         raise RecipeError(f"{source}: output.format must be parquet or jsonl")
-    batch_size = _plain(top["batch_size"]) if "batch_size" in top else 1000
-    return Pipeline(input=input_spec, steps=steps, output=output, batch_size=int(batch_size))
+    batch_size = _positive_int(_plain(top["batch_size"]), "batch_size", _where(source, top["batch_size"])) \
+        if "batch_size" in top else 1000
+    for key in ("shard_size", "max_doc_bytes"):
+        _positive_int(getattr(input_spec, key), f"input.{key}", _where(source, inp))
+    return Pipeline(input=input_spec, steps=steps, output=output, batch_size=batch_size)
 
 
 def load_recipe(path: str | Path, output_override: str | None = None, input_override: list[str] | None = None) -> Pipeline:

@@ -25,6 +25,7 @@ import shutil
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,14 @@ from rich.table import Table
 from gristmill.data import storage
 from gristmill.data.document import Document
 from gristmill.data.executors import Executor, make_executor
+from gristmill.data.fingerprint import InputChanged, check_inputs_unchanged, input_fingerprints
+from gristmill.data.idcheck import count_repeated_ids, write_id_hashes
 from gristmill.data.io import (
     InputError,
     InputSpec,
     Shard,
     atomic_write_text,
+    expand_paths,
     output_files,
     plan_shards,
     read_documents,
@@ -49,6 +53,8 @@ from gristmill.data.pipeline import CorpusStep, Step, StepStats, batched, run_st
 from gristmill.progress import progress_bar
 
 QUARANTINE_EXIT = 3
+LEGACY_RUN = ("_work/recipe.json",)
+"""A run output made before output markers: resumable and replaceable like a marked one."""
 
 
 class RunError(Exception):
@@ -107,6 +113,10 @@ def _done_marker(work_dir: str | Path, stage: int, index: int) -> Path:
     return Path(work_dir) / f"stage{stage}" / "done" / f"{index:05d}.json"
 
 
+def _ids_file(work_dir: str | Path, index: int) -> Path:
+    return Path(work_dir) / "stage1" / "ids" / f"{index:05d}.npy"
+
+
 def _step_workdir(work_dir: str | Path, stage: int, step_pos: int, step: Step) -> Path:
     return Path(work_dir) / f"stage{stage}" / f"{step_pos:02d}-{step.name}"
 
@@ -137,6 +147,8 @@ def run_shard_task(task: ShardTask) -> ShardResult:
         kept_all.extend(kept)
         rejected_all.extend(rejected)
     assert n_in == len(kept_all) + len(rejected_all), "a document was lost"
+    if task.stage == 1:
+        write_id_hashes([d.id for d in chain(kept_all, rejected_all)], _ids_file(task.work_dir, task.index))
     input_stats.docs_in = n_in
     input_stats.docs_out = n_in - sum(input_stats.rejected.values())
     if kept_all:
@@ -187,36 +199,66 @@ class Pipeline:
         }
 
     def run(self, workers: int = 1, resume: bool = False, overwrite: bool = False,
-            executor: Executor | None = None, progress: bool = True, console: Console | None = None) -> RunResult:
+            executor: Executor | None = None, progress: bool = True, console: Console | None = None,
+            allow_incomplete: bool = False) -> RunResult:
+        """Run the pipeline into its output; ``allow_incomplete`` reads inputs from unfinished gristmill outputs."""
         console = console or Console(stderr=True, soft_wrap=True)
         out = self.output.path if storage.is_url(self.output.path) else str(Path(self.output.path))
         work = self.output.resolved_work_dir()
-        self._prepare_output(out, work, resume, overwrite)
-        own_executor = executor is None
-        executor = executor or make_executor("local", workers)
-        t0 = time.perf_counter()
-        try:
-            return self._run(out, work, executor, progress, console, t0)
-        finally:
-            if own_executor:
-                executor.close()
+        paths = expand_paths(self.input.paths)
+        for folder in dict.fromkeys(storage.parent(p) for p in paths):
+            storage.require_complete(folder, allow_incomplete)
+        storage.check_not_input(out, paths, "the output", inside_folders=True)
+        # One process at a time writes an output: a second run on it stops here, before touching anything.
+        with storage.output_lock(out):
+            self._prepare_output(out, work, resume, overwrite, paths)
+            own_executor = executor is None
+            executor = executor or make_executor("local", workers)
+            t0 = time.perf_counter()
+            try:
+                return self._run(out, work, executor, progress, console, t0)
+            finally:
+                if own_executor:
+                    executor.close()
 
-    def _prepare_output(self, out: str, work: Path, resume: bool, overwrite: bool) -> None:
+    def _prepare_output(self, out: str, work: Path, resume: bool, overwrite: bool, paths: list[str]) -> None:
         recipe_file = work / "recipe.json"
         fingerprint = json.dumps(self.fingerprint(), sort_keys=True, default=str)
         separate_work = storage.is_url(out) or not work.is_relative_to(out)
-        if storage.listdir(out):
+        if separate_work:
+            storage.check_not_input(work, paths, "--work-dir")
+        resuming = False
+        if storage.has_content(out):
             if overwrite:
-                storage.remove_tree(out)
+                storage.remove_output(out, "run", legacy=LEGACY_RUN)
             elif resume:
+                if storage.output_kind(out, LEGACY_RUN) not in ("run", "legacy") and not recipe_file.exists():
+                    raise RunError(f"{out} is not the output of a gristmill run; cannot resume into it")
                 if recipe_file.exists() and recipe_file.read_text() != fingerprint:
                     raise RunError(f"{out} was made by a different recipe; resume needs the same recipe (or use --overwrite)")
+                resuming = True
             else:
                 raise RunError(f"{out} already exists and is not empty: pass --resume to continue it or --overwrite to replace it")
         stale = not resume or (recipe_file.exists() and recipe_file.read_text() != fingerprint)
-        if separate_work and work.exists() and stale:
+        if separate_work and work.exists() and stale and storage.has_content(work):
             # State left by another run must not mark this run's shards done (unless it is this run, resumed).
-            shutil.rmtree(work)
+            storage.remove_output(work, "work", legacy=("recipe.json",))
+        if separate_work:
+            storage.mark_output(work, "work")
+        inputs_file = work / "inputs.json"
+        if resuming and inputs_file.exists():
+            try:
+                check_inputs_unchanged(json.loads(inputs_file.read_text()), paths)
+            except InputChanged as exc:
+                raise RunError(str(exc)) from None
+        else:
+            atomic_write_text(inputs_file, json.dumps(input_fingerprints(paths)))
+        if not (resuming and storage.read_marker(out)):
+            storage.mark_output(out, "run")
+        # Files half-written by a killed process (.NAME.tmp-PID) are never read; we hold the lock, so they go.
+        for folder in (storage.join(out, "kept"), storage.join(out, "rejected"), str(work),
+                       *map(str, work.glob("stage*/*"))):
+            storage.remove_stale_temporaries(folder)
         atomic_write_text(recipe_file, fingerprint)
 
     def _run(self, out: str, work: Path, executor: Executor, show: bool, console: Console, t0: float) -> RunResult:
@@ -227,6 +269,7 @@ class Pipeline:
             stats_json = json.loads(storage.read_bytes(stats_file))
             errors = [InputError(**e) for e in json.loads((work / "errors.json").read_text())]
             t = stats_json["totals"]
+            storage.mark_complete(out, "run")
             return RunResult(out, t["docs_in"], t["kept"], t["rejected"], errors, stats_json)
         plan = plan_shards(self.input, staging=work / "input", executor=executor)
         for err in plan.errors:
@@ -285,10 +328,15 @@ class Pipeline:
                 kept = stage_kept
         # Also when a later stage had nothing left to read: OUT/kept always exists.
         storage.makedirs(storage.join(out, "kept"))
+        repeated = count_repeated_ids(sorted((work / "stage1" / "ids").glob("*.npy")))
+        if repeated:
+            console.print(f"[yellow]warning:[/] {repeated:,} input documents have an id that another input document "
+                          "already has (ids compare as strings: 12 and \"12\" are one id); give every record its own "
+                          "id, or drop the id field and gristmill derives one from file and line")
         seconds = time.perf_counter() - t0
         stats_json = {
             "input": {"paths": self.input.paths, **input_stats.to_json(),
-                      "errors": [str(e) for e in plan.errors]},
+                      "errors": [str(e) for e in plan.errors], "repeated_ids": repeated},
             "steps": [{"name": s.name, "params": s.params(), **st.to_json()} for s, st in zip(self.steps, stats)],
             "totals": {"docs_in": docs_in, "kept": kept, "rejected": rejected, "seconds": round(seconds, 3),
                        "docs_per_s": round(docs_in / max(seconds, 1e-9), 1)},
@@ -297,7 +345,9 @@ class Pipeline:
         # stats.json marks the run complete; only then may the resume state between stages go.
         atomic_write_text(work / "errors.json", json.dumps([asdict(e) for e in plan.errors]))
         atomic_write_text(stats_file, json.dumps(stats_json, indent=2, default=str))
+        storage.mark_complete(out, "run")
         shutil.rmtree(work / "input", ignore_errors=True)
+        shutil.rmtree(work / "stage1" / "ids", ignore_errors=True)
         for s_idx in range(1, len(stages)):
             shutil.rmtree(work / f"stage{s_idx}" / "kept", ignore_errors=True)
         return RunResult(out, docs_in, kept, rejected, plan.errors, stats_json)
@@ -323,11 +373,13 @@ def _top(reasons: dict[str, int], n: int = 3) -> str:
 
 
 def run_pipeline(pipeline: Pipeline, workers: int = 1, resume: bool = False, overwrite: bool = False,
-                 executor_name: str = "local", address: str | None = None, progress: bool = True) -> RunResult:
+                 executor_name: str = "local", address: str | None = None, progress: bool = True,
+                 allow_incomplete: bool = False) -> RunResult:
     """Run ``pipeline`` on the named executor (``local`` or ``ray``), closing the executor afterwards."""
     executor = make_executor(executor_name, workers, address)
     try:
-        return pipeline.run(workers=workers, resume=resume, overwrite=overwrite, executor=executor, progress=progress)
+        return pipeline.run(workers=workers, resume=resume, overwrite=overwrite, executor=executor, progress=progress,
+                            allow_incomplete=allow_incomplete)
     finally:
         executor.close()
 

@@ -13,6 +13,7 @@ move is a copy, but a half-written object is never visible under its final name.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -176,3 +177,243 @@ def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
 def atomic_write(path: PathLike, write: Callable[[IO[Any]], None], mode: str = "wb") -> None:
     with atomic_output(path, mode) as f:
         write(f)
+
+
+# ------------------------------------------------------------------ output folders: marker, lock, the one deletion
+#
+# Every output folder a gristmill verb creates carries MARKER (kind, created, complete). Deleting an
+# output (``--overwrite``) goes through ``remove_output`` alone, which deletes only a folder whose marker
+# names the same kind: a user's folder, the current folder or another verb's output is never deleted.
+# The marker also says whether the folder is complete, so a downstream verb never takes the output of
+# a killed run for a finished one. LOCK lets one process at a time write an output folder.
+
+MARKER = ".gristmill"
+LOCK = ".gristmill.lock"
+_OWN = (MARKER, LOCK)
+
+
+class OutputError(Exception):
+    """An output gristmill must not write or delete, or an input it must not read yet: a user error."""
+
+
+def _canonical(path: PathLike) -> str:
+    """A URL without its trailing slash, a local path with symlinks and ``..`` resolved."""
+    return str(path).rstrip("/") if is_url(path) else os.path.realpath(path)
+
+
+def _inside(inner: str, outer: str) -> bool:
+    """``inner`` is ``outer`` or lies below it (both canonical)."""
+    sep = "/" if is_url(outer) else os.sep
+    return inner == outer or inner.startswith(outer.rstrip(sep) + sep)
+
+
+def check_not_input(out: PathLike, inputs: Any, flag: str = "--out", inside_folders: bool = False) -> None:
+    """Refuse an output that is, or contains, one of ``inputs`` (paths or globs): writing it would destroy them.
+
+    ``inside_folders`` also refuses an output inside an input folder (for readers that walk folders
+    recursively, which would read the output back as input).
+    """
+    target = _canonical(out)
+    for item in inputs:
+        if item is None:
+            continue
+        for path in (glob(str(item)) if has_magic(str(item)) else [str(item)]):
+            if is_url(path) != is_url(out):
+                continue
+            source = _canonical(path)
+            if _inside(source, target):
+                relation = "is" if source == target else "contains"
+                raise OutputError(f"{flag} {out} {relation} the input {path}; the output must be a folder of its own")
+            if inside_folders and _inside(target, source) and isdir(path):
+                raise OutputError(f"{flag} {out} is inside the input folder {path}, which is read recursively; "
+                                  "put the output somewhere else")
+
+
+def check_folder_target(out: PathLike) -> None:
+    """Refuse an output path that is an existing file (a folder is expected)."""
+    if exists(out) and not isdir(out):
+        raise OutputError(f"{out} is a file; the output must be a folder (a new one, or one gristmill made)")
+
+
+def read_marker(folder: PathLike) -> dict[str, Any] | None:
+    import json
+
+    path = join(folder, MARKER)
+    try:
+        if not isfile(path):
+            return None
+        data = json.loads(read_bytes(path))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def output_kind(folder: PathLike, legacy: tuple[str, ...] = ()) -> str | None:
+    """The kind of gristmill output in ``folder``: its marker's, or ``"legacy"`` when every file named in
+    ``legacy`` exists (a folder made before markers), else None."""
+    marker = read_marker(folder)
+    if marker is not None:
+        return str(marker.get("kind"))
+    if legacy and all(exists(join(folder, f)) for f in legacy):
+        return "legacy"
+    return None
+
+
+def mark_output(folder: PathLike, kind: str, complete: bool = False) -> None:
+    """Write the marker that makes ``folder`` a gristmill ``kind`` output (incomplete until ``mark_complete``)."""
+    import json
+    import time
+
+    from gristmill import __version__
+
+    old = read_marker(folder) or {}
+    created = old.get("created") if old.get("kind") == kind else None
+    record = {"kind": kind, "complete": complete, "created": created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "gristmill": __version__}
+    try:
+        makedirs(folder)
+        atomic_write(join(folder, MARKER), lambda f: f.write(json.dumps(record).encode()))
+    except OSError as exc:
+        raise OutputError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+
+
+def mark_complete(folder: PathLike, kind: str) -> None:
+    mark_output(folder, kind, complete=True)
+
+
+def has_content(folder: PathLike) -> bool:
+    """True when ``folder`` holds anything besides gristmill's own marker and lock."""
+    return any(name(p) not in _OWN for p in listdir(folder))
+
+
+def removable(folder: PathLike, kind: str, legacy: tuple[str, ...] = ()) -> None:
+    """Raise :class:`OutputError` unless ``folder`` is a gristmill ``kind`` output that may be deleted."""
+    found = output_kind(folder, legacy)
+    if found is None:
+        raise OutputError(f"{folder} is not empty and was not made by gristmill (it has no {MARKER} marker); "
+                          "refusing to delete it: choose another output folder, or delete it yourself")
+    if found not in (kind, "legacy"):
+        raise OutputError(f"{folder} holds a gristmill {found} output, not a {kind} output; refusing to delete it")
+
+
+def remove_output(folder: PathLike, kind: str, legacy: tuple[str, ...] = (), whole: bool = False) -> None:
+    """The one place that deletes an output folder (``--overwrite``): its content goes, the folder and its
+    lock stay (``whole``: the folder goes too, for a verb that renames a finished folder into place).
+    Only a folder whose marker (or ``legacy`` files) shows that gristmill made it as ``kind``."""
+    removable(folder, kind, legacy)
+    if whole:
+        _on(folder, "rm", shutil.rmtree, recursive=True)
+        return
+    for entry in listdir(folder):
+        if name(entry) == LOCK:
+            continue
+        if isdir(entry):
+            _on(entry, "rm", shutil.rmtree, recursive=True)
+        else:
+            remove(entry)
+
+
+def remove_stale_temporaries(folder: PathLike) -> int:
+    """Delete the hidden ``.NAME.tmp-PID`` files and folders that a killed process left in ``folder``.
+
+    Call it only while holding the folder's lock (or as the only writer), so no live writer loses its file.
+    """
+    n = 0
+    for entry in listdir(folder):
+        base = name(entry)
+        if base.startswith(".") and ".tmp-" in base:
+            if isdir(entry):
+                _on(entry, "rm", shutil.rmtree, recursive=True)
+            else:
+                remove(entry)
+            n += 1
+    return n
+
+
+def require_complete(path: PathLike, allow_incomplete: bool = False) -> None:
+    """Refuse to read ``path`` when it is (in) a gristmill output whose marker says it is not finished.
+
+    ``path`` may be an output folder or a folder or file inside one (``OUT/kept``, ``OUT/kept/part-0.parquet``).
+    """
+    if allow_incomplete:
+        return
+    here = str(path)
+    for _ in range(3):
+        marker = read_marker(here) if isdir(here) else None
+        if marker is None and isfile(join(here, "_work", "recipe.json")):
+            # A run output made before markers: stats.json is written last, when the run completes.
+            marker = {"kind": "run", "complete": isfile(join(here, "stats.json"))}
+        if marker is not None:
+            if not marker.get("complete"):
+                raise OutputError(f"{here} is an unfinished gristmill {marker.get('kind')} output (killed or still "
+                                  "running): finish it with --resume, or pass --allow-incomplete to read it as it is")
+            return
+        up = parent(here)
+        if up == here:
+            return
+        here = up
+
+
+@contextmanager
+def output_lock(folder: PathLike) -> Iterator[None]:
+    """Hold ``folder``'s lock for the block: a second process writing the same output is refused at once.
+
+    The lock file lives in the folder (a URL output locks a file in the local cache instead); it is an
+    operating-system lock, so a killed holder releases it.
+    """
+    from filelock import FileLock, Timeout
+
+    created = False
+    if is_url(folder):
+        import xxhash
+
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gristmill" / "locks"
+        cache.mkdir(parents=True, exist_ok=True)
+        lock_path = str(cache / f"{xxhash.xxh64_hexdigest(str(folder).rstrip('/').encode())}.lock")
+    else:
+        check_folder_target(folder)
+        created = not os.path.exists(folder)
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
+        lock_path = str(Path(folder) / LOCK)
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)  # try once: a second writer is refused, not queued
+    except Timeout:
+        raise OutputError(f"another gristmill process is writing {folder} (it holds {lock_path}); "
+                          "wait for it to finish or stop it") from None
+    except OSError as exc:
+        raise OutputError(f"cannot write to {folder}: {exc.strerror or exc}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+        if not is_url(folder) and read_marker(folder) is None:
+            # Refused before claiming the folder: leave no lock file (nor a folder made for it) behind.
+            Path(lock_path).unlink(missing_ok=True)
+            if created and not any(Path(folder).iterdir()):
+                Path(folder).rmdir()
+
+
+_ENVIRONMENT_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the filesystem is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EISDIR: "is a folder, not a file",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+}
+
+
+def describe_os_error(exc: OSError) -> str | None:
+    """One line for an error of the machine rather than of gristmill (disk full, read-only, no permission);
+    None for any other error, which stays a bug with its traceback."""
+    what = _ENVIRONMENT_ERRORS.get(exc.errno or -1)
+    if what is None:
+        return None
+    where = exc.filename or "the output"
+    advice = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose a location you can write"
+    return f"cannot write {where}: {what}; {advice}, then run again (add --resume where the verb has it)"

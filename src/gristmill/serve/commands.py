@@ -143,8 +143,17 @@ def register(app: typer.Typer) -> None:
             require_extra("hf", "export --format hf", "transformers")
         else:
             require_extra("serve", "export --format onnx", *ONNX_MODULES)
-        if out.exists() and any(out.iterdir()) and not overwrite:
-            raise _fail(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+        from gristmill.data import storage
+
+        try:
+            storage.check_not_input(out, [model, eval_file])
+            storage.check_folder_target(out)
+            if out.exists() and storage.has_content(out):
+                if not overwrite:
+                    raise _fail(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+                storage.remove_output(out, "export", legacy=("model.onnx", "task.json", "export.json"))
+        except storage.OutputError as exc:
+            raise _fail(str(exc)) from None
         is_classifier = (model / "task.json").is_file()
         try:
             if format == "hf":
@@ -160,6 +169,7 @@ def register(app: typer.Typer) -> None:
 
                     export_hf(model, out)
                     _log(f"wrote {out} (BertForMaskedLM + tokenizer)")
+                storage.mark_complete(out, "export")
                 return
             if not is_classifier:
                 raise _fail(f"{model} has no task.json: ONNX export takes a fine-tuned classifier (FT folder)")
@@ -169,6 +179,7 @@ def register(app: typer.Typer) -> None:
                                  torch_int8=torch_int8, threads=threads, log=_log)
         except _user_errors() as exc:
             raise _fail(str(exc)) from None
+        storage.mark_complete(out, "export")
         _print_report(report, out)
 
     @app.command()

@@ -12,13 +12,25 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+from gristmill.data.storage import OutputError, describe_os_error
+
+console = Console(stderr=True, soft_wrap=True)
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer (Hugging Face format) and inspect token shards.")
+
+
+ALLOW_INCOMPLETE = "Read an unfinished gristmill output (a killed run) as it is."
 
 
 def _fail(message: str) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(2)
+
+
+def _os_fail(exc: OSError) -> typer.Exit:
+    """Disk full, read-only or no permission: one line; any other OSError is a bug and keeps its traceback."""
+    if (message := describe_os_error(exc)) is None:
+        raise exc
+    return _fail(message)
 
 
 @tokenizer_app.command("train")
@@ -38,6 +50,7 @@ def train(
     text_field: str = typer.Option("text", "--text-field"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing tokenizer folder."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Train a tokenizer on a corpus (streamed) and write it as a Hugging Face tokenizer folder."""
     from gristmill.tokenizer import TokenizerError, load_tokenizer, train_tokenizer
@@ -47,9 +60,11 @@ def train(
                                normalization=normalization, strip_accents=strip_accents, cjk=cjk,
                                min_frequency=min_frequency, limit_alphabet=limit_alphabet, max_documents=max_docs,
                                model_max_length=model_max_length, text_field=text_field, show_progress=progress,
-                               overwrite=overwrite)
-    except TokenizerError as exc:
+                               overwrite=overwrite, allow_incomplete=allow_incomplete)
+    except (TokenizerError, OutputError) as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _os_fail(exc) from None
     record = json.loads((path / "gristmill.json").read_text())
     console.print(f"{kind} tokenizer with {load_tokenizer(path).get_vocab_size():,} tokens trained on "
                   f"{record['documents']:,} documents in {record['seconds']:.1f} s -> {path}")
@@ -104,6 +119,7 @@ def register(app: typer.Typer) -> None:
         text_field: str = typer.Option("text", "--text-field"),
         id_field: str = typer.Option("id", "--id-field"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
+        allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
     ) -> None:
         """Encode a corpus and pack it into fixed-length sequences (numpy memmap shards + manifest)."""
         from gristmill.tokenizer import TokenizerError, pack_corpus
@@ -111,9 +127,11 @@ def register(app: typer.Typer) -> None:
         try:
             m = pack_corpus(input, tokenizer, out, seq_len=seq_len, val_fraction=val_fraction, workers=workers,
                             resume=resume, overwrite=overwrite, docs_per_unit=docs_per_unit, text_field=text_field,
-                            id_field=id_field, progress=progress, console=console)
-        except TokenizerError as exc:
+                            id_field=id_field, progress=progress, console=console, allow_incomplete=allow_incomplete)
+        except (TokenizerError, OutputError) as exc:
             raise _fail(str(exc)) from None
+        except OSError as exc:
+            raise _os_fail(exc) from None
         tokens = sum(s["tokens"] for s in m["splits"].values())
         for name, info in m["splits"].items():
             console.print(f"{name}: {info['sequences']:,} sequences of {seq_len}, {info['tokens']:,} tokens, "

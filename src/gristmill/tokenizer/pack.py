@@ -33,12 +33,15 @@ from tokenizers import Tokenizer
 
 from gristmill.data import storage
 from gristmill.data.executors import make_executor
+from gristmill.data.fingerprint import fingerprint
 from gristmill.data.io import atomic_write_text
 from gristmill.progress import progress_bar
 from gristmill.tokenizer.manifest import FORMAT, SPLITS, flag_bytes, token_dtype
 from gristmill.tokenizer.source import Unit, plan_units, read_unit, resolve_input, run_stats
 from gristmill.tokenizer.tokdir import TokenizerError, load_tokenizer, special_ids, tokenizer_hash
 
+LEGACY_TOKENS = ("_work/config.json",)
+"""A token folder made before output markers: resumable and replaceable like a marked one."""
 SPLIT_RULE = "val when xxh64(utf-8 document id) < val_fraction * 2**64"
 
 
@@ -249,9 +252,9 @@ def pack_unit(task: PackTask) -> dict[str, Any]:
 
 def _prepare_output(out: Path, tokdir: Path, config: dict[str, Any], resume: bool, overwrite: bool) -> None:
     config_file = out / "_work" / "config.json"
-    if out.exists() and any(out.iterdir()):
+    if storage.has_content(out):
         if overwrite:
-            shutil.rmtree(out)
+            storage.remove_output(out, "tokens", legacy=LEGACY_TOKENS)
         elif not resume:
             raise TokenizerError(f"{out} already exists and is not empty: pass --resume to continue it "
                                  "or --overwrite to replace it")
@@ -263,13 +266,15 @@ def _prepare_output(out: Path, tokdir: Path, config: dict[str, Any], resume: boo
                 raise TokenizerError(f"{out} holds shards made with another tokenizer "
                                      f"(hash {str(old.get('tokenizer_hash'))[:12]}, this one {config['tokenizer_hash'][:12]}); "
                                      "refusing to mix them: use a new --out or --overwrite")
-            changed = sorted(k for k in config if old.get(k) != config[k])
+            _check_same_files(old.get("files") or [], config["files"])
+            changed = sorted(k for k in config if k != "files" and old.get(k) != config[k])
             if changed:
                 raise TokenizerError(f"{out} was packed with other settings ({', '.join(changed)}); "
                                      "resume needs the same ones (or use --overwrite)")
             for folder in [out, out / "_work", out / "_work" / "done"] + [out / s for s in SPLITS]:
-                for stale in folder.glob(".*.tmp-*") if folder.is_dir() else []:
-                    shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+                storage.remove_stale_temporaries(folder)
+    if not (resume and storage.read_marker(out)):
+        storage.mark_output(out, "tokens")
     atomic_write_text(config_file, json.dumps(config, indent=2))
     copy = out / "tokenizer"
     if copy.exists() and tokenizer_hash(copy) != config["tokenizer_hash"]:
@@ -279,6 +284,20 @@ def _prepare_output(out: Path, tokdir: Path, config: dict[str, Any], resume: boo
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(tokdir, tmp, ignore=shutil.ignore_patterns(".*"))
         os.replace(tmp, copy)
+
+
+def _check_same_files(old: list[list[Any]], new: list[list[Any]]) -> None:
+    """Name the input that changed since the interrupted pack started (a resume must read the same input)."""
+    advice = "a resume must read the same input: restore it, or start again with --overwrite"
+    before = {f[0]: f[1:] for f in old}
+    now = {f[0]: f[1:] for f in new}
+    for path in sorted(set(before) | set(now)):
+        if path not in now:
+            raise TokenizerError(f"input {path} is no longer part of the input; {advice}")
+        if path not in before:
+            raise TokenizerError(f"input {path} is new since the pack started; {advice}")
+        if before[path] != now[path][:len(before[path])]:  # a legacy folder recorded sizes only
+            raise TokenizerError(f"input {path} changed since the pack started; {advice}")
 
 
 def _merge(results: list[dict[str, Any]], digest: str) -> dict[str, Any]:
@@ -299,8 +318,13 @@ def _merge(results: list[dict[str, Any]], digest: str) -> dict[str, Any]:
 def pack_corpus(input: str | Path | list[str | Path], tokdir: str | Path, out: str | Path, seq_len: int = 128,
                 val_fraction: float = 0.01, workers: int = 1, resume: bool = False, overwrite: bool = False,
                 docs_per_unit: int = 2000, text_field: str = "text", id_field: str = "id",
-                progress: bool = False, console: Console | None = None) -> dict[str, Any]:
-    """Encode ``input`` with the tokenizer in ``tokdir`` and pack it into ``out``; returns the manifest."""
+                progress: bool = False, console: Console | None = None,
+                allow_incomplete: bool = False) -> dict[str, Any]:
+    """Encode ``input`` with the tokenizer in ``tokdir`` and pack it into ``out``; returns the manifest.
+
+    ``input`` must not be an unfinished gristmill output unless ``allow_incomplete``; ``out`` must not be or
+    contain an input, and one process at a time packs into it.
+    """
     if seq_len < 8:
         raise TokenizerError(f"seq_len must be at least 8, not {seq_len}")
     if not 0.0 <= val_fraction < 1.0:
@@ -312,12 +336,28 @@ def pack_corpus(input: str | Path | list[str | Path], tokdir: str | Path, out: s
     special = special_ids(tokdir)
     vocab_size = tok.get_vocab_size(with_added_tokens=True)
     dtype = token_dtype(vocab_size)
+    items = [input] if isinstance(input, (str, Path)) else list(input)
+    storage.check_not_input(out, [*items, tokdir])
+    for item in items:
+        storage.require_complete(item, allow_incomplete)
     files, stats_file = resolve_input(input)
     units = plan_units(files, docs_per_unit)
     config = {"tokenizer_hash": digest, "seq_len": seq_len, "val_fraction": val_fraction, "dtype": dtype,
               "docs_per_unit": docs_per_unit, "text_field": text_field, "id_field": id_field,
-              "files": [[storage.absolute(f), storage.size(f)] for f in files]}
-    _prepare_output(out, tokdir, config, resume, overwrite)
+              "files": [[storage.absolute(f), *fingerprint(f)] for f in files]}
+    with storage.output_lock(out):
+        _prepare_output(out, tokdir, config, resume, overwrite)
+        return _pack(out, tokdir, units, files, stats_file, config, (vocab_size, special), input, workers, progress,
+                     console, t0)
+
+
+def _pack(out: Path, tokdir: Path, units: list[Unit], files: list[str], stats_file: str | None, config: dict[str, Any],
+          vocab: tuple[int, dict[str, int]], input: Any, workers: int, progress: bool, console: Console | None,
+          t0: float) -> dict[str, Any]:
+    """Encode every unit (skipping finished ones) and write the manifest; the caller holds the lock."""
+    seq_len, val_fraction, dtype, digest = config["seq_len"], config["val_fraction"], config["dtype"], config["tokenizer_hash"]
+    text_field, id_field, docs_per_unit = config["text_field"], config["id_field"], config["docs_per_unit"]
+    vocab_size, special = vocab
     tasks = [PackTask(u, str(out), seq_len, val_fraction, dtype, digest, text_field, id_field, workers=workers)
              for u in units]
     results: list[dict[str, Any]] = []
@@ -361,4 +401,5 @@ def pack_corpus(input: str | Path | list[str | Path], tokdir: str | Path, out: s
         "settings": {"docs_per_unit": docs_per_unit, "text_field": text_field, "id_field": id_field},
     }
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=2))
+    storage.mark_complete(out, "tokens")
     return manifest

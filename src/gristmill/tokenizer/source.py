@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.data import storage
-from gristmill.data.io import InputSpec, Shard, plan_shards, read_shard, stable_id
+from gristmill.data.io import InputSpec, Shard, normalize_id, plan_shards, read_shard, stable_id
 from gristmill.tokenizer.tokdir import TokenizerError
 
 _JSONL = (".jsonl", ".json", ".ndjson")
@@ -103,6 +103,15 @@ def plan_units(files: Sequence[str | Path], docs_per_unit: int) -> list[Unit]:
 
 def _parquet_batches(unit: Unit, text_field: str, id_field: str, batch_size: int
                      ) -> Iterator[tuple[list[str], list[Any]]]:
+    try:
+        yield from _parquet_batches_of(unit, text_field, id_field, batch_size)
+    except (OSError, ValueError) as exc:  # corrupt pages (pyarrow's errors are OSError or ValueError)
+        raise TokenizerError(f"{unit.path}: rows {unit.start + 1:,}-{unit.stop:,} cannot be read ({exc}); "
+                             "the file is damaged: rerun the step that wrote it") from None
+
+
+def _parquet_batches_of(unit: Unit, text_field: str, id_field: str, batch_size: int
+                        ) -> Iterator[tuple[list[str], list[Any]]]:
     pf = storage.parquet_file(unit.path)
     names = pf.schema_arrow.names
     if text_field not in names:
@@ -121,8 +130,7 @@ def _parquet_batches(unit: Unit, text_field: str, id_field: str, batch_size: int
                     part = batch.slice(b_lo, b_hi - b_lo)
                     texts = part.column(0).to_pylist()
                     if len(columns) == 2:
-                        ids = [str(i) if i not in (None, "") else stable_id(unit.path, pos + b_lo + k + 1)
-                               for k, i in enumerate(part.column(1).to_pylist())]
+                        ids = [_id(i, unit.path, pos + b_lo + k + 1) for k, i in enumerate(part.column(1).to_pylist())]
                     else:
                         ids = [stable_id(unit.path, pos + b_lo + k + 1) for k in range(part.num_rows)]
                     yield ids, texts
@@ -130,6 +138,14 @@ def _parquet_batches(unit: Unit, text_field: str, id_field: str, batch_size: int
                 if pos >= hi:
                     break
         first += rows
+
+
+def _id(raw: Any, path: str, row: int) -> str:
+    """The id ``gristmill run`` would give this record (``io.normalize_id``), or the stable id of its row."""
+    try:
+        return normalize_id(raw) or stable_id(path, row)
+    except ValueError:
+        return stable_id(path, row)
 
 
 def _jsonl_batches(unit: Unit, text_field: str, id_field: str, batch_size: int

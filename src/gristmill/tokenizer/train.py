@@ -21,6 +21,7 @@ from typing import Any
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
+from gristmill.data import storage
 from gristmill.tokenizer.source import plan_units, read_unit, resolve_input
 from gristmill.tokenizer.tokdir import SPECIAL_TOKENS, TokenizerError, save_tokdir, tokenizer_file
 
@@ -116,6 +117,10 @@ def _trainer(kind: str, vocab_size: int, min_frequency: int, limit_alphabet: int
                                    show_progress=show_progress)
 
 
+LEGACY_TOKENIZER = ("gristmill.json", "tokenizer.json")
+"""A tokenizer folder made before output markers: replaceable like a marked one."""
+
+
 def iter_texts(input: str | Path | list[str | Path], max_documents: int | None = None, text_field: str = "text",
                batch_size: int = 1000, counter: dict[str, int] | None = None) -> Iterator[list[str]]:
     """Stream batches of non-empty texts from a corpus (see ``source.resolve_input``)."""
@@ -140,14 +145,41 @@ def train_tokenizer(input: str | Path | list[str | Path], out: str | Path, kind:
                     strip_accents: bool | None = None, cjk: bool = True, min_frequency: int = 2,
                     limit_alphabet: int | None = 1000, max_documents: int | None = None,
                     model_max_length: int = 512, text_field: str = "text", show_progress: bool = True,
-                    overwrite: bool = False) -> Path:
-    """Train a ``kind`` tokenizer on ``input`` and write it as a Hugging Face folder at ``out``."""
+                    overwrite: bool = False, allow_incomplete: bool = False) -> Path:
+    """Train a ``kind`` tokenizer on ``input`` and write it as a Hugging Face folder at ``out``.
+
+    ``out`` must not be or contain an input; a non-empty ``out`` is replaced only with ``overwrite`` and only
+    when gristmill made it as a tokenizer folder; an unfinished gristmill output is read only with ``allow_incomplete``.
+    """
     out = Path(out)
-    if (out / "tokenizer.json").exists() and not overwrite:
-        raise TokenizerError(f"{out} already holds a tokenizer; pass --overwrite to replace it "
-                             "(token shards made with the old one will refuse the new one)")
     if vocab_size < len(SPECIAL_TOKENS) + 1:
         raise TokenizerError(f"vocab_size {vocab_size} is too small")
+    items = [input] if isinstance(input, (str, Path)) else list(input)
+    storage.check_not_input(out, items)
+    for item in items:
+        storage.require_complete(item, allow_incomplete)
+    with storage.output_lock(out):
+        if storage.has_content(out):
+            if (out / "tokenizer.json").exists() and not overwrite:
+                raise TokenizerError(f"{out} already holds a tokenizer; pass --overwrite to replace it "
+                                     "(token shards made with the old one will refuse the new one)")
+            if overwrite:
+                storage.remove_output(out, "tokenizer", legacy=LEGACY_TOKENIZER)
+            elif storage.output_kind(out, LEGACY_TOKENIZER) not in ("tokenizer", "legacy"):
+                raise TokenizerError(f"{out} is not empty and is not a gristmill tokenizer folder; "
+                                     "choose a new or empty --out")
+        storage.mark_output(out, "tokenizer")
+        _train(items, out, kind, vocab_size, lowercase, normalization, strip_accents, cjk, min_frequency,
+               limit_alphabet, max_documents, model_max_length, text_field, show_progress)
+        storage.mark_complete(out, "tokenizer")
+    return out
+
+
+def _train(input: list[str | Path], out: Path, kind: str, vocab_size: int, lowercase: bool | None,
+           normalization: str | None, strip_accents: bool | None, cjk: bool, min_frequency: int,
+           limit_alphabet: int | None, max_documents: int | None, model_max_length: int, text_field: str,
+           show_progress: bool) -> None:
+    """Train and save; the caller holds the output folder's lock."""
     lowercase, normalization = _defaults(kind, lowercase, normalization)
     tok = build_tokenizer(kind, lowercase, normalization, strip_accents, cjk)
     files, _ = resolve_input(input)
@@ -173,4 +205,3 @@ def train_tokenizer(input: str | Path | list[str | Path], out: str | Path, kind:
     }
     save_tokdir(tok, out, lowercase=lowercase, model_max_length=model_max_length, extra=record)
     tokenizer_file(out)
-    return out

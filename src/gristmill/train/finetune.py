@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from gristmill.data import storage
 from gristmill.model.config import ConfigError, ModelConfig
 from gristmill.train.tasks import (
     IGNORE_INDEX,
@@ -52,6 +53,10 @@ from gristmill.train.tasks import (
 )
 
 Log = Callable[[str], None]
+
+
+LEGACY_FT = ("task.json", "metrics.json", "model.safetensors")
+"""A fine-tuned folder made before output markers: replaceable like a marked one."""
 
 
 class FineTuneError(TaskError):
@@ -505,8 +510,15 @@ def finetune(
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise FineTuneError(f"{out_dir} is a file; --out names the folder to create")
-    if out_dir is not None and out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+    if out_dir is not None and out_dir.exists() and storage.has_content(out_dir) and not overwrite:
         raise FineTuneError(f"{out_dir} already exists; choose another --out or pass --overwrite")
+    if out_dir is not None:
+        try:  # before training, so a refusal costs nothing
+            storage.check_not_input(out_dir, [run, tokenizer_dir, *data.paths.values()])
+            if out_dir.exists() and storage.has_content(out_dir):
+                storage.removable(out_dir, "finetune", legacy=LEGACY_FT)
+        except storage.OutputError as exc:
+            raise FineTuneError(str(exc)) from None
     spec = data.spec
     tokdir = resolve_tokenizer_dir(run, Path(tokenizer_dir) if tokenizer_dir else None)
     config = read_model_config(run / "config.json")
@@ -576,8 +588,9 @@ def save_finetuned(out: Path, model: nn.Module, config: ModelConfig, spec: TaskS
     save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "gristmill": "finetuned"})
     shutil.copytree(tokdir, tmp / "tokenizer")
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    storage.mark_complete(tmp, "finetune")
     if out.exists():
-        shutil.rmtree(out)
+        storage.remove_output(out, "finetune", legacy=LEGACY_FT, whole=True)
     os.replace(tmp, out)
 
 

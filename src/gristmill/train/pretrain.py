@@ -38,6 +38,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from rich.console import Console
 
+from gristmill.data import storage
 from gristmill.model.config import ModelConfig
 from gristmill.model.transformer import MaskedLM
 from gristmill.progress import progress_bar
@@ -332,13 +333,23 @@ def evaluate(model: torch.nn.Module, dataset: Any, spec: MaskingSpec, pad_id: in
 def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Path | None) -> None:
     """Rank 0 only: check/create RUN, write config.json, train.json and the tokenizer copy."""
     run = Path(cfg.out)
-    if run.exists() and any(run.iterdir()) and not cfg.resume:
-        if not cfg.overwrite:
-            raise PretrainError(f"{run} already exists; continue it with --resume or replace it with --overwrite")
-        if not (run / "config.json").exists():
-            raise PretrainError(f"{run} is not empty and is not a gristmill run; refusing to delete it")
-        shutil.rmtree(run)
-    run.mkdir(parents=True, exist_ok=True)
+    try:
+        storage.check_not_input(run, [cfg.data, cfg.init_from, cfg.config_file, tokenizer_dir])
+        storage.check_folder_target(run)
+        if storage.has_content(run) and not cfg.resume:
+            if not cfg.overwrite:
+                raise PretrainError(f"{run} already exists; continue it with --resume or replace it with --overwrite")
+            storage.remove_output(run, "pretrain", legacy=("config.json", "train.json"))
+        run.mkdir(parents=True, exist_ok=True)
+        if cfg.resume:
+            # A checkpoint or weights file half-written by a killed run (.step-N.tmp-PID) is never used: drop it.
+            for folder in (run, run / "checkpoints"):
+                storage.remove_stale_temporaries(folder)
+        storage.mark_output(run, "pretrain")  # incomplete until the last step is saved
+    except storage.OutputError as exc:
+        raise PretrainError(str(exc)) from None
+    except OSError as exc:
+        raise PretrainError(f"cannot create {run}: {exc.strerror or exc}") from None
     if cfg.resume and (run / "config.json").exists():
         return
     config.to_json(run / "config.json")
@@ -551,6 +562,8 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
             log.close()
             plot_loss(run)
     world.barrier()
+    if world.main and state.step >= cfg.steps:
+        storage.mark_complete(run, "pretrain")
     return PretrainResult(run_dir=run, step=state.step, tokens=state.tokens, train_loss=last_loss,
                           eval=last_eval, seconds=time.perf_counter() - started, history=history)
 

@@ -66,6 +66,13 @@ def load_model() -> Any:
     return fasttext.load_model(str(model_path()))
 
 
+@lru_cache(maxsize=1)
+def known_languages() -> frozenset[str]:
+    """Every code the model can output (all 176: asked for every label with no threshold)."""
+    labels, _ = load_model().predict("language", k=-1, threshold=-1.0)
+    return frozenset(label.removeprefix("__label__") for label in labels)
+
+
 def identify(text: str) -> tuple[str, float]:
     """(language code, probability) of ``text``; ``("und", 0.0)`` for text with nothing to judge."""
     line = _SPACES_RE.sub(" ", text[:_MAX_CHARS]).strip()
@@ -95,6 +102,11 @@ class Language(Filter):
     def __post_init__(self) -> None:
         check_installed()
         self._wanted = frozenset(tx.base_language(code) for code in self.languages)
+        unknown = sorted(self._wanted - known_languages())
+        if unknown:
+            # A code the model never outputs would reject every document: refuse it before any work.
+            raise ValueError(f"languages: the language model knows no {', '.join(map(repr, unknown))}; it names "
+                             "languages by ISO 639-1 code where one exists (en, de, zh, ...; not eng, deu, zho)")
 
     def setup(self, workdir: Path | None, shard_name: str) -> None:
         load_model()
