@@ -57,9 +57,10 @@ class AblationError(Exception):
 def budget_name(tokens: int) -> str:
     """A folder-safe, readable budget: 2000000 -> 2M, 500000 -> 500k."""
     for scale, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
-        if tokens >= scale and tokens % (scale // 1000 or 1) == 0:
-            value = tokens / scale
-            return f"{value:g}{suffix}"
+        text = f"{tokens / scale:.3g}"
+        # Only when the short name means exactly this budget (1234 stays 1234, not 1.23k).
+        if tokens >= scale and round(float(text) * scale) == tokens:
+            return f"{text}{suffix}"
     return str(tokens)
 
 
@@ -225,6 +226,11 @@ def _curve(spec: AblationSpec, data: Any, run_dir: Path, out: Path, init: str, l
 # --------------------------------------------------------------------------------------- the ablation
 
 
+def _decisive(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    # Cells are named by budget and seed, so adding (or dropping) budgets or seeds leaves finished cells valid.
+    return {k: v for k, v in fingerprint.items() if k not in ("tokens", "pretrain_seeds")}
+
+
 def prepare_folder(spec: AblationSpec, abl: Path, resume: bool) -> None:
     """Create ABL/ or check that a resumed one was made by the same spec."""
     record = abl / "spec.json"
@@ -234,9 +240,9 @@ def prepare_folder(spec: AblationSpec, abl: Path, resume: bool) -> None:
             raise AblationError(f"{abl} already exists and is not empty: pass --resume to continue it")
         if not record.is_file():
             raise AblationError(f"{abl} is not an ablation folder (no spec.json); choose another --out")
-        if record.read_text() != fingerprint:
-            raise AblationError(f"{abl} was made by a different spec; resume needs the same spec "
-                                "(or choose another --out)")
+        if _decisive(json.loads(record.read_text())) != _decisive(json.loads(fingerprint)):
+            raise AblationError(f"{abl} was made by a different spec (only pretrain.tokens and pretrain.seeds may "
+                                "change on --resume); choose another --out")
     abl.mkdir(parents=True, exist_ok=True)
     atomic_write_text(record, fingerprint)
 
