@@ -204,14 +204,17 @@ def _pretrain_cell(spec: AblationSpec, cell: Cell, tokens_dir: Path, heldout: An
     started = time.perf_counter()
     if not finished:
         pretrain(cfg, train_data=train, val_data=heldout)
-    evals = [r for r in read_metrics(run_dir) if r.get("kind") == "eval" and r.get("step") == steps]
+    rows = read_metrics(run_dir)
+    evals = [r for r in rows if r.get("kind") == "eval" and r.get("step") == steps]
     if not evals:
         raise AblationError(f"{run_dir} finished without a held-out evaluation; delete the folder and resume")
     ev = evals[-1]
+    # A run finished by an earlier (killed) invocation: its own clock, not this invocation's.
+    seconds = ev.get("elapsed_s", 0.0) if finished else time.perf_counter() - started
     return {"steps": steps, "tokens_trained": steps * batch * spec.seq_len,
             "variant_tokens": int(train.tokens), "epochs": steps * batch / max(1, len(train)),
             "heldout_loss": ev["loss"], "heldout_accuracy": ev["accuracy"], "heldout_masked_tokens": ev["masked_tokens"],
-            "pretrain_seconds": round(time.perf_counter() - started, 1)}
+            "pretrain_seconds": round(seconds, 1)}
 
 
 def _curve(spec: AblationSpec, data: Any, run_dir: Path, out: Path, init: str, log: Callable[[str], None]) -> list[dict]:
