@@ -31,6 +31,10 @@ def _mean_sd(values: Sequence[float]) -> str:
     return f"{statistics.fmean(values):.4f} ± {sd:.4f} (n={len(values)})"
 
 
+ROUGH_BELOW = 5
+"""With fewer pairs than this the bootstrap interval is flagged as rough."""
+
+
 def _count(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
@@ -51,6 +55,9 @@ def _interval_words(d: Difference, scale: float, unit: str) -> str:
         return f"{scale * d.mean:+.2f}{unit} (one pair: no interval)"
     verdict = "includes zero: no clear difference" if d.includes_zero else (
         "better than baseline" if (d.mean < 0) == (d.metric == "heldout_loss") else "worse than baseline")
+    if d.pairs < ROUGH_BELOW:
+        # Resampling 2-4 pairs can only return means of those pairs: the interval is their range, not 95%.
+        verdict += f" (only {d.pairs} pairs: a rough interval)"
     return f"{scale * d.mean:+.2f}{unit} [{scale * d.low:+.2f}, {scale * d.high:+.2f}], {verdict}"
 
 
