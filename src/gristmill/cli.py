@@ -91,6 +91,26 @@ def run(
 
 
 @app.command()
+def rescore(
+    out: Path = typer.Argument(..., help="A finished run whose filters had `annotate: true`."),
+    set_: list[str] = typer.Option(..., "--set", help="STEP.PARAM=VALUE, e.g. gopher_quality.min_words=30 (repeatable)."),
+    dest: Path = typer.Option(..., "--out", "-o", help="The re-decided run to write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output run."),
+) -> None:
+    """Change a filter's thresholds from the stored values: the result of a fresh run, without rerunning it."""
+    from gristmill.data.rescore import RescoreError, parse_settings
+    from gristmill.data.rescore import rescore as rescore_run
+
+    try:
+        stats = rescore_run(out, parse_settings(set_), dest, overwrite=overwrite)
+    except RescoreError as exc:
+        raise fail(str(exc)) from None
+    t = stats["totals"]
+    console.print(f"{t['changed_decisions']:,} decisions changed; kept {t['kept']:,}, rejected {t['rejected']:,} "
+                  f"in {t['seconds']:.1f} s -> {dest}")
+
+
+@app.command()
 def steps() -> None:
     """List the steps a recipe can name, with their parameters and defaults."""
     import dataclasses
@@ -111,12 +131,13 @@ def steps() -> None:
 
 
 def _register_package_commands() -> None:
+    from gristmill.experiments import commands as experiments_commands
     from gristmill.serve import commands as serve_commands
     from gristmill.tokenizer import commands as tokenizer_commands
     from gristmill.train import commands as train_commands
     from gristmill.train import finetune_commands
 
-    for module in (tokenizer_commands, train_commands, finetune_commands, serve_commands):
+    for module in (tokenizer_commands, train_commands, finetune_commands, serve_commands, experiments_commands):
         module.register(app)
 
 

@@ -220,3 +220,5 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) ->
     gap = 100 * (summary["results"]["pretrained"]["test_accuracy"] - summary["results"]["scratch"]["test_accuracy"])
     log(f"pretrained - scratch: {gap:+.1f} accuracy points; total time {summary['seconds']['total']:.0f}s "
         f"(summary: {paths['clean'].parent / 'summary.json'})")
+    log("does cleaning help on your own data? `gristmill ablate SPEC.yaml --out ABL/` compares recipes at equal compute "
+        "(docs/ablate.md)")

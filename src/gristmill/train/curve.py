@@ -174,8 +174,12 @@ def run_curve(
     tokenizer_dir: str | Path | None = None,
     overwrite: bool = False,
     log: Log | None = None,
+    inits: Sequence[str] = INITS,
 ) -> dict[str, Any]:
-    """Fine-tune every (size, seed, init), resuming from ``CURVE/runs.jsonl``; returns the summary."""
+    """Fine-tune every (size, seed, init), resuming from ``CURVE/runs.jsonl``; returns the summary.
+
+    ``inits`` may name one of ``INITS`` only (an ablation fine-tunes scratch once, not per variant).
+    """
     cfg = cfg or FineTuneConfig()
     run = Path(run_dir)
     out_dir = Path(out)
@@ -213,11 +217,11 @@ def run_curve(
 
     encoded = {split: encode_examples(tokenizer, getattr(data, split), data.spec) for split in ("dev", "test")}
     finished = {(r["per_class"], r["seed"], r["init"]) for r in done}
-    total = len(sizes) * len(seeds) * len(INITS)
-    position = sum((size_name(size), seed, init) in finished for size in sizes for seed in seeds for init in INITS)
+    total = len(sizes) * len(seeds) * len(inits)
+    position = sum((size_name(size), seed, init) in finished for size in sizes for seed in seeds for init in inits)
     for size in sizes:
         for seed in seeds:
-            for init in INITS:
+            for init in inits:
                 key = (size_name(size), seed, init)
                 if key in finished:
                     continue

@@ -101,8 +101,9 @@ def test_repetition_word_ngrams_ignore_table_rules():
 def test_repetition_annotate_records_numbers():
     doc = Document("d", PROSE)
     GopherRepetition(annotate=True).process([doc], StepStats())
-    scores = doc.meta["gopher_repetition_scores"]
+    scores = GopherRepetition().scores(doc)
     assert set(scores) >= {"dup_line_frac", "top_2_gram", "dup_10_gram"} and not doc.rejected
+    assert doc.meta["gopher_repetition.top_2_gram"] == scores["top_2_gram"]
 
 
 def test_c4_rules_and_line_removal():

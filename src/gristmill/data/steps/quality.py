@@ -20,6 +20,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -61,7 +62,9 @@ class _MeasuredFilter(_LanguageAware, Filter):
         metrics: dict[str, float] = {}
         if self.annotate:
             fired = [r for r in self.verdicts(doc.text, lang, metrics) if r not in self.skip]
-            doc.meta[f"{self.name}_scores"] = {k: round(v, 4) for k, v in metrics.items()}
+            # One column per measured value, at full precision: `gristmill rescore` re-decides from them.
+            for key, value in metrics.items():
+                doc.meta[f"{self.name}.{key}"] = float(value)
             return fired[0] if fired else None
         for rule in self.verdicts(doc.text, lang, metrics):
             if rule not in self.skip:
@@ -71,6 +74,18 @@ class _MeasuredFilter(_LanguageAware, Filter):
     def rules_fired(self, text: str, lang: str | None = None) -> list[str]:
         """Every rule that rejects ``text`` (not only the first); ``lang`` defaults to the step's language."""
         return [r for r in self.verdicts(text, lang or self.default_language(), {}) if r not in self.skip]
+
+    rescorable: ClassVar[tuple[str, ...]] = ()
+    """Parameters that only compare measured values with thresholds: ``rescore`` may change these."""
+
+    def decide(self, metrics: dict[str, float], lang: str) -> Iterator[str]:
+        """The rules that fire for values ``verdicts`` measured (an annotated run's columns), in its order."""
+        raise NotImplementedError
+
+    def scores(self, doc: Document) -> dict[str, float]:
+        """This step's annotated values of ``doc`` (empty when it never measured the document)."""
+        prefix = f"{self.name}."
+        return {k[len(prefix):]: v for k, v in doc.meta.items() if k.startswith(prefix) and v is not None}
 
 
 # ------------------------------------------------------------------------------------ Gopher quality
@@ -150,6 +165,33 @@ class GopherQuality(_MeasuredFilter):
             metrics["stop_words"] = found
             if found < self.min_stop_words:
                 yield "stop_words"
+
+    rescorable: ClassVar[tuple[str, ...]] = (
+        "min_words", "max_words", "min_avg_word_length", "max_avg_word_length", "max_symbol_word_ratio",
+        "max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio", "min_stop_words", "skip")
+
+    def decide(self, metrics: dict[str, float], lang: str) -> Iterator[str]:
+        prof = tx.profile(lang)
+        if metrics["words"] < self.min_words:
+            yield "min_words"
+        if metrics["words"] > self.max_words:
+            yield "max_words"
+        lo = prof.min_avg_word_length if self.min_avg_word_length is None else self.min_avg_word_length
+        hi = prof.max_avg_word_length if self.max_avg_word_length is None else self.max_avg_word_length
+        if not lo <= metrics["mean_word_length"] <= hi:
+            yield "mean_word_length"
+        # The larger of the hash and ellipsis ratios is over the limit exactly when either one is.
+        if metrics["symbol_word_ratio"] > self.max_symbol_word_ratio:
+            yield "symbol_word_ratio"
+        if metrics["bullet_lines_ratio"] > self.max_bullet_lines_ratio:
+            yield "bullet_lines"
+        if metrics["ellipsis_lines_ratio"] > self.max_ellipsis_lines_ratio:
+            yield "ellipsis_lines"
+        min_alpha = prof.min_alpha_words_ratio if self.min_alpha_words_ratio is None else self.min_alpha_words_ratio
+        if metrics["alpha_words_ratio"] < min_alpha:
+            yield "alpha_words"
+        if "stop_words" in metrics and metrics["stop_words"] < self.min_stop_words:
+            yield "stop_words"
 
     @staticmethod
     def _alpha_ratio(text: str, words: list[str], lang: str) -> float:
@@ -334,6 +376,32 @@ class GopherRepetition(_MeasuredFilter):
             if value > dups[n]:
                 yield f"dup_{n}_gram"
 
+    rescorable: ClassVar[tuple[str, ...]] = ("dup_line_frac", "dup_para_frac", "dup_line_char_frac",
+                                             "dup_para_char_frac", "top_n_grams", "dup_n_grams", "skip")
+    """``top_n_grams`` and ``dup_n_grams`` only with the same n's (their fractions were measured)."""
+
+    def decide(self, metrics: dict[str, float], lang: str) -> Iterator[str]:
+        if "dup_para_frac" not in metrics:
+            yield "empty"
+            return
+        prof = tx.profile(lang)
+        if metrics["dup_para_frac"] > self.dup_para_frac:
+            yield "dup_para_frac"
+        if metrics["dup_para_char_frac"] > self.dup_para_char_frac:
+            yield "dup_para_char_frac"
+        if metrics["dup_line_frac"] > (prof.dup_line_frac if self.dup_line_frac is None else self.dup_line_frac):
+            yield "dup_line_frac"
+        if metrics["dup_line_char_frac"] > self.dup_line_char_frac:
+            yield "dup_line_char_frac"
+        tops = dict(prof.top_n_grams if self.top_n_grams is None else [(int(n), f) for n, f in self.top_n_grams])
+        dups = dict(prof.dup_n_grams if self.dup_n_grams is None else [(int(n), f) for n, f in self.dup_n_grams])
+        for n in sorted(tops):
+            if metrics[f"top_{n}_gram"] > tops[n]:
+                yield f"top_{n}_gram"
+        for n in sorted(dups):
+            if metrics[f"dup_{n}_gram"] > dups[n]:
+                yield f"dup_{n}_gram"
+
 
 # ---------------------------------------------------------------------------------------------- C4
 
@@ -481,4 +549,23 @@ class FineWebQuality(_MeasuredFilter):
         ratio = text.count("\n") / n_tokens if n_tokens else float("inf")
         metrics["list_ratio"] = ratio
         if ratio > (prof.new_line_ratio if self.new_line_ratio is None else self.new_line_ratio):
+            yield "list_ratio"
+
+    rescorable: ClassVar[tuple[str, ...]] = ("line_punct_thr", "line_punct_exclude_zero", "short_line_thr",
+                                             "char_duplicates_ratio", "new_line_ratio", "skip")
+
+    def decide(self, metrics: dict[str, float], lang: str) -> Iterator[str]:
+        if "line_punct_ratio" not in metrics:
+            yield "empty"
+            return
+        prof = tx.profile(lang)
+        ratio = metrics["line_punct_ratio"]
+        thr = prof.line_punct_thr if self.line_punct_thr is None else self.line_punct_thr
+        if ratio < thr and not (ratio == 0 and self.line_punct_exclude_zero):
+            yield "line_punct_ratio"
+        if metrics["short_line_ratio"] > self.short_line_thr:
+            yield "short_line_ratio"
+        if metrics["char_dup_ratio"] > self.char_duplicates_ratio:
+            yield "char_dup_ratio"
+        if metrics["list_ratio"] > (prof.new_line_ratio if self.new_line_ratio is None else self.new_line_ratio):
             yield "list_ratio"

@@ -1,0 +1,1 @@
+"""Experiments that run the other packages' verbs and compare their outcomes (``gristmill ablate``)."""

@@ -1,0 +1,39 @@
+"""Command-line verb of gristmill.experiments: ``ablate`` (registered on the main app by gristmill.cli)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this package's verbs to the main app. Heavy modules are imported inside the command."""
+
+    @app.command()
+    def ablate(
+        spec: Path = typer.Argument(..., help="Ablation spec YAML: corpus, variants, pretrain budgets, task (docs/ablate.md)."),
+        out: Path = typer.Option(..., "--out", "-o", help="ABL folder: every intermediate run, results.jsonl, summary.md, ablation.png."),
+        resume: bool = typer.Option(False, "--resume", help="Continue a killed ablation; finished cells are not redone."),
+        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
+        progress: bool = typer.Option(True, "--progress/--no-progress"),
+    ) -> None:
+        """Pretrain and fine-tune once per data variant at equal token budgets; compare them paired by seed."""
+        from gristmill.data.recipe import RecipeError
+        from gristmill.data.run import RunError
+        from gristmill.experiments.ablate import AblationError, ablate
+        from gristmill.experiments.spec import SpecError, load_spec
+        from gristmill.tokenizer import TokenizerError
+        from gristmill.train.finetune import FineTuneError
+        from gristmill.train.pretrain import PretrainError
+
+        try:
+            parsed = load_spec(spec)
+            ablate(parsed, out, resume=resume, progress=progress, console=console, threads=threads)
+        except (SpecError, AblationError, RecipeError, RunError, TokenizerError, PretrainError, FineTuneError) as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        console.print(f"results: {out / 'results.jsonl'}\nsummary: {out / 'summary.md'}\nplot:    {out / 'ablation.png'}")
