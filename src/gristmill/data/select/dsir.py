@@ -18,6 +18,11 @@ maps. Memory is bounded by one shard's keys and the bin vectors, whatever K or t
 ``process`` recomputes each document's key and keeps those at or above the threshold (rejected:
 ``select_domain:not_selected``); it writes ``domain_score`` (the log importance weight per n-gram,
 comparable across documents of any length) to every document.
+
+Length: the paper scores fixed-length chunks. Over whole documents of any length, the sum favours
+short documents (their log weight is near 0, while a long document that is only a little unlike the
+target has a large negative sum). ``normalize_to: N`` rescales each document's log weight to N n-grams
+(``mean log ratio * N``), as if every document were a chunk of N n-grams; 0 keeps the paper's sum.
 """
 
 from __future__ import annotations
@@ -43,7 +48,13 @@ from gristmill.data.dedup.shuffle import (
 from gristmill.data.document import Document
 from gristmill.data.io import atomic_write_text
 from gristmill.data.pipeline import CorpusStep, StepStats, register
-from gristmill.data.select.features import DEFAULT_BUCKETS, bucket_counts, doc_sums, hashed_ngrams
+from gristmill.data.select.features import (
+    DEFAULT_BUCKETS,
+    HashedFeatures,
+    bucket_counts,
+    doc_sums,
+    hashed_ngrams,
+)
 
 if TYPE_CHECKING:
     from gristmill.data.executors import Executor
@@ -58,6 +69,15 @@ def gumbel_noise(ids: Sequence[str], seed: int) -> np.ndarray:
     # 53 random bits -> a uniform in (0, 1), never exactly 0 or 1.
     u = ((bits >> np.uint64(11)).astype(np.float64) + 0.5) / float(1 << 53)
     return -np.log(-np.log(u))
+
+
+def log_weights(feats: HashedFeatures, ratio: np.ndarray, normalize_to: int) -> np.ndarray:
+    """Each document's log importance weight: the sum of its n-grams' log ratios, or their mean times N."""
+    log_w = doc_sums(feats, ratio)
+    if normalize_to:
+        n = np.bincount(feats.doc, minlength=feats.n_docs)
+        log_w = np.where(n > 0, log_w / np.maximum(n, 1), 0.0) * normalize_to
+    return log_w
 
 
 def ordered_bits(keys: np.ndarray) -> np.ndarray:
@@ -80,6 +100,7 @@ class _Task:
     workdir: str
     buckets: int
     seed: int
+    normalize_to: int
 
 
 def _count_task(task: _Task) -> np.ndarray:
@@ -97,7 +118,7 @@ def _key_task(task: _Task) -> tuple[int, int]:
     ids = iter_column(task.path, "id")
     for texts in iter_column(task.path, "text"):
         batch_ids = [str(i) for i in next(ids).to_pylist()]
-        log_w = doc_sums(hashed_ngrams(texts, task.buckets), ratio)
+        log_w = log_weights(hashed_ngrams(texts, task.buckets), ratio, task.normalize_to)
         keys.append(log_w + gumbel_noise(batch_ids, task.seed))
     index = shard_index(task.path)
     k = np.sort(ordered_bits(np.concatenate(keys))) if keys else np.zeros(0, np.uint64)
@@ -135,6 +156,8 @@ class SelectDomain(CorpusStep):
     """Share of the documents to keep, rounded to a whole number (give this or ``keep``)."""
     buckets: int = DEFAULT_BUCKETS
     """Hash bins of the uni+bigram features (the paper's 10,000)."""
+    normalize_to: int = 0
+    """0: the paper's sum over the document's n-grams; N > 0: the mean log ratio times N (no length bias)."""
     seed: int = 0
     """Gumbel noise seed: the same seed, corpus and target give the same selection on any executor."""
 
@@ -147,6 +170,8 @@ class SelectDomain(CorpusStep):
             raise ValueError("select_domain: give exactly one of 'keep' (documents) or 'fraction'")
         if self.keep < 0 or not 0 <= self.fraction <= 1:
             raise ValueError("select_domain: 'keep' must be positive and 'fraction' in (0, 1]")
+        if self.normalize_to < 0:
+            raise ValueError("select_domain: 'normalize_to' must be 0 (sum) or a number of n-grams")
         if self.buckets < 2:
             raise ValueError("select_domain: 'buckets' must be at least 2")
 
@@ -161,7 +186,7 @@ class SelectDomain(CorpusStep):
 
     def prepare(self, shards: Sequence[Path], workdir: Path, executor: Executor) -> dict[str, Any]:
         target = self.target_counts()
-        tasks = [_Task(str(p), str(workdir), self.buckets, self.seed) for p in shards]
+        tasks = [_Task(str(p), str(workdir), self.buckets, self.seed, self.normalize_to) for p in shards]
         raw = np.zeros(self.buckets, np.int64)
         n_docs = 0
         for counts in executor.map(_count_task, tasks):
@@ -186,11 +211,12 @@ class SelectDomain(CorpusStep):
 
     def process(self, docs: list[Document], stats: StepStats) -> list[Document]:
         feats = hashed_ngrams([d.text for d in docs], self.buckets)
-        log_w = doc_sums(feats, self._ratio)
+        log_w = log_weights(feats, self._ratio, self.normalize_to)
         keys = ordered_bits(log_w + gumbel_noise([d.id for d in docs], self.seed))
         n_feats = np.bincount(feats.doc, minlength=len(docs))
-        for doc, key, w, n in zip(docs, keys, log_w.tolist(), n_feats.tolist()):
-            doc.meta["domain_score"] = round(w / n, 6) if n else None
+        mean = doc_sums(feats, self._ratio) / np.maximum(n_feats, 1)
+        for doc, key, w, n in zip(docs, keys, mean.tolist(), n_feats.tolist()):
+            doc.meta["domain_score"] = round(w, 6) if n else None
             if key < self._threshold:
                 doc.reject(self.name, "not_selected")
         return docs
