@@ -17,7 +17,9 @@ already in ``--workdir`` so a killed run resumes:
 
 Usage::
 
-    nice -n 5 python benchmarks/selection.py domain --workdir /tmp/gm_sel --threads 1
+    nice -n 5 python benchmarks/selection.py domain --workdir /tmp/gm_sel --arm selected &   # the two arms
+    nice -n 5 python benchmarks/selection.py domain --workdir /tmp/gm_sel --arm random &     # in parallel
+    wait; python benchmarks/selection.py domain --workdir /tmp/gm_sel                       # the summary
 
 The corpus pool for ``domain`` excludes the 200 documents labelled ``contamination`` (they hold
 fortunes *dev* texts, which early stopping reads). The machine is shared: timings are noisy;
@@ -165,7 +167,17 @@ def domain(args: argparse.Namespace) -> dict[str, Any]:
         sample = stratified_sample(load_sequence_examples(FORTUNES / "dev.jsonl"), 20, seed=12345)
         write_jsonl(dev, [{"text": e.text, "label": e.label} for e in sample.examples])
     results: dict[str, Any] = {"sizes": sizes, "steps": args.steps, "curves": {}}
+    if args.arm == "scratch":
+        # The same encoder from random initialisation (arm-independent: one tokenizer for both arms).
+        run = work / "pretrain-random"
+        for seed in range(args.seeds):
+            ft = work / f"ft-scratch-s{seed}"
+            if not (ft / "metrics.json").is_file():
+                times[f"finetune_scratch_s{seed}_cpu_s"] = finetune32(run, ft, dev, seed, args.threads, scratch=True)
+        return results
     for name, arm in arms.items():
+        if args.arm and name != args.arm:
+            continue
         tokens = work / f"tokens-{name}"
         if not (tokens / "manifest.json").is_file():
             times[f"tokenize_{name}_cpu_s"] = gristmill("tokenize", "--input", str(arm), "--tokenizer", str(tok),
@@ -181,16 +193,19 @@ def domain(args: argparse.Namespace) -> dict[str, Any]:
                 str(run), "--no-progress", threads=args.threads)
             times[f"pretrain_{name}_wall_s"] = round(time.perf_counter() - t0, 1)
             (run / "train-done").touch()
-        curve = work / f"curve-{name}"
-        if not (curve / "curve.json").is_file():
-            times[f"curve_{name}_cpu_s"] = gristmill(
-                "curve", "--model", str(run), "--train", str(FORTUNES / "train.jsonl"), "--dev", str(dev), "--test",
-                str(FORTUNES / "test.jsonl"), "--per-class", "32", "--seeds", str(args.seeds), "--out", str(curve),
-                "--threads", str(args.threads), threads=args.threads)
-        runs = [json.loads(x) for x in (curve / "runs.jsonl").read_text().splitlines() if x.strip()]
-        results["curves"][name] = {r["seed"]: r["test_accuracy"] for r in runs if r["init"] == "pretrained"}
-        results["curves"][f"{name}-scratch"] = {r["seed"]: r["test_accuracy"] for r in runs if r["init"] == "scratch"}
+        accs = {}
+        for seed in range(args.seeds):
+            ft = work / f"ft-{name}-s{seed}"
+            if not (ft / "metrics.json").is_file():
+                times[f"finetune_{name}_s{seed}_cpu_s"] = finetune32(run, ft, dev, seed, args.threads)
+            accs[seed] = json.loads((ft / "metrics.json").read_text())["test"]["accuracy"]
+        results["curves"][name] = accs
         results[f"val_{name}"] = last_validation(run)
+    if args.arm:
+        return results
+    scratch = [work / f"ft-scratch-s{seed}" / "metrics.json" for seed in range(args.seeds)]
+    results["curves"]["scratch"] = {i: json.loads(p.read_text())["test"]["accuracy"]
+                                    for i, p in enumerate(scratch) if p.is_file()}
     sel, rnd = results["curves"]["selected"], results["curves"]["random"]
     diffs = [100 * (sel[s] - rnd[s]) for s in sorted(sel) if s in rnd]
     mean, half = t_interval(diffs)
@@ -202,6 +217,104 @@ def domain(args: argparse.Namespace) -> dict[str, Any]:
     prev.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(json.dumps(results, indent=2, default=str))
     return results
+
+
+# ------------------------------------------------------------------------------------------- toxicity
+
+
+def half(doc_id: str) -> int:
+    """0 or 1: a stable split of the corpus by id (tune on 0, report on 1)."""
+    import xxhash
+
+    return xxhash.xxh64_intdigest(doc_id.encode()) & 1
+
+
+def toxicity(args: argparse.Namespace) -> dict[str, Any]:
+    """Train on offensive/train (+ English negatives), P/R on its test, then blocklist vs + classifier on the corpus."""
+    import numpy as np
+
+    from gristmill.data.classify.linear import load_linear
+    from gristmill.data.classify.scorers import score_documents
+    from gristmill.data.document import Document
+    from gristmill.data.steps.blocklist import Blocklist
+
+    work = args.workdir / "toxicity"
+    work.mkdir(parents=True, exist_ok=True)
+    res: dict[str, Any] = {"cpu_s": {}}
+    # 1. C on the dev split (the only tuning), then the chosen model's test figures.
+    dev_f1 = {}
+    for c in (1.0, 4.0, 16.0):
+        folder = work / f"qc-c{c:g}"
+        if not (folder / "metrics.json").is_file():
+            res["cpu_s"][f"train_c{c:g}"] = gristmill(
+                "classify", "train", "--input", str(OFFENSIVE / "train.jsonl"), "--negative", str(FORTUNES / "train.jsonl"),
+                "--negative-label", "clean", "--c", str(c), "--eval", str(OFFENSIVE / "dev.jsonl"), "--out", str(folder),
+                "--overwrite")
+        dev_f1[c] = json.loads((folder / "metrics.json").read_text())["eval"]["offensive"]["f1"]
+    best = max(dev_f1, key=lambda c: (dev_f1[c], -c))
+    model_dir = work / f"qc-c{best:g}"
+    model = load_linear(model_dir)
+    test = list(read_jsonl(OFFENSIVE / "test.jsonl"))
+    from gristmill.data.classify.training import evaluate
+
+    res["dev_offensive_f1_by_c"] = dev_f1
+    res["model"] = str(model_dir)
+    res["test"] = evaluate(model, [r["text"] for r in test], [r["label"] for r in test])
+    # The same recipe trained without English negatives, for the record.
+    plain = work / "qc-no-english"
+    if not (plain / "metrics.json").is_file():
+        gristmill("classify", "train", "--input", str(OFFENSIVE / "train.jsonl"), "--c", str(best), "--eval",
+                  str(OFFENSIVE / "test.jsonl"), "--out", str(plain), "--overwrite")
+    res["test_without_english_negatives"] = json.loads((plain / "metrics.json").read_text())["eval"]
+
+    # 2. The corpus: offensive documents and clean documents of 50+ words.
+    rows = [(d, lab) for d, lab in corpus_with_labels()
+            if "offensive" in lab["defects"] or (not lab["defects"] and words(d["text"]) >= 50)]
+    texts = [d["text"] for d, _ in rows]
+    offensive = np.array(["offensive" in lab["defects"] for _, lab in rows])
+    part = np.array([half(d["id"]) for d, _ in rows])
+    block = Blocklist(languages=["en", "es", "it", "fr", "de", "pt"])  # as in recipes/web-en.yaml
+    t0 = time.process_time()
+    blocked = np.array([block.check(Document(d["id"], t, {"url": d.get("url")})) is not None
+                        for t, (d, _) in zip(texts, rows)])
+    res["cpu_s"]["blocklist"] = round(time.process_time() - t0, 2)
+    label = model.labels.index("offensive")
+    grid = {}
+    for chunk in (64, 128, 256):
+        t0 = time.process_time()
+        scores = score_documents(model, texts, chunk, 64, "max")[:, label]
+        res["cpu_s"][f"classifier_chunk{chunk}"] = round(time.process_time() - t0, 2)
+        for threshold in (0.5, 0.7, 0.8, 0.9, 0.95):
+            flagged = blocked | (scores >= threshold)
+            grid[(chunk, threshold)] = {
+                p: {"offensive_rejected": float(flagged[(part == p) & offensive].mean()),
+                    "clean_rejected": float(flagged[(part == p) & ~offensive].mean())} for p in (0, 1)}
+    # Choose on half 0: the most offensive documents caught with at most 2% of clean ones lost.
+    ok = [k for k, v in grid.items() if v[0]["clean_rejected"] <= 0.02] or list(grid)
+    chosen = max(ok, key=lambda k: (grid[k][0]["offensive_rejected"], -grid[k][0]["clean_rejected"]))
+    res["grid"] = {f"chunk{k[0]}@{k[1]}": v for k, v in grid.items()}
+    res["chosen"] = {"chunk_words": chosen[0], "threshold": chosen[1]}
+    report = part == 1
+    res["corpus_report_half"] = {
+        "offensive_docs": int((report & offensive).sum()), "clean_50plus_docs": int((report & ~offensive).sum()),
+        "blocklist_alone": {"offensive_rejected": float(blocked[report & offensive].mean()),
+                            "clean_rejected": float(blocked[report & ~offensive].mean())},
+        "blocklist_plus_classifier": grid[chosen][1],
+    }
+    res["corpus_all"] = {"offensive_docs": int(offensive.sum()), "clean_50plus_docs": int((~offensive).sum()),
+                         "blocklist_alone": {"offensive_rejected": float(blocked[offensive].mean()),
+                                             "clean_rejected": float(blocked[~offensive].mean())}}
+    (work / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in res.items() if k != "grid"}, indent=2))
+    return res
+
+
+def finetune32(run: Path, out: Path, dev: Path, seed: int, threads: int, scratch: bool = False) -> float:
+    """``gristmill finetune`` on fortunes at 32 labels per class (the learning curve's budget); CPU seconds."""
+    return gristmill("finetune", "--model", str(run), "--train", str(FORTUNES / "train.jsonl"), "--dev", str(dev),
+                     "--test", str(FORTUNES / "test.jsonl"), "--per-class", "32", "--seed", str(seed), "--out",
+                     str(out), "--threads", str(threads), "--overwrite", *(["--from-scratch"] if scratch else []),
+                     threads=threads)
 
 
 def last_validation(run: Path) -> dict[str, Any] | None:
@@ -221,13 +334,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fraction", type=float, default=0.2, help="select_domain: share of documents kept.")
     parser.add_argument("--normalize-to", type=int, default=256, help="select_domain: log weights per 256 n-grams.")
-    parser.add_argument("--steps", type=int, default=3000, help="Pretraining steps per arm.")
+    parser.add_argument("--steps", type=int, default=1000, help="Pretraining steps per arm.")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--arm", choices=["selected", "random", "scratch"], help="domain: pretrain and fine-tune one "
+                        "arm only (run the arms as parallel processes, then once without --arm for the summary); "
+                        "scratch: the same fine-tuning from random initialisation, for reference.")
     args = parser.parse_args()
     if not (CORPUS / "docs.jsonl.gz").is_file():
         sys.exit(f"needs the shared data in {SHARED}")
     args.workdir = args.workdir.resolve()
-    parts = {"domain": domain}
+    parts = {"domain": domain, "toxicity": toxicity}
     for name, fn in parts.items():
         if args.part in (name, "all"):
             fn(args)

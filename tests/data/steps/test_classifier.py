@@ -169,7 +169,7 @@ def test_training_data_errors(tmp_path: Path) -> None:
     one = write(tmp_path / "one.jsonl", ["a b c"], label="x")
     with pytest.raises(TrainingDataError, match="one label"):
         train_folder(tmp_path / "m", inputs=[one])
-    with pytest.raises(TrainingDataError, match="--positive and --negative"):
+    with pytest.raises(TrainingDataError, match="--positive and --negative files"):
         train_folder(tmp_path / "m", positive=[one])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": "a"}\nnot json\n')

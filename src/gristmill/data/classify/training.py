@@ -111,11 +111,14 @@ def train_folder(out: str | Path, *, positive: Sequence[str] = (), negative: Seq
                  text_field: str = "text", label_field: str = "label", eval_file: str | None = None,
                  c: float = 4.0, balanced: bool = True, n_features_log2: int = 20,
                  overwrite: bool = False) -> dict[str, Any]:
-    """Read the data, train, evaluate, write ``OUT/``; returns the metrics written to ``metrics.json``."""
-    if bool(positive or negative) == bool(inputs):
-        raise TrainingDataError("give --positive and --negative files, or --input files with a label field")
-    if (positive or negative) and not (positive and negative):
-        raise TrainingDataError("give both --positive and --negative files")
+    """Read the data, train, evaluate, write ``OUT/``; returns the metrics written to ``metrics.json``.
+
+    ``inputs`` carry their own labels; ``positive`` / ``negative`` files add examples of one label each
+    (for example a task's labelled file plus extra in-domain negatives).
+    """
+    if not inputs and not (positive and negative):
+        raise TrainingDataError("give --positive and --negative files, or --input files with a label field "
+                                "(extra --positive/--negative files may be added to those)")
     if positive_label == negative_label:
         raise TrainingDataError("the positive and negative labels must differ")
     if not 10 <= n_features_log2 <= 26:
