@@ -169,11 +169,8 @@ def domain(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"sizes": sizes, "steps": args.steps, "curves": {}}
     if args.arm == "scratch":
         # The same encoder from random initialisation (arm-independent: one tokenizer for both arms).
-        run = work / "pretrain-random"
-        for seed in range(args.seeds):
-            ft = work / f"ft-scratch-s{seed}"
-            if not (ft / "metrics.json").is_file():
-                times[f"finetune_scratch_s{seed}_cpu_s"] = finetune32(run, ft, dev, seed, args.threads, scratch=True)
+        fts = {seed: work / f"ft-scratch-s{seed}" for seed in range(args.seeds)}
+        times["finetune_scratch_cpu_s"] = finetune32(work / "pretrain-random", fts, dev, args.threads, scratch=True)
         return results
     for name, arm in arms.items():
         if args.arm and name != args.arm:
@@ -193,13 +190,10 @@ def domain(args: argparse.Namespace) -> dict[str, Any]:
                 str(run), "--no-progress", threads=args.threads)
             times[f"pretrain_{name}_wall_s"] = round(time.perf_counter() - t0, 1)
             (run / "train-done").touch()
-        accs = {}
-        for seed in range(args.seeds):
-            ft = work / f"ft-{name}-s{seed}"
-            if not (ft / "metrics.json").is_file():
-                times[f"finetune_{name}_s{seed}_cpu_s"] = finetune32(run, ft, dev, seed, args.threads)
-            accs[seed] = json.loads((ft / "metrics.json").read_text())["test"]["accuracy"]
-        results["curves"][name] = accs
+        fts = {seed: work / f"ft-{name}-s{seed}" for seed in range(args.seeds)}
+        times[f"finetune_{name}_cpu_s"] = finetune32(run, fts, dev, args.threads)
+        results["curves"][name] = {seed: json.loads((ft / "metrics.json").read_text())["test"]["accuracy"]
+                                   for seed, ft in fts.items()}
         results[f"val_{name}"] = last_validation(run)
     if args.arm:
         return results
@@ -280,11 +274,11 @@ def toxicity(args: argparse.Namespace) -> dict[str, Any]:
     res["cpu_s"]["blocklist"] = round(time.process_time() - t0, 2)
     label = model.labels.index("offensive")
     grid = {}
-    for chunk in (64, 128, 256):
+    for chunk in (32, 64, 128):
         t0 = time.process_time()
         scores = score_documents(model, texts, chunk, 64, "max")[:, label]
         res["cpu_s"][f"classifier_chunk{chunk}"] = round(time.process_time() - t0, 2)
-        for threshold in (0.5, 0.7, 0.8, 0.9, 0.95):
+        for threshold in (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9):
             flagged = blocked | (scores >= threshold)
             grid[(chunk, threshold)] = {
                 p: {"offensive_rejected": float(flagged[(part == p) & offensive].mean()),
@@ -309,12 +303,123 @@ def toxicity(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def finetune32(run: Path, out: Path, dev: Path, seed: int, threads: int, scratch: bool = False) -> float:
-    """``gristmill finetune`` on fortunes at 32 labels per class (the learning curve's budget); CPU seconds."""
-    return gristmill("finetune", "--model", str(run), "--train", str(FORTUNES / "train.jsonl"), "--dev", str(dev),
-                     "--test", str(FORTUNES / "test.jsonl"), "--per-class", "32", "--seed", str(seed), "--out",
-                     str(out), "--threads", str(threads), "--overwrite", *(["--from-scratch"] if scratch else []),
-                     threads=threads)
+# ----------------------------------------------------------------------------------------- perplexity
+
+
+def auc(pos: Any, neg: Any) -> float:
+    """P(a positive scores above a negative), ties counted half (the Mann-Whitney AUC)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    return float(roc_auc_score(y, np.r_[pos, neg]))
+
+
+def perplexity(args: argparse.Namespace) -> dict[str, Any]:
+    """Train the trigram model on the clean documents of half 0; score half 1; AUC per defect and speed."""
+    import numpy as np
+
+    from gristmill.data.classify.ngram_lm import load_ngram_lm
+
+    work = args.workdir / "perplexity"
+    work.mkdir(parents=True, exist_ok=True)
+    rows = corpus_with_labels()
+    trusted = work / "trusted.jsonl"
+    if not trusted.is_file():
+        write_jsonl(trusted, [{"text": d["text"]} for d, lab in rows if half(d["id"]) == 0 and not lab["defects"]])
+    res: dict[str, Any] = {"cpu_s": {}}
+    lm_dir = work / "lm"
+    if not (lm_dir / "config.json").is_file():
+        res["cpu_s"]["train"] = gristmill("classify", "lm", "--input", str(trusted), "--out", str(lm_dir),
+                                          "--overwrite")
+    model = load_ngram_lm(lm_dir)
+    test = [(d, lab) for d, lab in rows if half(d["id"]) == 1]
+    texts = [d["text"] for d, _ in test]
+    t0 = time.process_time()
+    ppl = np.concatenate([model.perplexity(texts[i:i + 512], 1000) for i in range(0, len(texts), 512)])
+    cpu = time.process_time() - t0
+    res["scored_docs"] = len(texts)
+    res["docs_per_cpu_s"] = round(len(texts) / cpu, 1)
+    res["words_per_cpu_s"] = round(sum(min(words(t), 1000) for t in texts) / cpu, 1)
+    ok = ~np.isnan(ppl)
+    logp = np.log(np.where(ok, ppl, 1.0))
+    clean = np.array([not lab["defects"] for _, lab in test]) & ok
+    res["median_perplexity"] = {"clean": float(np.median(ppl[clean]))}
+    res["auc_vs_clean"] = {}
+    defects = sorted({x for _, lab in test for x in lab["defects"]})
+    for defect in defects:
+        has = np.array([defect in lab["defects"] for _, lab in test]) & ok
+        res["auc_vs_clean"][defect] = round(auc(logp[has], logp[clean]), 3)
+        res["median_perplexity"][defect] = float(np.median(ppl[has]))
+    any_defect = np.array([bool(lab["defects"]) for _, lab in test])
+    ranks = np.argsort(np.argsort(logp[ok]))
+    res["spearman_any_defect"] = round(float(np.corrcoef(ranks, any_defect[ok])[0, 1]), 3)
+    res["auc_any_defect"] = round(auc(logp[ok & any_defect], logp[clean]), 3)
+    (work / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- speed
+
+
+def speed(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU seconds per step of web-en's per-document steps + blocklist + classifier + perplexity, one process."""
+    from gristmill.data.document import Document
+    from gristmill.data.pipeline import CorpusStep, StepStats
+    from gristmill.data.recipe import build_step, load_recipe
+
+    tox = json.loads((args.workdir / "toxicity" / "results.json").read_text())
+    steps = [s for s in load_recipe(ROOT / "recipes" / "web-en.yaml").steps if not isinstance(s, CorpusStep)]
+    steps.append(build_step("classifier", {"model": tox["model"], "reject_label": "offensive", "mode": "annotate",
+                                           "chunk_words": tox["chosen"]["chunk_words"], "max_chunks": 64,
+                                           "threshold": tox["chosen"]["threshold"]}))
+    steps.append(build_step("perplexity", {"model": str(args.workdir / "perplexity" / "lm")}))
+    rows = [d for d, _ in corpus_with_labels()][: args.speed_docs]
+    cpu = {s.name: 0.0 for s in steps}
+    seen = {s.name: 0 for s in steps}
+    for step in steps:
+        step.setup(None, "part-00000")
+    for lo in range(0, len(rows), 1000):
+        # Every step sees every document (web-en would have rejected some): per-document cost.
+        for step in steps:
+            docs = [Document(d["id"], d["text"], {"url": d.get("url")}) for d in rows[lo:lo + 1000]]
+            t0 = time.process_time()
+            step.process(docs, StepStats())
+            cpu[step.name] += time.process_time() - t0
+            seen[step.name] += len(docs)
+    res = {"docs": len(rows), "steps": {name: {"cpu_s": round(cpu[name], 2),
+                                               "docs_per_cpu_s": round(seen[name] / max(cpu[name], 1e-9), 1)}
+                                        for name in cpu}}
+    web_en = sum(v for k, v in cpu.items() if k not in ("classifier", "perplexity"))
+    res["web_en_per_document_steps"] = {"cpu_s": round(web_en, 2), "docs_per_cpu_s": round(len(rows) / web_en, 1)}
+    (args.workdir / "speed.json").write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+    return res
+
+
+def finetune32(run: Path, outs: dict[int, Path], dev: Path, threads: int, scratch: bool = False) -> float:
+    """``gristmill finetune`` on fortunes at 32 labels per class, one process per seed, in parallel
+    (the learning curve's budget); returns their CPU seconds. Seeds already done are skipped."""
+    import os
+
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT / "src")}
+    before = cpu_seconds()
+    procs = []
+    for seed, out in outs.items():
+        if (out / "metrics.json").is_file():
+            continue
+        args = ["finetune", "--model", str(run), "--train", str(FORTUNES / "train.jsonl"), "--dev", str(dev),
+                "--test", str(FORTUNES / "test.jsonl"), "--per-class", "32", "--seed", str(seed), "--out", str(out),
+                "--threads", str(threads), "--overwrite", *(["--from-scratch"] if scratch else [])]
+        print("$ gristmill " + " ".join(args), flush=True)
+        log = open(out.with_suffix(".log"), "w")
+        procs.append(subprocess.Popen([sys.executable, "-m", "gristmill", *args], cwd=ROOT, env=env, stdout=log,
+                                      stderr=subprocess.STDOUT))
+    for proc in procs:
+        if proc.wait() != 0:
+            raise SystemExit(f"{' '.join(proc.args)} failed")
+    return cpu_seconds() - before
 
 
 def last_validation(run: Path) -> dict[str, Any] | None:
@@ -336,6 +441,7 @@ def main() -> None:
     parser.add_argument("--normalize-to", type=int, default=256, help="select_domain: log weights per 256 n-grams.")
     parser.add_argument("--steps", type=int, default=1000, help="Pretraining steps per arm.")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--speed-docs", type=int, default=4000, help="speed: documents timed per step.")
     parser.add_argument("--arm", choices=["selected", "random", "scratch"], help="domain: pretrain and fine-tune one "
                         "arm only (run the arms as parallel processes, then once without --arm for the summary); "
                         "scratch: the same fine-tuning from random initialisation, for reference.")
@@ -343,7 +449,7 @@ def main() -> None:
     if not (CORPUS / "docs.jsonl.gz").is_file():
         sys.exit(f"needs the shared data in {SHARED}")
     args.workdir = args.workdir.resolve()
-    parts = {"domain": domain, "toxicity": toxicity}
+    parts = {"toxicity": toxicity, "perplexity": perplexity, "speed": speed, "domain": domain}
     for name, fn in parts.items():
         if args.part in (name, "all"):
             fn(args)

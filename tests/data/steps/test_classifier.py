@@ -175,3 +175,35 @@ def test_training_data_errors(tmp_path: Path) -> None:
     bad.write_text('{"text": "x", "label": "a"}\nnot json\n')
     with pytest.raises(TrainingDataError, match="line 2"):
         train_folder(tmp_path / "m", inputs=[str(bad)])
+
+
+def test_web_en_classifier_recipe_runs(model: Path, tmp_path: Path) -> None:
+    """recipes/web-en-classifier.yaml with its two model folders made here: it loads and runs on sample docs."""
+    import gzip
+
+    from gristmill.data.classify.ngram_lm import train_ngram_lm
+    from gristmill.data.recipe import load_recipe
+
+    rng = random.Random(5)
+    toxic = tmp_path / "toxicity-qc"
+    train_folder(toxic, positive=[write(tmp_path / "p.jsonl", [sentence(rng, RUDE) for _ in range(60)])],
+                 negative=[write(tmp_path / "n.jsonl", [sentence(rng, NICE) for _ in range(60)])],
+                 positive_label="offensive", negative_label="clean")
+    with gzip.open(ROOT / "sample" / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for _, line in zip(range(60), f)]
+    train_ngram_lm([[r["text"] for r in rows]], buckets=1 << 12).save(tmp_path / "trusted-lm")
+    sample = tmp_path / "sample.jsonl"
+    sample.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    text = (ROOT / "recipes" / "web-en-classifier.yaml").read_text(encoding="utf-8")
+    assert "runs/toxicity-qc" in text and "runs/trusted-lm" in text
+    text = text.replace("runs/toxicity-qc", str(toxic)).replace("runs/trusted-lm", str(tmp_path / "trusted-lm"))
+    text = text.replace("sample/task/", str(ROOT / "sample" / "task") + "/")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text, encoding="utf-8")
+    pipeline = load_recipe(recipe, output_override=str(tmp_path / "out"), input_override=[str(sample)])
+    names = [s.name for s in pipeline.steps]
+    assert names.index("blocklist") < names.index("classifier") < names.index("exact_dedup")
+    result = pipeline.run(progress=False)
+    assert result.kept + result.rejected == len(rows)
+    kept = list(read_documents(tmp_path / "out" / "kept"))
+    assert kept and all("toxic_score" in d.meta and "perplexity" in d.meta for d in kept)
