@@ -274,20 +274,20 @@ def toxicity(args: argparse.Namespace) -> dict[str, Any]:
     res["cpu_s"]["blocklist"] = round(time.process_time() - t0, 2)
     label = model.labels.index("offensive")
     grid = {}
-    for chunk in (32, 64, 128):
+    for by, chunk in (("words", 32), ("words", 64), ("words", 128), ("paragraphs", 64)):
         t0 = time.process_time()
-        scores = score_documents(model, texts, chunk, 64, "max")[:, label]
-        res["cpu_s"][f"classifier_chunk{chunk}"] = round(time.process_time() - t0, 2)
+        scores = score_documents(model, texts, chunk, 64, "max", by)[:, label]
+        res["cpu_s"][f"classifier_{by}{chunk}"] = round(time.process_time() - t0, 2)
         for threshold in (0.1, 0.2, 0.3, 0.4, 0.5, 0.7, 0.9):
             flagged = blocked | (scores >= threshold)
-            grid[(chunk, threshold)] = {
+            grid[(by, chunk, threshold)] = {
                 p: {"offensive_rejected": float(flagged[(part == p) & offensive].mean()),
                     "clean_rejected": float(flagged[(part == p) & ~offensive].mean())} for p in (0, 1)}
     # Choose on half 0: the most offensive documents caught with at most 2% of clean ones lost.
     ok = [k for k, v in grid.items() if v[0]["clean_rejected"] <= 0.02] or list(grid)
     chosen = max(ok, key=lambda k: (grid[k][0]["offensive_rejected"], -grid[k][0]["clean_rejected"]))
-    res["grid"] = {f"chunk{k[0]}@{k[1]}": v for k, v in grid.items()}
-    res["chosen"] = {"chunk_words": chosen[0], "threshold": chosen[1]}
+    res["grid"] = {f"{k[0]}{k[1]}@{k[2]}": v for k, v in grid.items()}
+    res["chosen"] = {"chunk_by": chosen[0], "chunk_words": chosen[1], "threshold": chosen[2]}
     report = part == 1
     res["corpus_report_half"] = {
         "offensive_docs": int((report & offensive).sum()), "clean_50plus_docs": int((report & ~offensive).sum()),
@@ -373,6 +373,7 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     steps = [s for s in load_recipe(ROOT / "recipes" / "web-en.yaml").steps if not isinstance(s, CorpusStep)]
     steps.append(build_step("classifier", {"model": tox["model"], "reject_label": "offensive", "mode": "annotate",
                                            "chunk_words": tox["chosen"]["chunk_words"], "max_chunks": 64,
+                                           "chunk_by": tox["chosen"]["chunk_by"],
                                            "threshold": tox["chosen"]["threshold"]}))
     steps.append(build_step("perplexity", {"model": str(args.workdir / "perplexity" / "lm")}))
     rows = [d for d, _ in corpus_with_labels()][: args.speed_docs]

@@ -109,6 +109,12 @@ def test_long_documents_are_chunked_and_aggregated(model: Path, tmp_path: Path) 
     assert "long" in kept
     assert chunk_text("a b c d e", 2, 2) == ["a b", "c d"]
     assert chunk_text("", 2, 2) == [""]
+    assert chunk_text("a b c\n\nd\n \ne f g h", 3, 10, "paragraphs") == ["a b c", "d", "e f g", "h"]
+    # One short rude paragraph inside a long page: alone in its chunk, it is not diluted.
+    page = "\n\n".join([sentence(rng, NICE, 50), sentence(rng, RUDE, 8), sentence(rng, NICE, 50)])
+    _, rejected, _ = run(tmp_path, [("page", page)], [("classifier", {**base, "chunk_words": 256,
+                                                                        "chunk_by": "paragraphs"})], name="para")
+    assert "page" in rejected
 
 
 def test_same_decisions_with_worker_processes(model: Path, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,6 +36,7 @@ from gristmill.data.classify.linear import ModelFolderError, read_config
 
 ENTRY_POINT_GROUP = "gristmill.scorers"
 AGGREGATIONS = ("max", "mean", "first")
+CHUNKING = ("words", "paragraphs")
 
 LINEAR = "linear"
 NGRAM_LM = "ngram-lm"
@@ -129,10 +131,27 @@ def cached_scorer(target: str, folder: str, options: dict[str, Any] | None = Non
     return _CACHE[key]
 
 
-def chunk_text(text: str, chunk_words: int, max_chunks: int) -> list[str]:
-    """The first ``max_chunks`` chunks of ``chunk_words`` white-space separated words (at least one chunk)."""
+_PARAGRAPH = re.compile(r"\n[ \t]*\n")
+
+
+def chunk_text(text: str, chunk_words: int, max_chunks: int, by: str = "words") -> list[str]:
+    """The first ``max_chunks`` chunks of a text (at least one).
+
+    ``words``: consecutive runs of ``chunk_words`` white-space separated words. ``paragraphs``: each
+    paragraph (blank-line separated) on its own, a paragraph longer than ``chunk_words`` cut into runs
+    of that many words, so a short passage is scored without the text around it diluting it.
+    """
     if chunk_words <= 0:
         return [text]
+    if by == "paragraphs":
+        out: list[str] = []
+        for para in _PARAGRAPH.split(text):
+            words = para.split()
+            for i in range(0, len(words), chunk_words):
+                out.append(" ".join(words[i:i + chunk_words]))
+                if len(out) >= max_chunks:
+                    return out
+        return out or [text]
     words = text.split(None, chunk_words * max_chunks)[: chunk_words * max_chunks]
     if not words:
         return [text]
@@ -140,7 +159,7 @@ def chunk_text(text: str, chunk_words: int, max_chunks: int) -> list[str]:
 
 
 def score_documents(scorer: Scorer, texts: Sequence[str], chunk_words: int, max_chunks: int,
-                    aggregate: str) -> np.ndarray:
+                    aggregate: str, by: str = "words") -> np.ndarray:
     """Per-document scores ``[len(texts), labels]``: every chunk scored in one batch, then aggregated.
 
     ``max``: the highest score of any chunk, per label (a document with one toxic paragraph is toxic);
@@ -151,7 +170,7 @@ def score_documents(scorer: Scorer, texts: Sequence[str], chunk_words: int, max_
     chunks: list[str] = []
     owner: list[int] = []
     for i, text in enumerate(texts):
-        parts = chunk_text(text, chunk_words, 1 if aggregate == "first" else max_chunks)
+        parts = chunk_text(text, chunk_words, 1 if aggregate == "first" else max_chunks, by)
         chunks.extend(parts)
         owner.extend([i] * len(parts))
     n_labels = len(scorer.labels)

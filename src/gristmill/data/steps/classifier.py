@@ -12,8 +12,9 @@ label as ``<label>_score``). With ``reject_label`` set, a document whose score f
 below it: quality classifiers keep what scores high); ``mode: annotate`` writes the columns and rejects
 nothing (counting ``would_reject``), so a threshold can be chosen later without rescoring.
 
-Long documents: the first ``max_chunks`` chunks of ``chunk_words`` words are scored (an encoder further
-cuts a chunk to its ``max_length`` tokens) and the chunk scores are aggregated per label by
+Long documents: the first ``max_chunks`` chunks of ``chunk_words`` words (or, with ``chunk_by:
+paragraphs``, its paragraphs, long ones cut into such chunks) are scored (an encoder further cuts a
+chunk to its ``max_length`` tokens) and the chunk scores are aggregated per label by
 ``aggregate``: ``max`` (default; one toxic paragraph makes a toxic document), ``mean`` or ``first``.
 The model is loaded once per worker process, in ``setup``; a missing folder, a folder of the wrong
 kind or an unknown label is an error when the recipe is loaded, before any work.
@@ -52,6 +53,9 @@ class Classifier(Step):
     """``reject`` or ``annotate`` (write the columns, reject nothing, count ``would_reject``)."""
     chunk_words: int = 256
     """Words per chunk of a long document (0: the whole text in one piece)."""
+    chunk_by: str = "words"
+    """``words``: runs of ``chunk_words`` words; ``paragraphs``: each blank-line separated paragraph (cut
+    into runs of ``chunk_words`` words when longer), so a short passage is not diluted by its page."""
     max_chunks: int = 8
     """Chunks scored per document: words beyond ``chunk_words * max_chunks`` are not read."""
     aggregate: str = "max"
@@ -70,6 +74,8 @@ class Classifier(Step):
             raise ValueError(f"classifier: mode must be one of {', '.join(MODES)}")
         if self.aggregate not in sc.AGGREGATIONS:
             raise ValueError(f"classifier: aggregate must be one of {', '.join(sc.AGGREGATIONS)}")
+        if self.chunk_by not in sc.CHUNKING:
+            raise ValueError(f"classifier: chunk_by must be one of {', '.join(sc.CHUNKING)}")
         if self.quantize not in QUANTIZE:
             raise ValueError(f"classifier: quantize must be one of {', '.join(QUANTIZE)}")
         if self.chunk_words < 0 or self.max_chunks < 1 or self.batch_size < 1:
@@ -112,7 +118,7 @@ class Classifier(Step):
         for lo in range(0, len(docs), self.batch_size):
             batch = docs[lo:lo + self.batch_size]
             scores = sc.score_documents(self._scorer, [d.text for d in batch], self.chunk_words, self.max_chunks,
-                                        self.aggregate)
+                                        self.aggregate, self.chunk_by)
             for doc, row in zip(batch, scores.tolist()):
                 for label, column in self._columns.items():
                     doc.meta[column] = round(row[index[label]], 6)
