@@ -34,9 +34,36 @@ MODES = ("reject", "annotate")
 QUANTIZE = ("none", "int8")
 
 
+class ModelStep(Step):
+    """A step that scores with a model folder: ``_target`` (the scorer factory, resolved when the recipe
+    loads) and ``model``; the scorer is loaded in ``setup``, once per worker process, and never pickled."""
+
+    model: str
+    _target: str
+    _scorer: Any = None
+
+    def _options(self) -> dict[str, Any]:
+        return {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The loaded model stays in its process; workers load their own (once, see setup).
+        state = self.__dict__.copy()
+        state["_scorer"] = None
+        return state
+
+    def setup(self, workdir: Path | None, shard_name: str) -> None:
+        if self._scorer is None:
+            self._scorer = sc.cached_scorer(self._target, self.model, self._options())
+
+    def scorer(self) -> Any:
+        if self._scorer is None:
+            self.setup(None, "")
+        return self._scorer
+
+
 @register("classifier")
 @dataclass
-class Classifier(Step):
+class Classifier(ModelStep):
     """Scores documents with a trained classifier (linear, fine-tuned encoder, ONNX/int8); writes
     per-label score columns and rejects by a threshold on one label."""
 
@@ -100,24 +127,13 @@ class Classifier(Step):
             return {}
         return {"quantize": self.quantize, "threads": self.threads, "batch_size": 32}
 
-    def __getstate__(self) -> dict[str, Any]:
-        # The loaded model stays in its process; workers load their own (once, see setup).
-        state = self.__dict__.copy()
-        state["_scorer"] = None
-        return state
-
-    def setup(self, workdir: Path | None, shard_name: str) -> None:
-        if self._scorer is None:
-            self._scorer = sc.cached_scorer(self._target, self.model, self._options())
-
     def process(self, docs: list[Document], stats: StepStats) -> list[Document]:
-        if self._scorer is None:
-            self.setup(None, "")
-        index = {label: i for i, label in enumerate(self._scorer.labels)}
+        scorer = self.scorer()
+        index = {label: i for i, label in enumerate(scorer.labels)}
         decide = index[self.reject_label] if self.reject_label else None
         for lo in range(0, len(docs), self.batch_size):
             batch = docs[lo:lo + self.batch_size]
-            scores = sc.score_documents(self._scorer, [d.text for d in batch], self.chunk_words, self.max_chunks,
+            scores = sc.score_documents(scorer, [d.text for d in batch], self.chunk_words, self.max_chunks,
                                         self.aggregate, self.chunk_by)
             for doc, row in zip(batch, scores.tolist()):
                 for label, column in self._columns.items():

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from gristmill.data.classify import scorers as sc
 from gristmill.data.document import Document
-from gristmill.data.pipeline import Step, StepStats, register
+from gristmill.data.pipeline import StepStats, register
+from gristmill.data.steps.classifier import ModelStep
 
 
 @register("perplexity")
 @dataclass
-class Perplexity(Step):
+class Perplexity(ModelStep):
     """Writes each document's perplexity under a reference language model; optional threshold."""
 
     model: str = ""
@@ -53,21 +53,11 @@ class Perplexity(Step):
         self._target = sc.scorer_target(kind)
         self._scorer: Any = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_scorer"] = None
-        return state
-
-    def setup(self, workdir: Path | None, shard_name: str) -> None:
-        if self._scorer is None:
-            self._scorer = sc.cached_scorer(self._target, self.model)
-
     def process(self, docs: list[Document], stats: StepStats) -> list[Document]:
-        if self._scorer is None:
-            self.setup(None, "")
+        scorer = self.scorer()
         for lo in range(0, len(docs), self.batch_size):
             batch = docs[lo:lo + self.batch_size]
-            values = self._scorer.perplexity([d.text for d in batch], self.max_words)
+            values = scorer.perplexity([d.text for d in batch], self.max_words)
             for doc, value in zip(batch, values.tolist()):
                 if math.isnan(value):
                     stats.count("no_tokens")
