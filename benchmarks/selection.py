@@ -429,7 +429,7 @@ def last_validation(run: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
-    vals = [r for r in rows if any(k.startswith("val") for k in r)]
+    vals = [r for r in rows if r.get("kind") == "eval"]
     return vals[-1] if vals else None
 
 
