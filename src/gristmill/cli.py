@@ -66,7 +66,9 @@ def run(
     from gristmill.data import storage
     from gristmill.data.recipe import RecipeError, load_recipe
     from gristmill.data.run import RunError, run_pipeline, summary_table
+    from gristmill.serve.scorers import register_builtin_scorers
 
+    register_builtin_scorers()  # the classifier step's encoder back-ends, also where package metadata is stale
     try:
         pipeline = load_recipe(recipe, output_override=output, input_override=input)
         if work_dir:
@@ -131,13 +133,15 @@ def steps() -> None:
 
 
 def _register_package_commands() -> None:
+    from gristmill.data.classify import commands as classify_commands
     from gristmill.experiments import commands as experiments_commands
     from gristmill.serve import commands as serve_commands
     from gristmill.tokenizer import commands as tokenizer_commands
     from gristmill.train import commands as train_commands
     from gristmill.train import finetune_commands
 
-    for module in (tokenizer_commands, train_commands, finetune_commands, serve_commands, experiments_commands):
+    for module in (tokenizer_commands, train_commands, finetune_commands, serve_commands, classify_commands,
+                   experiments_commands):
         module.register(app)
 
 

@@ -155,6 +155,7 @@ def register(name: str) -> Callable[[type[Step]], type[Step]]:
 def load_builtin_steps() -> dict[str, type[Step]]:
     """Import the packages whose modules register the built-in steps."""
     import gristmill.data.dedup  # noqa: F401
+    import gristmill.data.select  # noqa: F401
     import gristmill.data.steps  # noqa: F401
 
     return STEP_REGISTRY
