@@ -51,8 +51,8 @@ def gristmill(*args: str) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
-def recipe(workdir: Path, corpus: Path, fortunes: Path) -> Path:
-    """The project's English recipe (recipes/web-en.yaml) plus dedup and decontamination against fortunes."""
+def recipe(workdir: Path, corpus: Path, *tasks: Path) -> Path:
+    """The project's English recipe (recipes/web-en.yaml) plus dedup and decontamination against the tasks' dev and test."""
     import yaml
 
     web_en = ROOT / "recipes" / "web-en.yaml"
@@ -61,7 +61,7 @@ def recipe(workdir: Path, corpus: Path, fortunes: Path) -> Path:
     names = [next(iter(s)) if isinstance(s, dict) else s for s in steps]
     steps += [s for s in ("exact_dedup", "minhash_dedup") if s not in names]
     steps = [s for s in steps if (next(iter(s)) if isinstance(s, dict) else s) != "decontaminate"]
-    steps.append({"decontaminate": {"paths": [str(fortunes / "dev.jsonl"), str(fortunes / "test.jsonl")]}})
+    steps.append({"decontaminate": {"paths": [str(t / f"{s}.jsonl") for t in tasks for s in ("dev", "test")]}})
     path = workdir / "clean.yaml"
     path.write_text(yaml.safe_dump({
         "input": {"paths": [str(corpus)], "format": "jsonl", "text_field": "text", "id_field": "id"},
