@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gristmill.train.baseline import NAME as BASELINE
+from gristmill.train.baseline import tfidf_logreg
 from gristmill.train.finetune import (
     FineTuneConfig,
     FineTuneError,
@@ -35,8 +37,6 @@ from gristmill.train.finetune import (
     read_model_config,
     resolve_tokenizer_dir,
 )
-from gristmill.train.baseline import NAME as BASELINE
-from gristmill.train.baseline import tfidf_logreg
 from gristmill.train.tasks import TaskData, encode_examples, sample_training
 
 INITS = ("pretrained", "scratch", BASELINE)
