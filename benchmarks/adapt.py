@@ -12,19 +12,24 @@ Stages are skipped when their output exists in ``--workdir``, so a killed run re
    decontamination against every task's dev and test);
 2. WordPiece tokenizer, 128-token packing;
 3. ``gristmill pretrain`` (``--model-size``, ``--steps``);
-4. per task: ``gristmill adapt RUN --texts TASK/train.jsonl --steps --adapt-steps``;
-5. per task: the curve (early stopping on a stratified dev subset; test scored whole), written to
-   ``WORKDIR/results.json`` and ``WORKDIR/adapt.png``.
+4. ``--part adapt``: per task, ``gristmill adapt RUN --texts TASK/train.jsonl --steps --adapt-steps``;
+5. ``--part curve``: per task and seed (``--seed-list``; seeds may run in parallel processes), the
+   curve runs, early stopping on a stratified dev subset (``--dev-per-class``), test scored whole;
+6. ``--part report`` (default): the table, ``WORKDIR/adapt.png`` and ``WORKDIR/results.json``.
 
-``--prepare-only`` stops after stage 3 (it is what runs in the background while code is written).
-``--dev-as-test`` scores on the rest of dev instead of test: used while choosing the fine-tuning
-recipe, so the test splits are looked at once, at the end.
+``--prepare-only`` stops after stage 3. ``--part recipe`` fine-tunes the recipe variants (``VARIANTS``)
+at ``--per-class`` and scores them on the half of dev not used for early stopping: the recipe is chosen
+on dev, and the test splits are looked at once, at the end.
 
-Usage::
+Usage (the figures in benchmarks/results/adapt.md)::
 
     python benchmarks/tasks/build_manpage_task.py --out /tmp/gm20/tasks/manpages
-    python benchmarks/adapt.py --workdir /tmp/gm20/bench --task /tmp/gm20/tasks/manpages \\
-        --task shared/data/tasks/fortunes --task shared/data/tasks/offensive --threads 1
+    T="--task /tmp/gm20/tasks/manpages --task shared/data/tasks/fortunes --task shared/data/tasks/offensive"
+    python benchmarks/adapt.py --workdir /tmp/gm20/bench $T --steps 1500 --prepare-only
+    python benchmarks/adapt.py --workdir /tmp/gm20/bench $T --steps 1500 --part recipe --seeds 1
+    python benchmarks/adapt.py --workdir /tmp/gm20/bench $T --steps 1500 --part adapt
+    python benchmarks/adapt.py --workdir /tmp/gm20/bench $T --steps 1500 --part curve --seed-list 0   # 1, 2
+    python benchmarks/adapt.py --workdir /tmp/gm20/bench $T --steps 1500
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -174,6 +180,126 @@ def print_recipe(path: Path) -> None:
               f"{statistics.fmean(cpu) if cpu else 0:.0f} |")
 
 
+def adapt_task(args: argparse.Namespace, work: Path, run: Path, task: Path,
+               times: dict[str, dict[str, float]]) -> Path:
+    """``gristmill adapt`` on the texts of the task's training pool (its labels are not read)."""
+    out = work / f"adapt-{task.name}-{args.adapt_steps}"
+    stage(times, f"adapt-{task.name}", out / "adapt-done", "adapt", str(run), "--texts", str(task / "train.jsonl"),
+          "--steps", str(args.adapt_steps), "--batch-size", str(args.batch_size), "--eval-every",
+          str(max(args.adapt_steps // 4, 25)), "--save-every", "100", "--threads", str(args.threads),
+          *(["--resume"] if (out / "adapt.json").is_file() else []), "--out", str(out), "--no-progress")
+    (out / "adapt-done").touch()
+    return out
+
+
+def curves(args: argparse.Namespace, work: Path, run: Path, times: dict[str, dict[str, float]]) -> None:
+    """Per task and seed: scratch, pretrained and TF-IDF (one curve), adapted (a second curve), same samples.
+
+    Each seed has its own curve folders, so seeds can run in parallel processes (``--seed-list``).
+    """
+    from gristmill.train.curve import parse_sizes, run_curve
+    from gristmill.train.finetune import FineTuneConfig
+    from gristmill.train.tasks import load_task
+
+    sizes = parse_sizes(args.sizes)
+    cfg = FineTuneConfig()
+    for task in args.task:
+        adapted = adapt_task(args, work, run, task, times)
+        stop, _ = dev_splits(task, work / f"dev-{task.name}-{os.getpid()}", args.dev_per_class)
+        data = load_task(task / "train.jsonl", stop, task / "test.jsonl")
+        log = lambda m: print(m, flush=True)  # noqa: E731
+        for seed in seed_list(args):
+            t0, c0 = time.perf_counter(), time.process_time()
+            run_curve(run, data, sizes, [seed], work / f"curve-{task.name}-seed{seed}", cfg, log=log)
+            run_curve(adapted, data, sizes, [seed], work / f"curve-{task.name}-seed{seed}-adapted", cfg, log=log,
+                      inits=("pretrained",))
+            times[f"curves-{task.name}-seed{seed}"] = {"wall_s": round(time.perf_counter() - t0, 1),
+                                                       "cpu_s": round(time.process_time() - c0, 1)}
+
+
+def seed_list(args: argparse.Namespace) -> list[int]:
+    return [int(s) for s in args.seed_list.split(",")] if args.seed_list else list(range(args.seeds))
+
+
+def collect(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Every finished run of every seed folder, the adapted ones renamed, summarised per task."""
+    from gristmill.train.curve import parse_sizes, plot, summarise
+
+    sizes = parse_sizes(args.sizes)
+    results: dict[str, Any] = {}
+    for task in args.task:
+        rows: list[dict[str, Any]] = []
+        for folder in sorted(work.glob(f"curve-{task.name}-seed*")):
+            found = read_runs(folder) if (folder / "runs.jsonl").is_file() else []
+            rows += [{**r, "init": "pretrained + adapt"} for r in found] if folder.name.endswith("-adapted") else found
+        if not rows:
+            continue
+        summary = summarise(rows, sizes)
+        plot(summary, rows, work / f"curve-{task.name}.png", f"{task.name}: tiny + adapt ({args.adapt_steps} steps)")
+        adapt_json = work / f"adapt-{task.name}-{args.adapt_steps}" / "adapt.json"
+        results[task.name] = {"summary": summary, "runs": rows,
+                              "adapt": json.loads(adapt_json.read_text(encoding="utf-8")) if adapt_json.is_file() else None}
+    return results
+
+
+def read_runs(curve: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (curve / "runs.jsonl").read_text(encoding="utf-8").splitlines() if line]
+
+
+def report(results: dict[str, Any], times: dict[str, dict[str, float]]) -> str:
+    """The table of benchmarks/results/adapt.md: accuracy per task, size and init; adapt - scratch, adapt - TF-IDF."""
+    lines = ["| task | labels per class | scratch | pretrained | pretrained + adapt | TF-IDF + LR "
+             "| adapt - scratch (points) | adapt - TF-IDF (points) |", "|---|---|---|---|---|---|---|---|"]
+    for task, res in results.items():
+        by = {(p["per_class"], p["init"]): p for p in res["summary"]["points"]}
+        for size in dict.fromkeys(p["per_class"] for p in res["summary"]["points"]):
+            cells = []
+            for init in ("scratch", "pretrained", "pretrained + adapt", "tfidf-logreg"):
+                p = by.get((size, init))
+                cells.append(f"{100 * p['accuracy_mean']:.1f} ± {100 * p['accuracy_std']:.1f}" if p else "")
+            gaps = []
+            for other in ("scratch", "tfidf-logreg"):
+                mine = {r["seed"]: r["test_accuracy"] for r in res["runs"]
+                        if r["per_class"] == size and r["init"] == "pretrained + adapt"}
+                theirs = {r["seed"]: r["test_accuracy"] for r in res["runs"] if r["per_class"] == size and r["init"] == other}
+                diff = [100 * (mine[s] - theirs[s]) for s in mine if s in theirs]
+                gaps.append(f"{statistics.fmean(diff):+.1f} ± {statistics.stdev(diff) if len(diff) > 1 else 0:.1f}"
+                            if diff else "")
+            lines.append(f"| {task} | {size} | " + " | ".join(cells + gaps) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_all(results: dict[str, Any], path: Path) -> None:
+    """One panel per task: test accuracy of the four inits against labels per class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = {"scratch": "tab:orange", "pretrained": "tab:blue", "pretrained + adapt": "tab:green",
+              "tfidf-logreg": "tab:gray"}
+    fig, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.8), dpi=120, squeeze=False)
+    for ax, (task, res) in zip(axes[0], results.items(), strict=True):
+        for init, color in colors.items():
+            pts = [p for p in res["summary"]["points"] if p["init"] == init]
+            xs = [int(p["per_class"]) for p in pts if p["per_class"] != "all"]
+            means = [100 * p["accuracy_mean"] for p in pts if p["per_class"] != "all"]
+            stds = [100 * p["accuracy_std"] for p in pts if p["per_class"] != "all"]
+            if not xs:
+                continue
+            ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, color=color, label=init,
+                        linestyle="--" if init == "tfidf-logreg" else "-")
+        ax.set_xscale("log")
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("labels per class")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test accuracy (%)")
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/gm_adapt"))
@@ -186,12 +312,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3, help="Pretraining peak learning rate.")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prepare-only", action="store_true")
-    parser.add_argument("--part", choices=("curve", "recipe"), default="curve")
+    parser.add_argument("--part", choices=("adapt", "curve", "report", "recipe"), default="report",
+                        help="adapt: adapt runs; curve: fine-tunings and baseline; report: table and plot; "
+                             "recipe: fine-tuning variants on dev only.")
+    parser.add_argument("--seed-list", default="", help="Seeds for --part curve, e.g. 0 or 0,1,2 (default: --seeds).")
     parser.add_argument("--run", type=Path, help="Use this pretrained run instead of the one --steps names.")
     parser.add_argument("--variants", default="", help="Recipe variants to run (comma-separated names).")
     parser.add_argument("--per-class", type=int, default=32, help="Labels per class for the recipe part.")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--dev-per-class", type=int, default=20)
+    parser.add_argument("--sizes", default="32", help="Labels per class for the curves, e.g. 8,32,128.")
+    parser.add_argument("--adapt-steps", type=int, default=400)
     return parser.parse_args()
 
 
@@ -202,13 +333,39 @@ def main() -> None:
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
-    times: dict[str, dict[str, float]] = {}
-    run = args.run or prepare(args, work, times)
+    times_file = work / "times.json"
+    times: dict[str, dict[str, float]] = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    try:
+        run = args.run or prepare(args, work, times)
+    finally:
+        times_file.write_text(json.dumps(times, indent=2) + "\n", encoding="utf-8")
     if args.prepare_only:
         return
     if args.part == "recipe":
         recipe(args, work, run)
         return
+    if args.part == "adapt":
+        for task in args.task:
+            try:
+                adapt_task(args, work, run, task, times)
+            finally:
+                times_file.write_text(json.dumps(times, indent=2) + "\n", encoding="utf-8")
+        return
+    if args.part == "curve":
+        try:
+            curves(args, work, run, times)
+        finally:
+            merged = json.loads(times_file.read_text()) if times_file.is_file() else {}
+            times_file.write_text(json.dumps({**merged, **times}, indent=2) + "\n", encoding="utf-8")
+        return
+    results = collect(args, work)
+    table = report(results, times)
+    plot_all(results, work / "adapt.png")
+    (work / "results.json").write_text(json.dumps({"results": results, "times": times}, indent=2, default=str) + "\n",
+                                       encoding="utf-8")
+    print("\n" + table)
+    print(json.dumps(times, indent=2))
+    print(f"results: {work / 'results.json'}   plot: {work / 'adapt.png'}")
 
 
 if __name__ == "__main__":
