@@ -204,13 +204,15 @@ def curves(args: argparse.Namespace, work: Path, run: Path, times: dict[str, dic
     sizes = parse_sizes(args.sizes)
     cfg = FineTuneConfig()
     for task in args.task:
-        adapted = adapt_task(args, work, run, task, times)
         stop, _ = dev_splits(task, work / f"dev-{task.name}-{os.getpid()}", args.dev_per_class)
         data = load_task(task / "train.jsonl", stop, task / "test.jsonl")
         log = lambda m: print(m, flush=True)  # noqa: E731
+        adapted = work / f"adapt-{task.name}-{args.adapt_steps}"
         for seed in seed_list(args):
             t0, c0 = time.perf_counter(), time.process_time()
             run_curve(run, data, sizes, [seed], work / f"curve-{task.name}-seed{seed}", cfg, log=log)
+            while not (adapted / "adapt-done").exists():  # --part adapt runs it, perhaps in another process
+                time.sleep(20)
             run_curve(adapted, data, sizes, [seed], work / f"curve-{task.name}-seed{seed}-adapted", cfg, log=log,
                       inits=("pretrained",))
             times[f"curves-{task.name}-seed{seed}"] = {"wall_s": round(time.perf_counter() - t0, 1),
@@ -237,7 +239,7 @@ def collect(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         summary = summarise(rows, sizes)
         plot(summary, rows, work / f"curve-{task.name}.png", f"{task.name}: tiny + adapt ({args.adapt_steps} steps)")
         adapt_json = work / f"adapt-{task.name}-{args.adapt_steps}" / "adapt.json"
-        results[task.name] = {"summary": summary, "runs": rows,
+        results[task.name] = {"summary": summary, "runs": rows, "pretrain_tokens": args.steps * args.batch_size * 128,
                               "adapt": json.loads(adapt_json.read_text(encoding="utf-8")) if adapt_json.is_file() else None}
     return results
 
@@ -266,6 +268,17 @@ def report(results: dict[str, Any], times: dict[str, dict[str, float]]) -> str:
                 gaps.append(f"{statistics.fmean(diff):+.1f} ± {statistics.stdev(diff) if len(diff) > 1 else 0:.1f}"
                             if diff else "")
             lines.append(f"| {task} | {size} | " + " | ".join(cells + gaps) + " |")
+    lines += ["", "| stage | tokens | wall s | CPU s | CPU minutes |", "|---|---|---|---|---|"]
+    tokens = {"pretrain": results and next(iter(results.values())).get("pretrain_tokens")}
+    for task, res in results.items():
+        if res.get("adapt"):
+            tokens[f"adapt-{task}"] = res["adapt"]["tokens_seen"]
+    for stage_name, t in times.items():
+        if stage_name.startswith("curves-"):
+            continue
+        count = tokens.get(stage_name)
+        lines.append(f"| {stage_name} | {f'{count:,}' if count else ''} | {t['wall_s']:,.0f} | {t['cpu_s']:,.0f} "
+                     f"| {t['cpu_s'] / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -56,3 +56,44 @@ def test_reinit_resets_only_the_top_blocks():
     changed = {k.split(".")[2] for k in after if k.startswith("encoder.layers.") and not torch.equal(after[k], before[k])}
     assert changed == {"2"}
     assert torch.equal(after["encoder.embeddings.word_embeddings.weight"], before["encoder.embeddings.word_embeddings.weight"])
+
+
+def test_recipe_options_reach_the_saved_model(tmp_path):
+    """--pooling mean is saved in FT/config.json, so prediction pools as training did."""
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from typer.testing import CliRunner
+
+    from gristmill.cli import app
+    from gristmill.model.transformer import MaskedLM
+    from gristmill.tokenizer.tokdir import save_tokdir
+    from gristmill.train.checkpoint import save_run_weights
+    from gristmill.train.finetune import load_finetuned, predict_proba
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "blue", "cat", "dog", "the"]
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    run = tmp_path / "run"
+    save_tokdir(tok, run / "tokenizer", lowercase=False, model_max_length=16)
+    cfg = ModelConfig(vocab_size=len(vocab), hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+                      max_position=16)
+    cfg.to_json(run / "config.json")
+    save_run_weights(MaskedLM(cfg), run / "model.safetensors")
+    rows = [{"text": f"the {w} {w}", "label": label} for label, ws in (("colour", ("red", "blue")), ("animal", ("cat", "dog")))
+            for w in ws for _ in range(4)]
+    for split in ("train", "dev", "test"):
+        (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "ft"
+    done = CliRunner().invoke(app, ["finetune", "--model", str(run), "--train", str(tmp_path / "train.jsonl"),
+                                    "--dev", str(tmp_path / "dev.jsonl"), "--test", str(tmp_path / "test.jsonl"),
+                                    "--epochs", "1", "--max-length", "16", "--pooling", "mean", "--layer-decay", "0.8",
+                                    "--reinit-layers", "1", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    budget = json.loads((out / "metrics.json").read_text())["budget"]
+    assert budget["pooling"] == "mean" and budget["layer_decay"] == 0.8 and budget["reinit_layers"] == 1
+    ft = load_finetuned(out)
+    assert ft.config.pooling == "mean" and predict_proba(ft, ["the cat"]).shape == (1, 2)
+    bad = CliRunner().invoke(app, ["finetune", "--model", str(run), "--train", str(tmp_path / "train.jsonl"),
+                                   "--pooling", "max", "--max-length", "16", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "pooling" in bad.output
