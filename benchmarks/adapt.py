@@ -210,7 +210,10 @@ def curves(args: argparse.Namespace, work: Path, run: Path, times: dict[str, dic
         adapted = work / f"adapt-{task.name}-{args.adapt_steps}"
         for seed in seed_list(args):
             t0, c0 = time.perf_counter(), time.process_time()
-            run_curve(run, data, sizes, [seed], work / f"curve-{task.name}-seed{seed}", cfg, log=log)
+            if args.only != "adapted":
+                run_curve(run, data, sizes, [seed], work / f"curve-{task.name}-seed{seed}", cfg, log=log)
+            if args.only == "base":
+                continue
             while not (adapted / "adapt-done").exists():  # --part adapt runs it, perhaps in another process
                 time.sleep(20)
             run_curve(adapted, data, sizes, [seed], work / f"curve-{task.name}-seed{seed}-adapted", cfg, log=log,
@@ -328,6 +331,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--part", choices=("adapt", "curve", "report", "recipe"), default="report",
                         help="adapt: adapt runs; curve: fine-tunings and baseline; report: table and plot; "
                              "recipe: fine-tuning variants on dev only.")
+    parser.add_argument("--only", choices=("base", "adapted", ""), default="",
+                        help="--part curve: only the base curve (scratch, pretrained, TF-IDF) or only the adapted runs.")
     parser.add_argument("--seed-list", default="", help="Seeds for --part curve, e.g. 0 or 0,1,2 (default: --seeds).")
     parser.add_argument("--run", type=Path, help="Use this pretrained run instead of the one --steps names.")
     parser.add_argument("--variants", default="", help="Recipe variants to run (comma-separated names).")
