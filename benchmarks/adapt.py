@@ -210,6 +210,10 @@ def curves(args: argparse.Namespace, work: Path, run: Path, times: dict[str, dic
         adapted = work / f"adapt-{task.name}-{args.adapt_steps}"
         for seed in seed_list(args):
             t0, c0 = time.perf_counter(), time.process_time()
+            if args.only == "tfidf":
+                run_curve(run, data, sizes, [seed], work / f"curve-{task.name}-seed{seed}-tfidf", cfg, log=log,
+                          inits=("tfidf-logreg",))
+                continue
             if args.only != "adapted":
                 run_curve(run, data, sizes, [seed], work / f"curve-{task.name}-seed{seed}", cfg, log=log)
             if args.only == "base":
@@ -237,6 +241,11 @@ def collect(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for folder in sorted(work.glob(f"curve-{task.name}-seed*")):
             found = read_runs(folder) if (folder / "runs.jsonl").is_file() else []
             rows += [{**r, "init": "pretrained + adapt"} for r in found] if folder.name.endswith("-adapted") else found
+        # Parallel processes may have run the same (size, seed, init) twice (e.g. the TF-IDF fit): keep the first.
+        unique: dict[tuple[str, int, str], dict[str, Any]] = {}
+        for r in rows:
+            unique.setdefault((r["per_class"], r["seed"], r["init"]), r)
+        rows = list(unique.values())
         if not rows:
             continue
         summary = summarise(rows, sizes)
@@ -331,8 +340,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--part", choices=("adapt", "curve", "report", "recipe"), default="report",
                         help="adapt: adapt runs; curve: fine-tunings and baseline; report: table and plot; "
                              "recipe: fine-tuning variants on dev only.")
-    parser.add_argument("--only", choices=("base", "adapted", ""), default="",
-                        help="--part curve: only the base curve (scratch, pretrained, TF-IDF) or only the adapted runs.")
+    parser.add_argument("--only", choices=("base", "adapted", "tfidf", ""), default="",
+                        help="--part curve: only the base curve (scratch, pretrained, TF-IDF), the adapted runs "
+                             "or the TF-IDF baseline.")
     parser.add_argument("--seed-list", default="", help="Seeds for --part curve, e.g. 0 or 0,1,2 (default: --seeds).")
     parser.add_argument("--run", type=Path, help="Use this pretrained run instead of the one --steps names.")
     parser.add_argument("--variants", default="", help="Recipe variants to run (comma-separated names).")
