@@ -51,8 +51,8 @@ def gristmill(*args: str) -> None:
     subprocess.run(command, cwd=ROOT, check=True)
 
 
-def recipe(workdir: Path, corpus: Path, fortunes: Path) -> Path:
-    """The project's English recipe (recipes/web-en.yaml) plus dedup and decontamination against fortunes."""
+def recipe(workdir: Path, corpus: Path, *tasks: Path) -> Path:
+    """The project's English recipe (recipes/web-en.yaml) plus dedup and decontamination against the tasks' dev and test."""
     import yaml
 
     web_en = ROOT / "recipes" / "web-en.yaml"
@@ -61,7 +61,7 @@ def recipe(workdir: Path, corpus: Path, fortunes: Path) -> Path:
     names = [next(iter(s)) if isinstance(s, dict) else s for s in steps]
     steps += [s for s in ("exact_dedup", "minhash_dedup") if s not in names]
     steps = [s for s in steps if (next(iter(s)) if isinstance(s, dict) else s) != "decontaminate"]
-    steps.append({"decontaminate": {"paths": [str(fortunes / "dev.jsonl"), str(fortunes / "test.jsonl")]}})
+    steps.append({"decontaminate": {"paths": [str(t / f"{s}.jsonl") for t in tasks for s in ("dev", "test")]}})
     path = workdir / "clean.yaml"
     path.write_text(yaml.safe_dump({
         "input": {"paths": [str(corpus)], "format": "jsonl", "text_field": "text", "id_field": "id"},
@@ -83,31 +83,9 @@ def dev_subset(fortunes: Path, out: Path, per_class: int) -> Path:
 
 def tfidf_baseline(data: Any, sizes: list[int | None], seeds: list[int], all_seeds: list[int]) -> list[dict[str, Any]]:
     """TF-IDF (word 1-2 grams + char 2-5 grams) + logistic regression on the same samples as the curve."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
-    from sklearn.pipeline import make_pipeline, make_union
+    from gristmill.train.curve import baseline_row
 
-    from gristmill.train.tasks import sample_training
-
-    rows = []
-    test_x = [e.text for e in data.test]
-    test_y = [e.label for e in data.test]
-    for size in sizes:
-        for seed in (all_seeds if size is None else seeds):
-            train = sample_training(data.train, size, seed).examples
-            model = make_pipeline(
-                make_union(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
-                           TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2)),
-                LogisticRegression(max_iter=2000, C=10.0))
-            t0 = time.perf_counter()
-            model.fit([e.text for e in train], [e.label for e in train])
-            pred = model.predict(test_x)
-            rows.append({"per_class": "all" if size is None else str(size), "seed": seed, "init": "tfidf-logreg",
-                         "train_examples": len(train), "test_accuracy": float(accuracy_score(test_y, pred)),
-                         "test_macro_f1": float(f1_score(test_y, pred, average="macro")),
-                         "seconds": round(time.perf_counter() - t0, 1)})
-    return rows
+    return [baseline_row(data, size, seed) for size in sizes for seed in (all_seeds if size is None else seeds)]
 
 
 def main() -> None:

@@ -50,6 +50,9 @@ def test_quickstart_fast_runs_the_whole_path(tmp_path):
         assert metrics["init"] == init and metrics["train_examples"] == 360
         assert metrics["test"]["examples"] == 240
         assert summary["results"][init]["test_accuracy"] == metrics["test"]["accuracy"]
+    baseline = summary["results"]["tfidf-logreg"]  # the baseline sits in the same table
+    assert baseline["train_examples"] == 360 and 0.0 <= baseline["test_accuracy"] <= 1.0
+    assert "TF-IDF + logistic regression" in output
 
     predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == 240

@@ -139,6 +139,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
     results = {}
     for init in ("pretrained", "scratch"):
         results[init], seconds[f"finetune-{init}"] = _finetune(init, paths, sample_dir, setting, threads, log)
+    results["tfidf-logreg"] = _baseline(sample_dir)  # the baseline beside the model, same data
 
     seconds["predict"] = run_step("predict", [
         "predict", str(paths["ft-pretrained"]), "--input", str(sample_dir / "task" / "test.jsonl"),
@@ -193,6 +194,18 @@ def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Sett
     }, seconds
 
 
+def _baseline(sample_dir: Path) -> dict[str, Any]:
+    """TF-IDF + logistic regression on the same training file, scored on the same test file."""
+    from gristmill.train.baseline import tfidf_logreg
+    from gristmill.train.tasks import load_sequence_examples
+
+    task = sample_dir / "task"
+    train = load_sequence_examples(task / "train.jsonl")
+    scores = tfidf_logreg(train, load_sequence_examples(task / "test.jsonl"))
+    return {"test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"], "dev_accuracy": None,
+            "train_examples": len(train), "steps": None}
+
+
 def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -210,12 +223,13 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) ->
     for key, text in described.items():
         log(f"  {str(paths[key]):<60} {text}")
     table = Table(title=f"sample task ({summary['results']['pretrained']['train_examples']} training examples, "
-                        f"6 classes): pretrained vs scratch")
+                        f"6 classes): pretrained vs scratch vs TF-IDF")
     for col in ("encoder", "test accuracy", "test macro-F1", "dev accuracy", "steps"):
         table.add_column(col, justify="left" if col == "encoder" else "right")
     for init, r in summary["results"].items():
-        table.add_row(init, f"{r['test_accuracy']:.4f}", f"{r['test_macro_f1']:.4f}", f"{r['dev_accuracy']:.4f}",
-                      str(r["steps"]))
+        dev = "" if r["dev_accuracy"] is None else f"{r['dev_accuracy']:.4f}"
+        table.add_row("TF-IDF + logistic regression" if init == "tfidf-logreg" else init, f"{r['test_accuracy']:.4f}",
+                      f"{r['test_macro_f1']:.4f}", dev, "" if r["steps"] is None else str(r["steps"]))
     Console(stderr=True).print(table)
     gap = 100 * (summary["results"]["pretrained"]["test_accuracy"] - summary["results"]["scratch"]["test_accuracy"])
     log(f"pretrained - scratch: {gap:+.1f} accuracy points; total time {summary['seconds']['total']:.0f}s "

@@ -76,7 +76,8 @@ def test_curve_runs_each_point_summarises_and_resumes(task):
     summary = run_curve(run, data, [2, None], [0, 1], out, cfg)
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
     assert sorted((r["per_class"], r["seed"], r["init"]) for r in runs) == sorted(
-        (size, seed, init) for size in ("2", "all") for seed in (0, 1) for init in ("pretrained", "scratch"))
+        (size, seed, init) for size in ("2", "all") for seed in (0, 1)
+        for init in ("pretrained", "scratch", "tfidf-logreg"))
     assert {r["train_examples"] for r in runs if r["per_class"] == "2"} == {6}
     assert {r["train_examples"] for r in runs if r["per_class"] == "all"} == {36}
 
@@ -90,11 +91,23 @@ def test_curve_runs_each_point_summarises_and_resumes(task):
     assert gap["accuracy_points_mean"] == pytest.approx(100 * statistics.fmean(pre[s] - scr[s] for s in (0, 1)))
     assert (out / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| all | pretrained | 2 |" in (out / "curve.md").read_text()
+    # The baseline is fitted on the very samples the encoders saw, and the word lists make it easy.
+    base = {r["seed"]: r for r in runs if r["init"] == "tfidf-logreg" and r["per_class"] == "all"}
+    assert all(r["train_examples"] == 36 and r["test_accuracy"] > 0.9 for r in base.values())
+    assert "| all | tfidf-logreg | 2 |" in (out / "curve.md").read_text()
+    vs_base = next(d for d in summary["pretrained_minus_baseline"] if d["per_class"] == "all")
+    assert vs_base["accuracy_points_mean"] == pytest.approx(
+        100 * statistics.fmean(pre[s] - base[s]["test_accuracy"] for s in (0, 1)))
 
-    # Resuming with one more seed runs only the new seed's four fine-tunings.
+    # Resuming with one more seed runs only the new seed's six runs (four fine-tunings, two baselines).
     run_curve(run, data, [2, None], [0, 1, 2], out, cfg)
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
-    assert len(runs) == 12 and sum(r["seed"] == 2 for r in runs) == 4
+    assert len(runs) == 18 and sum(r["seed"] == 2 for r in runs) == 6
+
+    # An adapted run adds its own line beside the others (only its fine-tunings are run).
+    adapted = root / "curve-adapted"
+    run_curve(run, data, [2], [0], adapted, cfg, inits=("pretrained",))
+    assert [r["init"] for r in map(json.loads, (adapted / "runs.jsonl").read_text().splitlines())] == ["pretrained"]
 
     with pytest.raises(FineTuneError, match="another model, data or budget"):
         run_curve(run, data, [2], [0], out, FineTuneConfig(lr=1e-2, epochs=2))
@@ -121,8 +134,8 @@ def test_curve_command(task, tmp_path):
                                       data.paths["dev"], "--test", data.paths["test"], "--per-class", "2,all",
                                       "--seeds", "1", "--epochs", "1", "--max-length", "16", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert "| all | scratch | 1 |" in result.output
-    assert (out / "curve.png").is_file() and len((out / "runs.jsonl").read_text().splitlines()) == 4
+    assert "| all | scratch | 1 |" in result.output and "| all | tfidf-logreg | 1 |" in result.output
+    assert (out / "curve.png").is_file() and len((out / "runs.jsonl").read_text().splitlines()) == 6
 
     result = CliRunner().invoke(app, ["curve", "--model", str(run), "--train", data.paths["train"], "--test",
                                       data.paths["test"], "--per-class", "8,lots", "--out", str(out)])

@@ -22,6 +22,7 @@ NAMED_SIZES: dict[str, tuple[int, int]] = {
 }
 
 ACTIVATIONS = ("gelu", "gelu_tanh")
+POOLINGS = ("cls", "mean")
 
 
 class ConfigError(ValueError):
@@ -49,6 +50,8 @@ class ModelConfig:
     # Next-sentence prediction head (BERT's second objective); off by default, see docs/pretraining.md.
     nsp: bool = False
     name: str | None = None
+    # What a sequence classifier pools before its head: the [CLS] state (BERT) or the mean of all tokens.
+    pooling: str = "cls"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -69,6 +72,8 @@ class ModelConfig:
                 raise ConfigError(f"model config: {key} must be in [0, 1), got {getattr(self, key)!r}")
         if not 0 <= self.pad_id < self.vocab_size:
             raise ConfigError(f"model config: pad_id {self.pad_id} is outside the vocabulary ({self.vocab_size})")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"model config: pooling must be one of {POOLINGS}, got {self.pooling!r}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"model config: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
 

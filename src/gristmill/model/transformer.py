@@ -190,14 +190,21 @@ class MLMHead(nn.Module):
 
 
 class Pooler(nn.Module):
-    """BERT's pooler: dense + tanh on the hidden state of the first token ([CLS])."""
+    """BERT's pooler: dense + tanh on the hidden state of the first token ([CLS]), or on the mean of the
+    non-padding tokens' states with ``config.pooling == "mean"``."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.mean = config.pooling == "mean"
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.dense(hidden[:, 0]))
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if not self.mean:
+            return torch.tanh(self.dense(hidden[:, 0]))
+        if attention_mask is None:
+            return torch.tanh(self.dense(hidden.mean(1)))
+        weights = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        return torch.tanh(self.dense((hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)))
 
 
 class MaskedLM(nn.Module):
@@ -245,7 +252,7 @@ class MaskedLM(nn.Module):
 
 
 class SequenceClassifier(nn.Module):
-    """Encoder + BERT pooler on [CLS] + dropout + linear layer -> logits [B, num_labels]."""
+    """Encoder + BERT pooler ([CLS] or mean, ``config.pooling``) + dropout + linear layer -> logits [B, num_labels]."""
 
     def __init__(self, config: ModelConfig, num_labels: int) -> None:
         super().__init__()
@@ -261,7 +268,7 @@ class SequenceClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.encoder(input_ids, attention_mask, token_type_ids)
-        return self.classifier(self.dropout(self.pooler(hidden)))
+        return self.classifier(self.dropout(self.pooler(hidden, attention_mask)))
 
 
 class TokenClassifier(nn.Module):

@@ -259,6 +259,9 @@ def export_hf_classifier(ft_dir: str | Path, out_dir: str | Path) -> Path:
     spec = read_task(ft)
     loaded = load_finetuned(ft)
     config = loaded.model.config
+    if config.pooling != "cls":
+        raise PredictError(f"{ft} pools the {config.pooling} of the tokens; BertForSequenceClassification pools [CLS] "
+                           "(use the ONNX export instead)")
     bert_config = to_bert_config(config)
     bert_config.architectures = ["BertForSequenceClassification"]
     bert_config.num_labels = len(spec.labels)

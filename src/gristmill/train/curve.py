@@ -1,15 +1,16 @@
 """Learning curves: what pretraining buys at each number of labels per class.
 
 For each ``--per-class`` value and each seed, fine-tune once from the pretrained encoder and once
-from a random one (same architecture, same seed, same sample, same budget), and record test accuracy
-and macro-F1. Output folder ``CURVE/``::
+from a random one (same architecture, same seed, same sample, same budget), fit the TF-IDF + logistic
+regression baseline (``train.baseline``) on the same sample, and record test accuracy and macro-F1.
+Output folder ``CURVE/``::
 
     CURVE/setup.json    the model, data and budget the runs used (a resumed curve must match it)
     CURVE/runs.jsonl    one line per finished run; a killed curve resumes from here
     CURVE/curve.json    mean, standard deviation, min and max per (labels per class, init), and the
                         paired difference pretrained - scratch
     CURVE/curve.md      the same as a table
-    CURVE/curve.png     test accuracy against labels per class, pretrained vs scratch
+    CURVE/curve.png     test accuracy against labels per class: pretrained, scratch, TF-IDF + LR
 
 Fine-tuned weights are not kept (a curve is many runs); this module only orchestrates
 :func:`gristmill.train.finetune.finetune` and summarises.
@@ -24,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gristmill.train.baseline import NAME as BASELINE
+from gristmill.train.baseline import tfidf_logreg
 from gristmill.train.finetune import (
     FineTuneConfig,
     FineTuneError,
@@ -34,9 +37,9 @@ from gristmill.train.finetune import (
     read_model_config,
     resolve_tokenizer_dir,
 )
-from gristmill.train.tasks import TaskData, encode_examples
+from gristmill.train.tasks import TaskData, encode_examples, sample_training
 
-INITS = ("pretrained", "scratch")
+INITS = ("pretrained", "scratch", BASELINE)
 
 
 def parse_sizes(text: str) -> list[int | None]:
@@ -82,13 +85,28 @@ def _std(values: Sequence[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def inits_of(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The inits present in ``runs``: pretrained, scratch and the baseline first, others (e.g. adapted) after."""
+    present = list(dict.fromkeys(r["init"] for r in runs))
+    return [i for i in INITS if i in present] + [i for i in present if i not in INITS]
+
+
+def _paired(better: Sequence[dict[str, Any]], worse: Sequence[dict[str, Any]], name: str) -> dict[str, Any] | None:
+    other = {r["seed"]: r for r in worse}
+    paired = [r["test_accuracy"] - other[r["seed"]]["test_accuracy"] for r in better if r["seed"] in other]
+    if not paired:
+        return None
+    return {"per_class": name, "pairs": len(paired), "accuracy_points_mean": 100 * statistics.fmean(paired),
+            "accuracy_points_std": 100 * _std(paired)}
+
+
 def summarise(runs: Sequence[dict[str, Any]], sizes: Sequence[int | None]) -> dict[str, Any]:
-    """Mean and spread per (size, init) and the paired pretrained - scratch difference per size."""
+    """Mean and spread per (size, init); paired pretrained - scratch and pretrained - baseline differences."""
     points: list[Point] = []
-    differences: list[dict[str, Any]] = []
+    differences: dict[str, list[dict[str, Any]]] = {"scratch": [], BASELINE: []}
     for size in sizes:
         name = size_name(size)
-        by_init = {init: [r for r in runs if r["per_class"] == name and r["init"] == init] for init in INITS}
+        by_init = {init: [r for r in runs if r["per_class"] == name and r["init"] == init] for init in inits_of(runs)}
         for init, rows in by_init.items():
             if not rows:
                 continue
@@ -96,28 +114,30 @@ def summarise(runs: Sequence[dict[str, Any]], sizes: Sequence[int | None]) -> di
             f1 = [r["test_macro_f1"] for r in rows]
             points.append(Point(name, init, len(rows), statistics.fmean(acc), _std(acc), min(acc), max(acc),
                                 statistics.fmean(f1), _std(f1), statistics.fmean(r["train_examples"] for r in rows)))
-        scratch = {r["seed"]: r for r in by_init["scratch"]}
-        paired = [r["test_accuracy"] - scratch[r["seed"]]["test_accuracy"]
-                  for r in by_init["pretrained"] if r["seed"] in scratch]
-        if paired:
-            differences.append({"per_class": name, "pairs": len(paired),
-                                "accuracy_points_mean": 100 * statistics.fmean(paired),
-                                "accuracy_points_std": 100 * _std(paired)})
-    return {"points": [asdict(p) for p in points], "pretrained_minus_scratch": differences}
+        for other, found in differences.items():
+            d = _paired(by_init.get("pretrained", []), by_init.get(other, []), name)
+            if d:
+                found.append(d)
+    return {"points": [asdict(p) for p in points], "pretrained_minus_scratch": differences["scratch"],
+            "pretrained_minus_baseline": differences[BASELINE]}
 
 
 def markdown_table(summary: dict[str, Any]) -> str:
-    diff = {d["per_class"]: d for d in summary["pretrained_minus_scratch"]}
+    diffs = [{d["per_class"]: d for d in summary.get(key, [])}
+             for key in ("pretrained_minus_scratch", "pretrained_minus_baseline")]
     lines = ["| labels per class | init | runs | train examples | test accuracy (mean ± std) | min-max "
-             "| macro-F1 (mean ± std) | pretrained - scratch (points) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| macro-F1 (mean ± std) | pretrained - scratch (points) | pretrained - TF-IDF (points) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for p in summary["points"]:
-        d = diff.get(p["per_class"])
-        gap = f"{d['accuracy_points_mean']:+.1f} ± {d['accuracy_points_std']:.1f}" if d and p["init"] == "pretrained" else ""
+        gaps = []
+        for diff in diffs:
+            d = diff.get(p["per_class"])
+            gaps.append(f"{d['accuracy_points_mean']:+.1f} ± {d['accuracy_points_std']:.1f}"
+                        if d and p["init"] == "pretrained" else "")
         lines.append(
             f"| {p['per_class']} | {p['init']} | {p['runs']} | {p['train_examples']:.0f} | "
             f"{p['accuracy_mean']:.4f} ± {p['accuracy_std']:.4f} | {p['accuracy_min']:.4f}-{p['accuracy_max']:.4f} | "
-            f"{p['macro_f1_mean']:.4f} ± {p['macro_f1_std']:.4f} | {gap} |")
+            f"{p['macro_f1_mean']:.4f} ± {p['macro_f1_std']:.4f} | {gaps[0]} | {gaps[1]} |")
     return "\n".join(lines) + "\n"
 
 
@@ -130,7 +150,10 @@ def plot(summary: dict[str, Any], runs: Sequence[dict[str, Any]], path: Path, ti
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     ticks: dict[float, str] = {}
-    for init, color in zip(INITS, ("tab:blue", "tab:orange"), strict=True):
+    colors = {"pretrained": "tab:blue", "scratch": "tab:orange", BASELINE: "tab:gray"}
+    extra = iter(("tab:green", "tab:red", "tab:purple", "tab:brown"))
+    for init in inits_of(runs):
+        color = colors.get(init) or next(extra, "black")
         pts = [p for p in summary["points"] if p["init"] == init]
         if not pts:
             continue
@@ -140,7 +163,8 @@ def plot(summary: dict[str, Any], runs: Sequence[dict[str, Any]], path: Path, ti
             ticks[x] = p["per_class"] if p["per_class"] != "all" else f"all\n({x:.0f})"
         mean = [p["accuracy_mean"] for p in pts]
         std = [p["accuracy_std"] for p in pts]
-        ax.plot(xs, mean, marker="o", color=color, label=init)
+        ax.plot(xs, mean, marker="o", color=color, label="TF-IDF + logistic regression" if init == BASELINE else init,
+                linestyle="--" if init == BASELINE else "-")
         ax.fill_between(xs, [m - s for m, s in zip(mean, std, strict=True)],
                         [m + s for m, s in zip(mean, std, strict=True)], color=color, alpha=0.2)
         for p, x in zip(pts, xs, strict=True):
@@ -157,6 +181,24 @@ def plot(summary: dict[str, Any], runs: Sequence[dict[str, Any]], path: Path, ti
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def baseline_row(data: TaskData, size: int | None, seed: int) -> dict[str, Any]:
+    """TF-IDF + logistic regression on the sample ``finetune`` draws for (size, seed), scored on test."""
+    sample = sample_training(data.train, size, seed).examples
+    scores = tfidf_logreg(sample, data.test)
+    return {"per_class": size_name(size), "seed": seed, "init": BASELINE, "classes": len(data.spec.labels),
+            "train_examples": len(sample), "test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"],
+            "dev_accuracy": None, "steps": 0, "best_step": 0, "seconds": scores["seconds"]}
+
+
+def _record(row: dict[str, Any], done: list[dict[str, Any]], runs_file: Path, log: Log | None) -> None:
+    done.append(row)
+    with runs_file.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    if log:
+        log(f"    test accuracy {row['test_accuracy']:.4f}, macro-F1 {row['test_macro_f1']:.4f} "
+            f"({row['steps']} steps, {row['seconds']:.0f}s)")
 
 
 def _classes(runs: Sequence[dict[str, Any]]) -> int:
@@ -178,7 +220,7 @@ def run_curve(
 ) -> dict[str, Any]:
     """Fine-tune every (size, seed, init), resuming from ``CURVE/runs.jsonl``; returns the summary.
 
-    ``inits`` may name one of ``INITS`` only (an ablation fine-tunes scratch once, not per variant).
+    ``inits`` picks among pretrained, scratch and the TF-IDF baseline (sequence tasks only).
     """
     cfg = cfg or FineTuneConfig()
     run = Path(run_dir)
@@ -217,6 +259,7 @@ def run_curve(
 
     encoded = {split: encode_examples(tokenizer, getattr(data, split), data.spec) for split in ("dev", "test")}
     finished = {(r["per_class"], r["seed"], r["init"]) for r in done}
+    inits = [i for i in inits if i != BASELINE or data.spec.type == "sequence"]
     total = len(sizes) * len(seeds) * len(inits)
     position = sum((size_name(size), seed, init) in finished for size in sizes for seed in seeds for init in inits)
     for size in sizes:
@@ -228,6 +271,10 @@ def run_curve(
                 position += 1
                 if log:
                     log(f"[{position}/{total}] per-class {key[0]}, seed {seed}, {init}")
+                if init == BASELINE:
+                    row = baseline_row(data, size, seed)
+                    _record(row, done, runs_file, log)
+                    continue
                 result = finetune(run, data, cfg, from_scratch=init == "scratch", per_class=size, seed=seed,
                                   tokenizer_dir=tokdir, tokenizer=tokenizer, encoded=encoded)
                 m = result.metrics
@@ -237,12 +284,7 @@ def run_curve(
                        "dev_accuracy": m["dev"]["accuracy"] if "dev" in m else None,
                        "steps": m["training"]["steps"], "best_step": m["training"]["best_step"],
                        "seconds": m["training"]["seconds"]}
-                done.append(row)
-                with runs_file.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(row) + "\n")
-                if log:
-                    log(f"    test accuracy {row['test_accuracy']:.4f}, macro-F1 {row['test_macro_f1']:.4f} "
-                        f"({row['steps']} steps, {row['seconds']:.0f}s)")
+                _record(row, done, runs_file, log)
 
     wanted = {size_name(s) for s in sizes}
     runs = [r for r in done if r["per_class"] in wanted and r["seed"] in set(seeds)]

@@ -88,6 +88,12 @@ class FineTuneConfig:
     grad_clip: float = 1.0
     class_weights: bool = False
     eval_batch_size: int = 64
+    # Few-label recipe (docs/finetuning.md): each layer below the top learns at layer_decay times the
+    # rate of the one above (1.0 = one rate for all); reinit_layers re-initialises the top encoder
+    # blocks; pooling (None = the model's own, "cls" or "mean") is what the head sees.
+    layer_decay: float = 1.0
+    reinit_layers: int = 0
+    pooling: str | None = None
 
     def resolved(self, config: ModelConfig) -> FineTuneConfig:
         """A copy with the learning rate filled in for ``config``."""
@@ -171,13 +177,20 @@ def build_classifier(config: ModelConfig, spec: TaskSpec) -> nn.Module:
     return cls(config, len(spec.labels))
 
 
-def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int) -> tuple[nn.Module, ModelConfig]:
+def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int, pooling: str | None = None,
+                reinit_layers: int = 0) -> tuple[nn.Module, ModelConfig]:
     """The classifier for ``spec`` on ``RUN``'s architecture: pretrained encoder weights or random ones.
 
     The same seed gives the same head (and, from scratch, the same encoder), so a pretrained and a
-    scratch run with one seed differ only in the encoder weights.
+    scratch run with one seed differ only in the encoder weights. ``pooling`` overrides the model's;
+    ``reinit_layers`` re-initialises that many top blocks of a pretrained encoder.
     """
     config = read_model_config(run_dir / "config.json")
+    if pooling is not None and spec.type == "sequence":
+        try:
+            config = replace(config, pooling=pooling)
+        except ConfigError as exc:
+            raise FineTuneError(str(exc)) from None
     if spec.max_length > config.max_position:
         raise FineTuneError(f"--max-length {spec.max_length} exceeds the model's {config.max_position} positions")
     if spec.pair_field and config.type_vocab_size < 2:
@@ -197,7 +210,16 @@ def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int)
             load_encoder_into(model, run_dir)
         except (CheckpointError, RuntimeError, KeyError, ValueError) as exc:
             raise FineTuneError(f"{run_dir}: the pretrained weights do not fit config.json: {exc}") from None
+        reinit_top_layers(model, config, reinit_layers)
     return model, config
+
+
+def reinit_top_layers(model: nn.Module, config: ModelConfig, count: int) -> None:
+    """Back to BERT's initialisation for the top ``count`` blocks (Zhang et al. 2021, few-sample BERT)."""
+    from gristmill.model.transformer import init_weights
+
+    for block in list(model.encoder.layers)[len(model.encoder.layers) - count:] if count > 0 else []:
+        block.apply(lambda m: init_weights(m, config))
 
 
 # ----------------------------------------------------------------------------------------------- batches
@@ -377,13 +399,28 @@ class TrainOutcome:
     seconds: float = 0.0
 
 
+def layer_depth(name: str, num_layers: int) -> int:
+    """0 for the embeddings, i + 1 for encoder block i, num_layers + 1 for everything above (pooler, head)."""
+    parts = name.split(".")
+    if "embeddings" in parts:
+        return 0
+    if "layers" in parts:
+        return int(parts[parts.index("layers") + 1]) + 1
+    return num_layers + 1
+
+
 def _optimizer(model: nn.Module, cfg: FineTuneConfig) -> torch.optim.Optimizer:
-    # As in BERT: no weight decay on biases and LayerNorm weights.
-    decay, no_decay = [], []
+    # As in BERT: no weight decay on biases and LayerNorm weights. With layer-wise decay each depth
+    # gets its own groups, at lr * layer_decay ** (distance from the top).
+    assert cfg.lr is not None
+    top = model.config.num_layers + 1
+    groups: dict[tuple[int, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        depth = layer_depth(name, model.config.num_layers) if cfg.layer_decay != 1.0 else top
+        groups.setdefault((depth, p.ndim < 2 or "norm" in name.lower()), []).append(p)
+    return torch.optim.AdamW([{"params": params, "weight_decay": 0.0 if no_decay else cfg.weight_decay,
+                               "lr": cfg.lr * cfg.layer_decay ** (top - depth)}
+                              for (depth, no_decay), params in sorted(groups.items())], lr=cfg.lr)
 
 
 def train_classifier(
@@ -539,7 +576,8 @@ def finetune(
         if split not in encoded:
             encoded[split] = encode_examples(tokenizer, getattr(data, split), spec)
 
-    model, config = build_model(run, spec, from_scratch=from_scratch, seed=seed)
+    model, config = build_model(run, spec, from_scratch=from_scratch, seed=seed, pooling=cfg.pooling,
+                                reinit_layers=cfg.reinit_layers)
     cfg = cfg.resolved(config)
     plan = cfg.plan(len(train_enc))
     if log:

@@ -33,10 +33,26 @@ def _threads(threads: int | None) -> None:
         torch.set_num_threads(max(1, threads))
 
 
-def _config(lr: float | None, batch_size: int, epochs: int | None, patience: int, class_weights: bool) -> Any:
+def _config(lr: float | None, batch_size: int, epochs: int | None, patience: int, class_weights: bool,
+            **recipe: Any) -> Any:
     from gristmill.train.finetune import FineTuneConfig
 
-    return FineTuneConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, class_weights=class_weights)
+    return FineTuneConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience, class_weights=class_weights,
+                          **{k: v for k, v in recipe.items() if v is not None})
+
+
+# The few-label recipe's options (docs/finetuning.md), shared by finetune and curve.
+def _layer_decay() -> Any:
+    return typer.Option(None, "--layer-decay", help="Layer-wise LR decay: each block below the top learns at this "
+                        "times the rate of the one above (1 = off).")
+
+
+def _reinit_layers() -> Any:
+    return typer.Option(None, "--reinit-layers", help="Re-initialise this many top encoder blocks before fine-tuning.")
+
+
+def _pooling() -> Any:
+    return typer.Option(None, "--pooling", help="cls or mean: what the classification head sees.")
 
 
 def _load(train: Path, dev: Path | None, test: Path | None, task: str, text_field: str, label_field: str,
@@ -92,6 +108,9 @@ def register(app: typer.Typer) -> None:
                                            help="Weigh the loss by inverse class frequency (unbalanced data)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
         threads: int | None = typer.Option(None, "--threads", help="PyTorch threads (default: PyTorch's choice)."),
+        layer_decay: float | None = _layer_decay(),
+        reinit_layers: int | None = _reinit_layers(),
+        pooling: str | None = _pooling(),
     ) -> None:
         """Fine-tune a pretrained encoder on a labelled JSONL task; writes FT/ with weights and metrics.json."""
         from rich.console import Console
@@ -103,7 +122,9 @@ def register(app: typer.Typer) -> None:
         try:
             data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
                          max_length)
-            result = run_finetune(model, data, _config(lr, batch_size, epochs, patience, class_weights), out=out,
+            cfg = _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
+                          reinit_layers=reinit_layers, pooling=pooling)
+            result = run_finetune(model, data, cfg, out=out,
                                   from_scratch=from_scratch, per_class=per_class, seed=seed, tokenizer_dir=tokenizer,
                                   overwrite=overwrite, log=_log)
         except _user_errors() as exc:
@@ -137,6 +158,9 @@ def register(app: typer.Typer) -> None:
         class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start over instead of resuming CURVE/runs.jsonl."),
         threads: int | None = typer.Option(None, "--threads", help="PyTorch threads (default: PyTorch's choice)."),
+        layer_decay: float | None = _layer_decay(),
+        reinit_layers: int | None = _reinit_layers(),
+        pooling: str | None = _pooling(),
     ) -> None:
         """Learning curve: fine-tune pretrained and from scratch at several labels-per-class, several seeds."""
         from rich.console import Console
@@ -152,7 +176,8 @@ def register(app: typer.Typer) -> None:
             data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
                          max_length)
             summary = run_curve(model, data, sizes, list(range(seeds)), out,
-                                _config(lr, batch_size, epochs, patience, class_weights), tokenizer_dir=tokenizer,
+                                _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
+                                        reinit_layers=reinit_layers, pooling=pooling), tokenizer_dir=tokenizer,
                                 overwrite=overwrite, log=_log)
         except _user_errors() as exc:
             raise fail(str(exc)) from None
