@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from gristmill.model.config import ConfigError, ModelConfig
+from gristmill.provenance import provenance
 from gristmill.train.tasks import (
     IGNORE_INDEX,
     Encoded,
@@ -552,6 +553,7 @@ def finetune(
         "training": {"steps": outcome.steps, "best_step": outcome.best_step,
                      "stopped_early": outcome.stopped_early, "seconds": round(outcome.seconds, 2)},
         "history": outcome.history,
+        "provenance": provenance(),
     }
     for split in ("dev", "test"):
         if encoded[split]:
