@@ -55,9 +55,13 @@ def run(
     except (RecipeError, RunError, UserError, ValueError, RuntimeError) as exc:
         raise fail(str(exc)) from None
     Console().print(summary_table(result))
+    from gristmill.report.run_report import finish_run
+
+    report, card, _ = finish_run(result.out)
     console.print(f"kept:     {storage.join(result.out, 'kept')}  ({result.kept:,} documents)")
     console.print(f"rejected: {storage.join(result.out, 'rejected')}  ({result.rejected:,} documents)")
     console.print(f"stats:    {storage.join(result.out, 'stats.json')}")
+    console.print(f"report:   {report}  (dataset card: {card})")
     if result.quarantined:
         console.print(f"[yellow]{result.quarantined:,} input records or files were malformed and quarantined "
                       f"(reasons input:*; see {storage.join(result.out, 'rejected')}); exit status {result.exit_code}[/]")
@@ -85,12 +89,13 @@ def steps() -> None:
 
 
 def _register_package_commands() -> None:
+    from gristmill.report import commands as report_commands
     from gristmill.serve import commands as serve_commands
     from gristmill.tokenizer import commands as tokenizer_commands
     from gristmill.train import commands as train_commands
     from gristmill.train import finetune_commands
 
-    for module in (tokenizer_commands, train_commands, finetune_commands, serve_commands):
+    for module in (tokenizer_commands, train_commands, finetune_commands, serve_commands, report_commands):
         module.register(app)
 
 

@@ -128,7 +128,7 @@ def pii_counts(stats: dict[str, Any]) -> dict[str, int]:
     return dict(counts.most_common())
 
 
-def _file_order(files: list[str]) -> list[str]:
+def file_order(files: list[str]) -> list[str]:
     """A fixed pseudo-random order, so samples spread over the whole run rather than its first shards."""
     return sorted(files, key=lambda f: xxhash.xxh64_intdigest(storage.name(f).encode()))
 
@@ -141,7 +141,7 @@ def _columns(path: str) -> list[str]:
     return list(json.loads(first)) if first.strip() else []
 
 
-def _read(path: str, columns: list[str]) -> pa.Table:
+def read_columns(path: str, columns: list[str]) -> pa.Table:
     """Only ``columns`` of one output file (those it has)."""
     present = [c for c in columns if c in _columns(path)]
     if path.endswith(".parquet"):
@@ -225,12 +225,12 @@ def _window(text: str, span: tuple[int, int] | None) -> tuple[str, str, str]:
 def scan_rejected(out: str, stats: dict[str, Any], per_reason: int = EXAMPLES_PER_REASON
                   ) -> tuple[dict[str, list[Example]], Counter]:
     """Examples per reason (the first rows in a fixed file order) and duplicate-cluster sizes."""
-    files = _file_order(output_files(storage.join(out, "rejected")))
+    files = file_order(output_files(storage.join(out, "rejected")))
     wanted = {reason for reason, _ in reasons(stats)}
     picked: dict[str, list[tuple[str, int]]] = {r: [] for r in wanted}
     dup_of: Counter = Counter()
     for path in files:
-        table = _read(path, ["reason"])
+        table = read_columns(path, ["reason"])
         if table.num_rows == 0 or "reason" not in table.column_names:
             continue
         full = table.column("reason")
@@ -258,7 +258,7 @@ def _load_examples(picked: dict[str, list[tuple[str, int]]], stats: dict[str, An
     for path, rows in by_file.items():
         names = _columns(path)
         score_cols = [c for c in names if c.endswith("_scores")]
-        table = _read(path, ["id", "text", "reason", "detail", *score_cols]).take([i for _, i in rows])
+        table = read_columns(path, ["id", "text", "reason", "detail", *score_cols]).take([i for _, i in rows])
         for (reason, i), row in zip(rows, table.to_pylist(), strict=True):
             text = row.get("text") or ""
             detail = row.get("detail") or ""
@@ -287,8 +287,8 @@ def _histogram(values: np.ndarray, bins: tuple[int, ...], total: int) -> Histogr
 
 def sample_side(folder: str, max_docs: int = MAX_SAMPLE_DOCS) -> tuple[np.ndarray, np.ndarray, Counter, int]:
     """Characters and words per document, and languages, of up to ``max_docs`` rows of ``folder``."""
-    files = _file_order(output_files(folder))
-    total = sum(_row_count(f) for f in files)
+    files = file_order(output_files(folder))
+    total = sum(row_count(f) for f in files)
     chars: list[np.ndarray] = []
     words: list[np.ndarray] = []
     langs: Counter = Counter()
@@ -296,7 +296,7 @@ def sample_side(folder: str, max_docs: int = MAX_SAMPLE_DOCS) -> tuple[np.ndarra
     for path in files:
         if seen >= max_docs:
             break
-        table = _read(path, ["text", "lang"]).slice(0, max_docs - seen)
+        table = read_columns(path, ["text", "lang"]).slice(0, max_docs - seen)
         if table.num_rows == 0:
             continue
         text = pc.fill_null(table.column("text"), "")
@@ -312,7 +312,7 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def _row_count(path: str) -> int:
+def row_count(path: str) -> int:
     if path.endswith(".parquet"):
         return storage.parquet_file(path).metadata.num_rows
     with storage.open_file(path, "rb") as f:

@@ -149,6 +149,9 @@ def register(app: typer.Typer) -> None:
 
                     export_hf(model, out)
                     _log(f"wrote {out} (BertForMaskedLM + tokenizer)")
+                from gristmill.report.cards import write_model_card
+
+                _log(f"wrote {write_model_card(model, out, 'BertForSequenceClassification' if is_classifier else 'BertForMaskedLM')}")
                 return
             if not is_classifier:
                 raise _fail(f"{model} has no task.json: ONNX export takes a fine-tuned classifier (FT folder)")
