@@ -76,10 +76,10 @@ def bootstrap_totals(counts: np.ndarray, words: np.ndarray, resamples: int, rng:
     return group_totals, word_totals
 
 
-def _interval(samples: np.ndarray) -> list[float]:
+def _interval(samples: np.ndarray) -> list[float | None]:
     finite = samples[np.isfinite(samples)]
     if not len(finite):
-        return [float("nan"), float("nan")]
+        return [None, None]  # JSON has no NaN: no resample defined the quantity
     lo, hi = np.percentile(finite, [2.5, 97.5])
     return [round(float(lo), 3), round(float(hi), 3)]
 
@@ -147,7 +147,16 @@ def _fmt(entry: dict[str, Any]) -> str:
     if entry.get("per_million") is None:
         return "-"
     lo, hi = entry["ci95"]
+    if lo is None:
+        return f"{entry['per_million']:,.0f}"
     return f"{entry['per_million']:,.0f} [{lo:,.0f}, {hi:,.0f}]"
+
+
+def _ratio(r: dict[str, Any]) -> str:
+    if r["value"] is None:
+        return "-"
+    lo, hi = r["ci95"]
+    return f"{r['value']:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if lo is not None else "")
 
 
 def markdown_summary(result: dict[str, Any], sides: Sequence[str] = ("kept", "rejected", "all")) -> str:
@@ -162,14 +171,15 @@ def markdown_summary(result: dict[str, Any], sides: Sequence[str] = ("kept", "re
         shift = result["kept_shift"][g["group"]]
         lo, hi = shift["ci95"]
         value = shift["kept_minus_all_per_million"]
+        cell = "-" if value is None else f"{value:+,.0f}" + (f" [{lo:+,.0f}, {hi:+,.0f}]" if lo is not None else "")
         lines.append(f"| {g['axis']} | {g['group']} | " + " | ".join(_fmt(o[s]["groups"][g["group"]]) for s in sides)
-                     + (f" | {value:+,.0f} [{lo:+,.0f}, {hi:+,.0f}] |" if value is not None else " | - |"))
+                     + f" | {cell} |")
     lines += ["", "## Ratios [95% interval]", "", "| ratio | " + " | ".join(sides) + " |", "|---|" + "---|" * len(sides)]
     for name in o["kept"]["ratios"]:
         cells = []
         for s in sides:
             r = o[s]["ratios"][name]
-            cells.append("-" if r["value"] is None else f"{r['value']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]")
+            cells.append(_ratio(r))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if result["per_value"]:
         lines += ["", f"## Per {result['by']} (all documents; female/male ratio and gender-term rate)", "",
@@ -178,10 +188,8 @@ def markdown_summary(result: dict[str, Any], sides: Sequence[str] = ("kept", "re
             e = entry.get("all")
             if not e:
                 continue
-            r = e["ratios"]["female/male"]
-            ratio = "-" if r["value"] is None else f"{r['value']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
             lines.append(f"| {value} | {e['documents']:,} | {_fmt(e['groups']['female'])} | {_fmt(e['groups']['male'])} "
-                         f"| {ratio} |")
+                         f"| {_ratio(e['ratios']['female/male'])} |")
     probe = result.get("model_probe")
     if probe:
         lines += ["", "## Model probe (CrowS-Pairs-style, templated pairs)", "",

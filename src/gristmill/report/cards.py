@@ -146,7 +146,8 @@ def model_card(source: Path, exported_as: str) -> str:
     meta: dict[str, Any] = {"library_name": "transformers",
                             "pipeline_tag": "text-classification" if task else "fill-mask",
                             "tags": ["gristmill", "bert", "encoder"]}
-    lines = [_front_matter(meta), f"# {source.name}", "",
+    lines = [_front_matter(meta, "license: other  # set this to your model's licence (an SPDX id); gristmill cannot "
+                                 "know the licence of its training text"), f"# {source.name}", "",
              f"A BERT-style encoder ({exported_as}) trained with gristmill"
              + (f", fine-tuned for {task.get('type', 'classification')} with labels "
                 f"{', '.join(map(str, task.get('labels', [])))}." if task else " by masked-language-model pretraining."),

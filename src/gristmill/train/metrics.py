@@ -87,5 +87,12 @@ def plot_loss(run_dir: Path, out: Path | None = None) -> Path | None:
     from gristmill.train.pictures import plot_pretraining
 
     run = Path(run_dir)
-    title = f"MLM pretraining: {run.resolve().name}"
+    try:
+        setup = json.loads((run / "train.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        setup = {}
+    size = setup.get("model_size") if not setup.get("config_file") else Path(setup["config_file"]).stem
+    budget = f" ({size or 'custom'} encoder, {setup['steps']:,} steps of {setup['batch_size']} sequences)" \
+        if setup.get("steps") and setup.get("batch_size") else ""
+    title = f"MLM pretraining: {run.resolve().name}{budget}"
     return plot_pretraining(read_metrics(run), out or run / "loss.png", title)
