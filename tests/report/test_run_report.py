@@ -13,7 +13,7 @@ from gristmill.report.collect import collect
 from tests.report.conftest import HOSTILE, run, write_corpus, write_recipe
 
 TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "h3", "p", "b", "code", "section", "svg",
-        "text", "rect", "line", "table", "tr", "th", "td", "div", "pre", "mark"}
+        "text", "rect", "line", "table", "tr", "th", "td", "div", "pre", "mark", "nav", "a"}
 
 
 def test_every_run_writes_a_report_with_funnel_reasons_examples(small_run: Path) -> None:
@@ -29,8 +29,9 @@ def test_every_run_writes_a_report_with_funnel_reasons_examples(small_run: Path)
     assert [e.id for e in data.examples["length:min_chars"]] == ["d006", "d007", "d008"]
     assert data.chars["after"].docs == stats["totals"]["kept"]
     assert data.chars["before"].docs == stats["totals"]["docs_in"]
-    # Self-contained: only these elements, so nothing is fetched and nothing runs.
+    # Self-contained: only these elements, so nothing is fetched and nothing runs; links stay in the page.
     assert set(re.findall(r"<([a-zA-Z][\w-]*)", html)) <= TAGS
+    assert all(href.startswith("#") for href in re.findall(r'href="([^"]*)"', html))
 
 
 def test_hostile_text_stays_text(small_run: Path) -> None:

@@ -24,7 +24,13 @@ td:first-child,th:first-child{text-align:left}th{background:#f6f6f6}
 mark{background:#ffd54f}.muted{color:#777;font-size:12px}
 svg .t{font:bold 13px sans-serif}svg .l{font:12px sans-serif}svg .v{font:11px sans-serif;fill:#444}
 svg .g{stroke:#ddd}
+nav{margin:8px 0 0;font-size:13px}a{color:#2a5db0}
 """
+
+TOP_REASONS = 25
+SECTIONS = (("funnel", "funnel"), ("reasons", "rejections"), ("examples", "examples"), ("lengths", "lengths"),
+            ("languages", "languages"), ("duplicates", "duplicates"), ("pii", "PII"), ("time", "time"),
+            ("provenance", "provenance"))
 
 
 def _num(n: float) -> str:
@@ -55,8 +61,10 @@ def _reasons(data: RunData) -> str:
     if not data.reasons:
         return '<section id="reasons"><h2>Rejections by reason</h2><p>No document was rejected.</p></section>'
     total = sum(n for _, n in data.reasons) or 1
-    chart = svg.bars([(r, n) for r, n in data.reasons], "rejected documents by reason (step:rule)",
-                     color=svg.COLORS[1], label_w=300)
+    shown = data.reasons[:TOP_REASONS]
+    title = "rejected documents by reason (step:rule)" + (
+        f", the {TOP_REASONS} largest of {len(data.reasons)}" if len(data.reasons) > TOP_REASONS else "")
+    chart = svg.bars(shown, title, color=svg.COLORS[1], label_w=300)
     table = _table(["reason", "documents", "share of rejected"],
                    [[r, _num(n), f"{100 * n / total:.1f}%"] for r, n in data.reasons])
     return f'<section id="reasons"><h2>Rejections by reason</h2>{chart}{table}</section>'
@@ -160,6 +168,7 @@ def render_html(data: RunData, report_seconds: float | None = None) -> str:
     inputs = ", ".join(str(p) for p in data.stats["input"].get("paths", []))
     body = "".join([
         f"<h1>gristmill run report</h1><p class=\"muted\">{escape(data.out)} · input {escape(inputs)}</p>", summary,
+        "<nav>" + " · ".join(f'<a href="#{anchor}">{name}</a>' for anchor, name in SECTIONS) + "</nav>",
         _funnel(data), _reasons(data), _examples(data), _histograms(data), _languages(data), _duplicates(data),
         _pii(data), _time(data, report_seconds), _provenance(data),
     ])
