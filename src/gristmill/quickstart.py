@@ -10,7 +10,7 @@ Every step but fine-tuning runs as the same command a user would type (printed b
 subprocess, so the quickstart exercises the real command line. Artefacts go to ``OUT/``::
 
     OUT/clean/  OUT/tokenizer/  OUT/tokens/  OUT/pretrain/  OUT/ft-pretrained/  OUT/ft-scratch/
-    OUT/predictions.jsonl  OUT/summary.json
+    OUT/curve/ (learning-curve plot)  OUT/predictions.jsonl  OUT/summary.json
 
 This module only orchestrates; each step's work belongs to its own package.
 """
@@ -140,6 +140,9 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
     for init in ("pretrained", "scratch"):
         results[init], seconds[f"finetune-{init}"] = _finetune(init, paths, sample_dir, setting, threads, log)
 
+    paths["curve"] = out_dir / "curve"
+    seconds["curve"] = _learning_curve(paths, sample_dir, setting, log)
+
     seconds["predict"] = run_step("predict", [
         "predict", str(paths["ft-pretrained"]), "--input", str(sample_dir / "task" / "test.jsonl"),
         "--output", str(paths["predictions"]), "--no-progress", *thread_args], root, log, logfile)
@@ -193,6 +196,25 @@ def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Sett
     }, seconds
 
 
+def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, log: Log) -> float:
+    """A small learning curve (8 and 32 labels per class, pretrained vs scratch): OUT/curve/curve.png."""
+    from gristmill.train.curve import run_curve
+    from gristmill.train.finetune import FineTuneConfig
+    from gristmill.train.tasks import load_task
+
+    task = sample_dir / "task"
+    log(f"\n[bold]learning curve[/]: gristmill curve --model {paths['pretrain']} --train {task / 'train.jsonl'} "
+        f"--dev {task / 'dev.jsonl'} --test {task / 'test.jsonl'} --per-class 8,32 --seeds 0 --out {paths['curve']}")
+    t0 = time.perf_counter()
+    data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl")
+    run_curve(paths["pretrain"], data, [8, 32], [0], paths["curve"],
+              FineTuneConfig(lr=setting.finetune_lr, epochs=setting.finetune_epochs), overwrite=True,
+              log=lambda m: log(f"    {m}"))
+    seconds = time.perf_counter() - t0
+    log(f"    done in {seconds:.1f}s: {paths['curve'] / 'curve.png'}")
+    return seconds
+
+
 def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -206,6 +228,7 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) ->
         "ft-pretrained": "classifier fine-tuned from the pretrained encoder (metrics.json)",
         "ft-scratch": "same classifier trained from random weights, same budget (metrics.json)",
         "predictions": "test-set predictions with probabilities",
+        "curve": "learning curve at 8 and 32 labels per class: curve.png, curve.md",
     }
     for key, text in described.items():
         log(f"  {str(paths[key]):<60} {text}")
