@@ -57,11 +57,11 @@ def run(
     Console().print(summary_table(result))
     from gristmill.report.run_report import finish_run
 
-    report, card, _ = finish_run(result.out)
+    report, card, report_seconds = finish_run(result.out)
     console.print(f"kept:     {storage.join(result.out, 'kept')}  ({result.kept:,} documents)")
     console.print(f"rejected: {storage.join(result.out, 'rejected')}  ({result.rejected:,} documents)")
     console.print(f"stats:    {storage.join(result.out, 'stats.json')}")
-    console.print(f"report:   {report}  (dataset card: {card})")
+    console.print(f"report:   {report}  (built in {report_seconds:.1f}s; dataset card: {card})")
     if result.quarantined:
         console.print(f"[yellow]{result.quarantined:,} input records or files were malformed and quarantined "
                       f"(reasons input:*; see {storage.join(result.out, 'rejected')}); exit status {result.exit_code}[/]")
