@@ -195,7 +195,7 @@ def markdown_summary(result: dict[str, Any], sides: Sequence[str] = ("kept", "re
         lines += ["", "## Model probe (CrowS-Pairs-style, templated pairs)", "",
                   f"Model: {probe['model']}. {probe['measures']}", "", f"Does not measure: {probe['does_not_measure']}",
                   "", "| axis | pairs | prefers stereotyped [95% interval] |", "|---|---|---|"]
-        for axis, r in probe["by_axis"].items():
+        for axis, r in [*probe["by_axis"].items(), ("all", probe["overall"])]:
             lines.append(f"| {axis} | {r['pairs']} | {100 * r['stereotype_rate']:.1f}% "
                          f"[{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] |")
     return "\n".join(lines) + "\n"

@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure (not filter) demographic term rates in a corpus, kept vs rejected, and a model's stereotype preference."""
         import json
+        import sys
 
         from gristmill.data import storage
         from gristmill.report.bias import corpus_bias, markdown_summary
@@ -77,6 +78,6 @@ def register(app: typer.Typer) -> None:
             raise _fail(str(exc)) from None
         target = str(output) if output else storage.join(out, "bias.json")
         storage.atomic_write(target, lambda f: f.write(json.dumps(result, indent=2).encode("utf-8")))
-        sys_out = markdown_summary(result)
-        Console().print(sys_out, markup=False, highlight=False)
+        # Plain text, not through rich: a console would wrap the Markdown tables.
+        sys.stdout.write(markdown_summary(result))
         console.print(f"wrote {target}")
