@@ -46,12 +46,14 @@ class Setting:
     seq_len: int
     finetune_epochs: int | None
     finetune_lr: float | None
+    curve_per_class: tuple[int, ...] = (8, 32)
+    """Labels per class of the learning-curve plot (pretrained vs scratch at each)."""
 
 
 FULL = Setting(vocab_size=8000, pretrain_steps=3000, pretrain_batch=32, pretrain_lr=2e-3, seq_len=128, finetune_epochs=None,
                finetune_lr=None)
 FAST = Setting(vocab_size=4000, pretrain_steps=40, pretrain_batch=16, pretrain_lr=2e-3, seq_len=128, finetune_epochs=3,
-               finetune_lr=None)
+               finetune_lr=None, curve_per_class=(4, 16))
 
 
 def find_repo(sample: Path | None) -> tuple[Path, Path]:
@@ -197,17 +199,19 @@ def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Sett
 
 
 def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, log: Log) -> float:
-    """A small learning curve (8 and 32 labels per class, pretrained vs scratch): OUT/curve/curve.png."""
+    """A small learning curve (a few labels per class, pretrained vs scratch, one seed): OUT/curve/curve.png."""
     from gristmill.train.curve import run_curve
     from gristmill.train.finetune import FineTuneConfig
     from gristmill.train.tasks import load_task
 
     task = sample_dir / "task"
+    sizes = list(setting.curve_per_class)
     log(f"\n[bold]learning curve[/]: gristmill curve --model {paths['pretrain']} --train {task / 'train.jsonl'} "
-        f"--dev {task / 'dev.jsonl'} --test {task / 'test.jsonl'} --per-class 8,32 --seeds 0 --out {paths['curve']}")
+        f"--dev {task / 'dev.jsonl'} --test {task / 'test.jsonl'} --per-class {','.join(map(str, sizes))} --seeds 0 "
+        f"--out {paths['curve']}")
     t0 = time.perf_counter()
     data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl")
-    run_curve(paths["pretrain"], data, [8, 32], [0], paths["curve"],
+    run_curve(paths["pretrain"], data, sizes, [0], paths["curve"],
               FineTuneConfig(lr=setting.finetune_lr, epochs=setting.finetune_epochs), overwrite=True,
               log=lambda m: log(f"    {m}"))
     seconds = time.perf_counter() - t0
@@ -228,7 +232,7 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) ->
         "ft-pretrained": "classifier fine-tuned from the pretrained encoder (metrics.json)",
         "ft-scratch": "same classifier trained from random weights, same budget (metrics.json)",
         "predictions": "test-set predictions with probabilities",
-        "curve": "learning curve at 8 and 32 labels per class: curve.png, curve.md",
+        "curve": "learning curve at a few labels per class: curve.png, curve.md",
     }
     for key, text in described.items():
         log(f"  {str(paths[key]):<60} {text}")
