@@ -207,7 +207,7 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
     task = sample_dir / "task"
     sizes = list(setting.curve_per_class)
     log(f"\n[bold]learning curve[/]: gristmill curve --model {paths['pretrain']} --train {task / 'train.jsonl'} "
-        f"--dev {task / 'dev.jsonl'} --test {task / 'test.jsonl'} --per-class {','.join(map(str, sizes))} --seeds 0 "
+        f"--dev {task / 'dev.jsonl'} --test {task / 'test.jsonl'} --per-class {','.join(map(str, sizes))} --seeds 1 "
         f"--out {paths['curve']}")
     t0 = time.perf_counter()
     data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl")
