@@ -148,8 +148,11 @@ def _time(data: RunData, report_seconds: float | None) -> str:
     total = float(data.stats["totals"].get("seconds", 0.0))
     chart = svg.bars(steps, "seconds per step (summed over workers)", unit=" s", color=svg.COLORS[1])
     extra = f", this report {report_seconds:.1f} s" if report_seconds is not None else ""
+    in_steps = sum(seconds for _, seconds in steps)
     return (f'<section id="time"><h2>Time per step</h2>{chart}<p>Run wall time {total:,.1f} s'
-            f"{escape(extra)}.</p></section>")
+            f"{escape(extra)}. The steps' own time is {in_steps:,.1f} s summed over workers; the rest is reading, "
+            "writing and the corpus steps' preparation (deduplication and decontamination index the whole corpus "
+            "before their per-shard pass, which is what the bars show).</p></section>")
 
 
 def _provenance(data: RunData) -> str:
