@@ -35,7 +35,7 @@ def test_quickstart_fast_runs_the_whole_path(tmp_path):
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["setting"] == "fast"
-    for key in ("clean", "tokenizer", "tokens", "pretrain", "ft-pretrained", "ft-scratch", "predictions"):
+    for key in ("clean", "tokenizer", "tokens", "pretrain", "ft-pretrained", "ft-scratch", "predictions", "curve"):
         assert Path(summary["artefacts"][key]).exists(), key
         assert summary["artefacts"][key] in output  # the path is printed
 
@@ -44,6 +44,9 @@ def test_quickstart_fast_runs_the_whole_path(tmp_path):
     assert kept + rejected == 3356 and kept > 1000
 
     assert (out / "pretrain" / "model.safetensors").is_file()
+    for picture in ("pretrain/loss.png", "ft-pretrained/curves.png", "ft-pretrained/confusion.png", "curve/curve.png",
+                    "clean/report.html", "clean/README.md"):
+        assert (out / picture).is_file(), picture
     assert (out / "tokenizer" / "tokenizer.json").is_file()
     for init in ("pretrained", "scratch"):
         metrics = json.loads((out / f"ft-{init}" / "metrics.json").read_text())

@@ -83,9 +83,13 @@ def run(
             raise
         raise fail(message) from None
     Console().print(summary_table(result))
+    from gristmill.report.run_report import finish_run
+
+    report, card, report_seconds = finish_run(result.out)
     console.print(f"kept:     {storage.join(result.out, 'kept')}  ({result.kept:,} documents)")
     console.print(f"rejected: {storage.join(result.out, 'rejected')}  ({result.rejected:,} documents)")
     console.print(f"stats:    {storage.join(result.out, 'stats.json')}")
+    console.print(f"report:   {report}  (built in {report_seconds:.1f}s; dataset card: {card})")
     if result.quarantined:
         console.print(f"[yellow]{result.quarantined:,} input records or files were malformed and quarantined "
                       f"(reasons input:*; see {storage.join(result.out, 'rejected')}); exit status {result.exit_code}[/]")
@@ -135,13 +139,14 @@ def steps() -> None:
 def _register_package_commands() -> None:
     from gristmill.data.classify import commands as classify_commands
     from gristmill.experiments import commands as experiments_commands
+    from gristmill.report import commands as report_commands
     from gristmill.serve import commands as serve_commands
     from gristmill.tokenizer import commands as tokenizer_commands
     from gristmill.train import adapt_commands, finetune_commands
     from gristmill.train import commands as train_commands
 
     for module in (tokenizer_commands, train_commands, adapt_commands, finetune_commands, serve_commands,
-                   classify_commands, experiments_commands):
+                   classify_commands, experiments_commands, report_commands):
         module.register(app)
 
 

@@ -10,7 +10,7 @@ Every step but fine-tuning runs as the same command a user would type (printed b
 subprocess, so the quickstart exercises the real command line. Artefacts go to ``OUT/``::
 
     OUT/clean/  OUT/tokenizer/  OUT/tokens/  OUT/pretrain/  OUT/ft-pretrained/  OUT/ft-scratch/
-    OUT/predictions.jsonl  OUT/summary.json
+    OUT/curve/ (learning-curve plot)  OUT/predictions.jsonl  OUT/summary.json
 
 This module only orchestrates; each step's work belongs to its own package.
 """
@@ -46,12 +46,14 @@ class Setting:
     seq_len: int
     finetune_epochs: int | None
     finetune_lr: float | None
+    curve_per_class: tuple[int, ...] = (8, 32)
+    """Labels per class of the learning-curve plot (pretrained vs scratch at each)."""
 
 
 FULL = Setting(vocab_size=8000, pretrain_steps=3000, pretrain_batch=32, pretrain_lr=2e-3, seq_len=128, finetune_epochs=None,
                finetune_lr=None)
 FAST = Setting(vocab_size=4000, pretrain_steps=40, pretrain_batch=16, pretrain_lr=2e-3, seq_len=128, finetune_epochs=3,
-               finetune_lr=None)
+               finetune_lr=None, curve_per_class=(4, 16))
 
 
 def find_repo(sample: Path | None) -> tuple[Path, Path]:
@@ -141,6 +143,9 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
         results[init], seconds[f"finetune-{init}"] = _finetune(init, paths, sample_dir, setting, threads, log)
     results["tfidf-logreg"] = _baseline(sample_dir)  # the baseline beside the model, same data
 
+    paths["curve"] = out_dir / "curve"
+    seconds["curve"] = _learning_curve(paths, sample_dir, setting, log)
+
     seconds["predict"] = run_step("predict", [
         "predict", str(paths["ft-pretrained"]), "--input", str(sample_dir / "task" / "test.jsonl"),
         "--output", str(paths["predictions"]), "--no-progress", *thread_args], root, log, logfile)
@@ -204,6 +209,25 @@ def _baseline(sample_dir: Path) -> dict[str, Any]:
     scores = tfidf_logreg(train, load_sequence_examples(task / "test.jsonl"))
     return {"test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"], "dev_accuracy": None,
             "train_examples": len(train), "steps": None}
+def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, log: Log) -> float:
+    """A small learning curve (a few labels per class, pretrained vs scratch, one seed): OUT/curve/curve.png."""
+    from gristmill.train.curve import run_curve
+    from gristmill.train.finetune import FineTuneConfig
+    from gristmill.train.tasks import load_task
+
+    task = sample_dir / "task"
+    sizes = list(setting.curve_per_class)
+    log(f"\n[bold]learning curve[/]: gristmill curve --model {paths['pretrain']} --train {task / 'train.jsonl'} "
+        f"--dev {task / 'dev.jsonl'} --test {task / 'test.jsonl'} --per-class {','.join(map(str, sizes))} --seeds 1 "
+        f"--out {paths['curve']}")
+    t0 = time.perf_counter()
+    data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl")
+    run_curve(paths["pretrain"], data, sizes, [0], paths["curve"],
+              FineTuneConfig(lr=setting.finetune_lr, epochs=setting.finetune_epochs), overwrite=True,
+              log=lambda m: log(f"    {m}"))
+    seconds = time.perf_counter() - t0
+    log(f"    done in {seconds:.1f}s: {paths['curve'] / 'curve.png'}")
+    return seconds
 
 
 def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) -> None:
@@ -219,6 +243,7 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) ->
         "ft-pretrained": "classifier fine-tuned from the pretrained encoder (metrics.json)",
         "ft-scratch": "same classifier trained from random weights, same budget (metrics.json)",
         "predictions": "test-set predictions with probabilities",
+        "curve": "learning curve at a few labels per class: curve.png, curve.md",
     }
     for key, text in described.items():
         log(f"  {str(paths[key]):<60} {text}")

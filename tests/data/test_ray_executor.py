@@ -233,11 +233,11 @@ def _outcome(out: Path) -> tuple[list[str], list[tuple[str, str | None]]]:
 
 
 def _counts(out: Path) -> Any:
-    """stats.json without timings and without the output path."""
+    """stats.json without timings, the output path and the provenance (command lines differ)."""
 
     def strip(x: Any) -> Any:
         if isinstance(x, dict):
-            return {k: strip(v) for k, v in x.items() if "seconds" not in k and k not in ("docs_per_s", "path")}
+            return {k: strip(v) for k, v in x.items() if "seconds" not in k and k not in ("docs_per_s", "path", "provenance")}
         if isinstance(x, list):
             return [strip(v) for v in x]
         return x

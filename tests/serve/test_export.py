@@ -90,6 +90,8 @@ def test_hf_classifier_export_matches_gristmill(tiny_ft: Path, tmp_path: Path) -
     bert = BertForSequenceClassification.from_pretrained(out, local_files_only=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(out, local_files_only=True)
     assert bert.config.id2label[0] == clf.labels[0]
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: text-classification" in card and "test: accuracy" in card
     pipe = pipeline("text-classification", model=bert, tokenizer=tokenizer, device="cpu")
     theirs = pipe(texts, batch_size=8, truncation=True, top_k=None)
     for row, predictions in zip(ours, theirs, strict=True):
@@ -104,3 +106,5 @@ def test_hf_export_of_a_pretraining_run_delegates_to_export_hf(tiny_mlm: Path, t
     result = CliRunner().invoke(app, ["export", str(tiny_mlm), "--format", "hf", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert BertForMaskedLM.from_pretrained(out, local_files_only=True).config.vocab_size > 100
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n") and "pipeline_tag: fill-mask" in card and "## Intended use and limits" in card

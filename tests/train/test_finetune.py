@@ -178,10 +178,12 @@ def test_finetune_cli_learns_and_metrics_match_sklearn(setup):
                          "--test", setup["test"], "--out", out, "--per-class", "20", "--seed", "3", *FAST,
                          "--epochs", "30")
     assert result.exit_code == 0, output
-    for name in ("config.json", "task.json", "model.safetensors", "tokenizer/tokenizer.json", "metrics.json"):
+    for name in ("config.json", "task.json", "model.safetensors", "tokenizer/tokenizer.json", "metrics.json",
+                 "curves.png", "confusion.png"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "metrics.json").read_text())
     task = json.loads((out / "task.json").read_text())
+    assert metrics["provenance"]["command"] and metrics["provenance"]["torch"]
     assert task["type"] == "sequence" and task["labels"] == ["food", "space", "sport"] and task["max_length"] == 32
     assert metrics["train_examples"] == 60 and metrics["per_class"] == 20 and metrics["init"] == "pretrained"
 

@@ -50,7 +50,9 @@ from gristmill.data.io import (
     write_documents,
 )
 from gristmill.data.pipeline import CorpusStep, Step, StepStats, batched, run_steps, split_stages
+from gristmill.data.schema import harmonize
 from gristmill.progress import progress_bar
+from gristmill.provenance import provenance
 
 QUARANTINE_EXIT = 3
 LEGACY_RUN = ("_work/recipe.json",)
@@ -340,8 +342,12 @@ class Pipeline:
             "steps": [{"name": s.name, "params": s.params(), **st.to_json()} for s, st in zip(self.steps, stats)],
             "totals": {"docs_in": docs_in, "kept": kept, "rejected": rejected, "seconds": round(seconds, 3),
                        "docs_per_s": round(docs_in / max(seconds, 1e-9), 1)},
+            "provenance": provenance(workers=getattr(executor, "workers", None)),
         }
         assert docs_in == kept + rejected, f"accounting broken: {docs_in} in, {kept} kept, {rejected} rejected"
+        # One schema per folder, so kept/ and rejected/ each load as one table (datasets, DuckDB).
+        for folder in ("kept", "rejected"):
+            harmonize(storage.join(out, folder))
         # stats.json marks the run complete; only then may the resume state between stages go.
         atomic_write_text(work / "errors.json", json.dumps([asdict(e) for e in plan.errors]))
         atomic_write_text(stats_file, json.dumps(stats_json, indent=2, default=str))

@@ -169,6 +169,9 @@ def register(app: typer.Typer) -> None:
 
                     export_hf(model, out)
                     _log(f"wrote {out} (BertForMaskedLM + tokenizer)")
+                from gristmill.report.cards import write_model_card
+
+                _log(f"wrote {write_model_card(model, out, 'BertForSequenceClassification' if is_classifier else 'BertForMaskedLM')}")
                 storage.mark_complete(out, "export")
                 return
             if not is_classifier:

@@ -13,6 +13,7 @@ Output folder ``FT/``::
     FT/model.safetensors  the whole classifier (encoder + head)
     FT/tokenizer/         a copy of the tokenizer folder the model was trained with
     FT/metrics.json       dev/test accuracy, macro-F1, per-class report, confusion matrix, budget, history
+    FT/curves.png         train/dev loss and dev accuracy per evaluation; FT/confusion.png: the confusion matrix
 
 :func:`load_finetuned` and :func:`encode_texts` are the contract with ``gristmill.serve``. This
 module does not parse command lines (``finetune_commands``) and does not pretrain.
@@ -36,6 +37,7 @@ from torch import nn
 
 from gristmill.data import storage
 from gristmill.model.config import ConfigError, ModelConfig
+from gristmill.provenance import provenance
 from gristmill.train.tasks import (
     IGNORE_INDEX,
     Encoded,
@@ -602,6 +604,7 @@ def finetune(
         "training": {"steps": outcome.steps, "best_step": outcome.best_step,
                      "stopped_early": outcome.stopped_early, "seconds": round(outcome.seconds, 2)},
         "history": outcome.history,
+        "provenance": provenance(),
     }
     for split in ("dev", "test"):
         if encoded[split]:
@@ -626,10 +629,27 @@ def save_finetuned(out: Path, model: nn.Module, config: ModelConfig, spec: TaskS
     save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "gristmill": "finetuned"})
     shutil.copytree(tokdir, tmp / "tokenizer")
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_pictures(tmp, metrics, out.name)
     storage.mark_complete(tmp, "finetune")
     if out.exists():
         storage.remove_output(out, "finetune", legacy=LEGACY_FT, whole=True)
     os.replace(tmp, out)
+
+
+def write_pictures(folder: Path, metrics: dict[str, Any], name: str) -> None:
+    """``curves.png`` (loss and dev accuracy per evaluation) and ``confusion.png`` (test, else dev)."""
+    from gristmill.train.pictures import plot_confusion, plot_finetune_curves
+
+    what = f"{name}: {metrics.get('init', '')} {metrics.get('model_size') or ''} encoder, {metrics.get('train_examples')} examples"
+    plot_finetune_curves(metrics.get("history", []), folder / "curves.png", f"fine-tuning {what}")
+    for split in ("test", "dev"):
+        confusion = (metrics.get(split) or {}).get("confusion_matrix")
+        if confusion:
+            scores = metrics[split]
+            plot_confusion(confusion, folder / "confusion.png",
+                           f"{name}, {split} set: accuracy {scores.get('accuracy', 0):.3f}, "
+                           f"macro-F1 {scores.get('macro_f1', 0):.3f}")
+            break
 
 
 # ------------------------------------------------------------------------------------------------ loading

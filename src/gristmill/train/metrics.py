@@ -1,4 +1,4 @@
-"""What a training run reports: ``RUN/metrics.jsonl``, TensorBoard events, the loss PNG, the progress bar.
+"""What a training run reports: ``RUN/metrics.jsonl``, TensorBoard events, the loss PNG (drawn by ``pictures``).
 
 ``metrics.jsonl`` has one JSON object per logging step. Training rows: ``kind="train"``, step, tokens,
 loss, lr, grad_norm, tokens_per_s, elapsed_s. Evaluation rows: ``kind="eval"``, step, tokens, loss,
@@ -90,35 +90,16 @@ class MetricsLog:
 
 
 def plot_loss(run_dir: Path, out: Path | None = None) -> Path | None:
-    """Draw training and validation loss against steps (and tokens on the top axis) into RUN/loss.png."""
-    rows = read_metrics(run_dir)
-    train = [r for r in rows if r.get("kind") == "train" and r.get("loss") is not None]
-    evals = [r for r in rows if r.get("kind") == "eval" and r.get("loss") is not None]
-    if not train and not evals:
-        return None
-    import matplotlib
+    """Draw loss, learning rate and masked accuracy against steps into RUN/loss.png (see ``pictures``)."""
+    from gristmill.train.pictures import plot_pretraining
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = out or Path(run_dir) / "loss.png"
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    if train:
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, alpha=0.8, label="train (MLM loss)")
-    if evals:
-        ax.plot([r["step"] for r in evals], [r["loss"] for r in evals], "o-", ms=4, label="validation")
-    ax.set_xlabel("step")
-    ax.set_ylabel("masked-LM cross-entropy")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    tokens_per_step = [r["tokens"] / r["step"] for r in train + evals if r.get("step") and r.get("tokens")]
-    if tokens_per_step:
-        ratio = tokens_per_step[-1]
-        top = ax.secondary_xaxis("top", functions=(lambda s: s * ratio / 1e6, lambda t: t * 1e6 / ratio))
-        top.set_xlabel("tokens (millions)")
-    fig.tight_layout()
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    run = Path(run_dir)
+    try:
+        setup = json.loads((run / "train.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        setup = {}
+    size = setup.get("model_size") if not setup.get("config_file") else Path(setup["config_file"]).stem
+    budget = f" ({size or 'custom'} encoder, {setup['steps']:,} steps of {setup['batch_size']} sequences)" \
+        if setup.get("steps") and setup.get("batch_size") else ""
+    title = f"MLM pretraining: {run.resolve().name}{budget}"
+    return plot_pretraining(read_metrics(run), out or run / "loss.png", title)

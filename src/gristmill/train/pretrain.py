@@ -42,6 +42,7 @@ from gristmill.data import storage
 from gristmill.model.config import ModelConfig
 from gristmill.model.transformer import MaskedLM
 from gristmill.progress import progress_bar
+from gristmill.provenance import provenance
 from gristmill.train import checkpoint as ckpt
 from gristmill.train.masking import MaskingSpec, MaskNoise, apply_mask, draw_noise, nsp_pairs
 from gristmill.train.metrics import (
@@ -330,7 +331,8 @@ def evaluate(model: torch.nn.Module, dataset: Any, spec: MaskingSpec, pad_id: in
 # ---------------------------------------------------------------- the run folder
 
 
-def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Path | None) -> None:
+def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Path | None,
+                    device: str = "cpu", world: int = 1) -> None:
     """Rank 0 only: check/create RUN, write config.json, train.json and the tokenizer copy."""
     run = Path(cfg.out)
     try:
@@ -353,7 +355,8 @@ def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Pat
     if cfg.resume and (run / "config.json").exists():
         return
     config.to_json(run / "config.json")
-    (run / "train.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n", encoding="utf-8")
+    record = {**dataclasses.asdict(cfg), "provenance": {**provenance(device=device), "processes": world}}
+    (run / "train.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     if tokenizer_dir is not None and Path(tokenizer_dir).is_dir():
         shutil.copytree(tokenizer_dir, run / "tokenizer", dirs_exist_ok=True)
 
@@ -425,7 +428,7 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
                        special_ids=tuple(sorted(set(special.values()))), mask_prob=cfg.mask_prob,
                        whole_word=cfg.whole_word)
     if world.main:
-        prepare_run_dir(cfg, config, getattr(train, "tokenizer_dir", None))
+        prepare_run_dir(cfg, config, getattr(train, "tokenizer_dir", None), str(world.device), world.world)
     world.barrier()
 
     # -- model, optimizer, schedule

@@ -1,0 +1,83 @@
+"""Command-line verbs of gristmill.report: ``report`` (rebuild a run's report) and ``bias``.
+
+Each verb parses its options and calls one function; errors a user can cause are one message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this package's verbs to the main app."""
+
+    @app.command()
+    def report(
+        out: str = typer.Argument(..., help="A finished run folder (OUT of `gristmill run`), local or a URL."),
+        format: str = typer.Option("html", "--format", help="html (OUT/report.html) or md (OUT/report.md)."),
+        output: str | None = typer.Option(None, "--output", "-o", help="Write here instead ('-' prints it)."),
+    ) -> None:
+        """Rebuild a run's report: funnel, rejections with examples, lengths, languages, duplicates, PII, time."""
+        import sys
+
+        from gristmill.report.collect import ReportError, collect
+        from gristmill.report.html_page import render_html
+        from gristmill.report.markdown import render_markdown
+        from gristmill.report.run_report import FORMATS, write_report
+
+        if format not in FORMATS:
+            raise _fail(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+        try:
+            if output == "-":
+                data = collect(out)
+                sys.stdout.write(render_html(data) if format == "html" else render_markdown(data))
+                return
+            path, seconds = write_report(out, format, output)
+        except ReportError as exc:
+            raise _fail(str(exc)) from None
+        console.print(f"wrote {path} in {seconds:.1f}s")
+
+    @app.command()
+    def bias(
+        out: str = typer.Argument(..., help="A finished run folder (OUT of `gristmill run`)."),
+        model: Path | None = typer.Option(None, "--model", help="Also probe this pretrained RUN folder (fill-mask)."),
+        by: str = typer.Option("source", "--by", help="Metadata column to break the counts down by."),
+        max_docs: int = typer.Option(50_000, "--max-docs", help="Documents read per side (kept, rejected)."),
+        resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the intervals."),
+        seed: int = typer.Option(0, "--seed"),
+        output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON here (default OUT/bias.json)."),
+    ) -> None:
+        """Measure (not filter) demographic term rates in a corpus, kept vs rejected, and a model's stereotype preference."""
+        import json
+        import sys
+
+        from gristmill.data import storage
+        from gristmill.report.bias import corpus_bias, markdown_summary
+        from gristmill.report.collect import ReportError
+
+        try:
+            result = corpus_bias(out, by=by, max_docs=max_docs, resamples=resamples, seed=seed)
+            if model is not None:
+                from gristmill.report.probe import ProbeError, probe_model
+
+                try:
+                    result["model_probe"] = probe_model(model, resamples=resamples, seed=seed)
+                except ProbeError as exc:
+                    raise _fail(str(exc)) from None
+        except ReportError as exc:
+            raise _fail(str(exc)) from None
+        target = str(output) if output else storage.join(out, "bias.json")
+        storage.atomic_write(target, lambda f: f.write(json.dumps(result, indent=2).encode("utf-8")))
+        # Plain text, not through rich: a console would wrap the Markdown tables.
+        sys.stdout.write(markdown_summary(result))
+        console.print(f"wrote {target}")
