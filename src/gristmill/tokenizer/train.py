@@ -17,6 +17,7 @@ This module builds and trains the pipeline; the file format of the result is ``t
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,17 +47,13 @@ def cjk_alphabet() -> list[str]:
     chars: set[str] = set()
     for lead in range(0xB0, 0xF8):  # GB 2312 rows 16-87: the Han characters
         for trail in range(0xA1, 0xFF):
-            try:
+            with contextlib.suppress(UnicodeDecodeError):
                 chars.add(bytes([lead, trail]).decode("gb2312"))
-            except UnicodeDecodeError:
-                pass
     for lead in range(0xA4, 0xC7):  # Big5 frequently used characters, 0xA440-0xC67E
         for trail in [*range(0x40, 0x7F), *range(0xA1, 0xFF)]:
             if (lead, trail) <= (0xC6, 0x7E):
-                try:
+                with contextlib.suppress(UnicodeDecodeError):
                     chars.add(bytes([lead, trail]).decode("big5"))
-                except UnicodeDecodeError:
-                    pass
     chars.update("、。〈〉《》「」『』【】〔〕〖〗〜・（）！？，．：；｛｝～［］＂＇＜＞＝＋－＊／＼＿｜％＃＆＠")
     return sorted(chars)
 
