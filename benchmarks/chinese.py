@@ -161,7 +161,10 @@ def bench_filters(work: Path, corpus: Path, labels_path: Path, recipe: Path) -> 
     wrong_source = collections.Counter(by_id[lab["id"]]["source"] for lab in wrong)
     reasons = collections.Counter(rejected[lab["id"]][0].split("=")[0] for lab in wrong)
     prose = [lab for lab in clean if by_id[lab["id"]]["source"] != "fortune"]
-    prose_wrong = [lab for lab in prose if removed(lab["id"])]
+    # Dedup removing a natural duplicate (or the original of a planted copy that came first) is not a
+    # false rejection; the filters' own mistakes are what the thresholds trade off.
+    corpus_steps = ("exact_dedup:", "minhash_dedup:", "decontaminate:")
+    prose_wrong = [lab for lab in prose if removed(lab["id"]) and not rejected[lab["id"]][0].startswith(corpus_steps)]
     text = [f"`gristmill run {recipe.relative_to(ROOT)} --input {corpus.relative_to(ROOT)} --workers 1`: "
             f"{len(docs):,} documents, kept {len(kept):,}, rejected {len(rejected):,}; {seconds:.0f} s wall-clock, "
             f"{cpu:.0f} CPU s.\n",
@@ -169,9 +172,9 @@ def bench_filters(work: Path, corpus: Path, labels_path: Path, recipe: Path) -> 
             table(["variant", "documents", "rejected"],
                   [[v, variants[v], f"{variant_rej[v] / variants[v]:.0%}"] for v in sorted(variants)]),
             f"Inserted PII strings gone from the kept text: **{pii_gone}/{pii_total} = {pii_gone / max(1, pii_total):.1%}**\n",
-            f"Clean documents wrongly rejected: **{len(wrong)}/{len(clean)} = {len(wrong) / len(clean):.1%}**; "
-            f"without the classical poems (`fortune`): **{len(prose_wrong)}/{len(prose)} = "
-            f"{len(prose_wrong) / max(1, len(prose)):.1%}**. By rule: "
+            f"Clean documents rejected: **{len(wrong)}/{len(clean)} = {len(wrong) / len(clean):.1%}** (dedup of natural "
+            f"duplicates included); wrongly rejected by the filters, classical poems (`fortune`) aside: "
+            f"**{len(prose_wrong)}/{len(prose)} = {len(prose_wrong) / max(1, len(prose)):.1%}**. By rule: "
             + ", ".join(f"{k}={v}" for k, v in reasons.most_common(10)) + "\n",
             table(["source", "clean documents", "wrongly rejected"],
                   [[s, by_source[s], f"{wrong_source[s] / by_source[s]:.1%}"] for s in sorted(by_source)])]
