@@ -12,6 +12,10 @@ subprocess, so the quickstart exercises the real command line. Artefacts go to `
     OUT/clean/  OUT/tokenizer/  OUT/tokens/  OUT/pretrain/  OUT/ft-pretrained/  OUT/ft-scratch/
     OUT/curve/ (learning-curve plot)  OUT/predictions.jsonl  OUT/summary.json
 
+``--lang zh`` runs the same path on the Chinese sample (``sample/zh``: Debian's Chinese manuals and the
+man-page section task) with ``recipes/web-zh.yaml``, a tokenizer with the full common Han alphabet, and
+adds TF-IDF over character n-grams to the table (:data:`LANGUAGES` holds what differs).
+
 This module only orchestrates; each step's work belongs to its own package.
 """
 
@@ -56,14 +60,33 @@ FAST = Setting(vocab_size=4000, pretrain_steps=40, pretrain_batch=16, pretrain_l
                finetune_lr=None, curve_per_class=(4, 16))
 
 
-def find_repo(sample: Path | None) -> tuple[Path, Path]:
+@dataclass(frozen=True)
+class Language:
+    """What the quickstart does differently for one language's sample."""
+
+    sample: str                      # the sample folder, relative to the repository root
+    recipes: tuple[str, ...]         # first one found under recipes/ cleans the corpus
+    tokenizer_args: tuple[str, ...]  # extra `gristmill tokenizer train` options
+    vocab_size: tuple[int, int]      # (full, fast); None-free so the Setting stays shared
+    char_tfidf: bool                 # add TF-IDF over character n-grams to the table
+
+
+LANGUAGES = {
+    "en": Language("sample", ("web-en.yaml", "quickstart.yaml"), (), (FULL.vocab_size, FAST.vocab_size), False),
+    # Every common Han character gets a token (tokenizer/train.py: cjk_alphabet), hence the larger vocabulary.
+    "zh": Language("sample/zh", ("web-zh.yaml",), ("--alphabet", "cjk"), (12000, 10000), True),
+}
+
+
+def find_repo(sample: Path | None, lang: str = "en") -> tuple[Path, Path]:
     """(working directory for the recipes, the sample folder)."""
+    depth = len(Path(LANGUAGES[lang].sample).parts)
     if sample is not None:
         sample = Path(sample).resolve()
-        root = sample.parent
+        root = sample.parents[depth - 1]
     else:
         root = Path(__file__).resolve().parents[2]  # src/gristmill/quickstart.py -> repository root
-        sample = root / "sample"
+        sample = root / LANGUAGES[lang].sample
     needed = [sample / "corpus.jsonl.gz", *(sample / "task" / f"{s}.jsonl" for s in ("train", "dev", "test"))]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
@@ -72,11 +95,12 @@ def find_repo(sample: Path | None) -> tuple[Path, Path]:
     return root, sample
 
 
-def pick_recipe(root: Path) -> Path:
-    for name in ("web-en.yaml", "quickstart.yaml"):
+def pick_recipe(root: Path, lang: str = "en") -> Path:
+    names = LANGUAGES[lang].recipes
+    for name in names:
         if (root / "recipes" / name).is_file():
             return root / "recipes" / name
-    raise QuickstartError(f"no recipe: expected {root / 'recipes' / 'web-en.yaml'} or recipes/quickstart.yaml")
+    raise QuickstartError(f"no recipe: expected {' or '.join(str(root / 'recipes' / n) for n in names)}")
 
 
 def run_step(name: str, args: list[str], cwd: Path, log: Log, logfile: Path) -> float:
@@ -103,10 +127,14 @@ def run_step(name: str, args: list[str], cwd: Path, log: Log, logfile: Path) -> 
 
 
 def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, sample: Path | None = None,
-                   threads: int | None = None, log: Log = print) -> dict[str, Any]:
+                   threads: int | None = None, log: Log = print, lang: str = "en") -> dict[str, Any]:
     """Run every step; returns (and writes to ``OUT/summary.json``) where things are and the scores."""
+    if lang not in LANGUAGES:
+        raise QuickstartError(f"no quickstart for language {lang!r}: use one of {', '.join(LANGUAGES)}")
+    language = LANGUAGES[lang]
     setting = FAST if fast else FULL
-    root, sample_dir = find_repo(sample)
+    setting = Setting(**{**asdict(setting), "vocab_size": language.vocab_size[1 if fast else 0]})
+    root, sample_dir = find_repo(sample, lang)
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     logfile = out_dir / "quickstart.log"
@@ -114,18 +142,19 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
     paths = {name: out_dir / name for name in ("clean", "tokenizer", "tokens", "pretrain", "ft-pretrained",
                                                "ft-scratch")}
     paths["predictions"] = out_dir / "predictions.jsonl"
-    recipe = pick_recipe(root)
+    recipe = pick_recipe(root, lang)
     thread_args = ["--threads", str(threads)] if threads else []
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
-    log(f"gristmill quickstart ({'fast' if fast else 'full'} setting) -> {out_dir}")
+    log(f"gristmill quickstart ({'fast' if fast else 'full'} setting, {lang}) -> {out_dir}")
 
     seconds["clean"] = run_step("clean", [
         "run", str(recipe), "--input", str(sample_dir / "corpus.jsonl.gz"), "--output", str(paths["clean"]),
         "--overwrite", "--no-progress"], root, log, logfile)
     seconds["tokenizer"] = run_step("tokenizer", [
         "tokenizer", "train", "--input", str(paths["clean"] / "kept"), "--kind", "wordpiece",
-        "--vocab-size", str(setting.vocab_size), "--out", str(paths["tokenizer"]), "--overwrite", "--no-progress"],
+        "--vocab-size", str(setting.vocab_size), *language.tokenizer_args, "--out", str(paths["tokenizer"]),
+        "--overwrite", "--no-progress"],
         root, log, logfile)
     seconds["tokenize"] = run_step("tokenize", [
         "tokenize", "--input", str(paths["clean"] / "kept"), "--tokenizer", str(paths["tokenizer"]),
@@ -146,6 +175,9 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
     paths["curve"] = out_dir / "curve"
     seconds["curve"] = _learning_curve(paths, sample_dir, setting, log)
 
+    if language.char_tfidf:
+        results["tf-idf (char 1-3-grams)"], seconds["tfidf"] = _char_tfidf(sample_dir, log)
+
     seconds["predict"] = run_step("predict", [
         "predict", str(paths["ft-pretrained"]), "--input", str(sample_dir / "task" / "test.jsonl"),
         "--output", str(paths["predictions"]), "--no-progress", *thread_args], root, log, logfile)
@@ -153,6 +185,9 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
     total = time.perf_counter() - t_start
     summary = {
         "setting": "fast" if fast else "full",
+        "lang": lang,
+        "classes": len({json.loads(line)["label"] for line in (sample_dir / "task" / "train.jsonl").open(encoding="utf-8")
+                        if line.strip()}),
         "budget": asdict(setting),
         "recipe": str(recipe),
         "artefacts": {k: str(v) for k, v in paths.items()},
@@ -209,6 +244,8 @@ def _baseline(sample_dir: Path) -> dict[str, Any]:
     scores = tfidf_logreg(train, load_sequence_examples(task / "test.jsonl"))
     return {"test_accuracy": scores["accuracy"], "test_macro_f1": scores["macro_f1"], "dev_accuracy": None,
             "train_examples": len(train), "steps": None}
+
+
 def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, log: Log) -> float:
     """A small learning curve (a few labels per class, pretrained vs scratch, one seed): OUT/curve/curve.png."""
     from gristmill.train.curve import run_curve
@@ -230,6 +267,18 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
     return seconds
 
 
+def _char_tfidf(sample_dir: Path, log: Log) -> tuple[dict[str, Any], float]:
+    """The non-neural peer on the same training file (train.char_tfidf)."""
+    from gristmill.train.char_tfidf import char_tfidf_scores
+    from gristmill.train.tasks import load_task
+
+    task = sample_dir / "task"
+    log("\n[bold]TF-IDF over character n-grams + logistic regression[/] (gristmill.train.char_tfidf)")
+    t0 = time.perf_counter()
+    scores = char_tfidf_scores(load_task(task / "train.jsonl", None, task / "test.jsonl"))
+    return scores, time.perf_counter() - t0
+
+
 def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -247,14 +296,15 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) ->
     }
     for key, text in described.items():
         log(f"  {str(paths[key]):<60} {text}")
+    classes = summary.get("classes", 6)
     table = Table(title=f"sample task ({summary['results']['pretrained']['train_examples']} training examples, "
-                        f"6 classes): pretrained vs scratch vs TF-IDF")
+                        f"{classes} classes): pretrained vs scratch vs TF-IDF")
     for col in ("encoder", "test accuracy", "test macro-F1", "dev accuracy", "steps"):
         table.add_column(col, justify="left" if col == "encoder" else "right")
     for init, r in summary["results"].items():
-        dev = "" if r["dev_accuracy"] is None else f"{r['dev_accuracy']:.4f}"
+        dev = "" if r.get("dev_accuracy") is None else f"{r['dev_accuracy']:.4f}"
         table.add_row("TF-IDF + logistic regression" if init == "tfidf-logreg" else init, f"{r['test_accuracy']:.4f}",
-                      f"{r['test_macro_f1']:.4f}", dev, "" if r["steps"] is None else str(r["steps"]))
+                      f"{r['test_macro_f1']:.4f}", dev, "" if r.get("steps") is None else str(r["steps"]))
     Console(stderr=True).print(table)
     gap = 100 * (summary["results"]["pretrained"]["test_accuracy"] - summary["results"]["scratch"]["test_accuracy"])
     log(f"pretrained - scratch: {gap:+.1f} accuracy points; total time {summary['seconds']['total']:.0f}s "

@@ -43,6 +43,7 @@ def train(
     normalization: str = typer.Option("auto", "--normalization", help="Unicode form: nfc, nfd, nfkc, nfkd, none or auto (nfkc for unigram, none otherwise)."),
     strip_accents: bool | None = typer.Option(None, "--strip-accents/--keep-accents", help="Default: wordpiece strips accents when it lowercases."),
     cjk: bool = typer.Option(True, "--cjk/--no-cjk", help="Each CJK character its own pre-token (as BERT)."),
+    alphabet: str | None = typer.Option(None, "--alphabet", help="cjk: every common Han character (GB 2312 + Big5 frequent, 8,883) gets a token, so unseen Chinese text does not become [UNK] (wordpiece, unigram; needs --vocab-size >= 10000)."),
     min_frequency: int = typer.Option(2, "--min-frequency"),
     limit_alphabet: int = typer.Option(1000, "--limit-alphabet", help="Most frequent characters kept as the initial alphabet (wordpiece, bpe); raise it for CJK-heavy corpora."),
     max_docs: int | None = typer.Option(None, "--max-docs", help="Train on the first N documents only."),
@@ -60,7 +61,7 @@ def train(
                                normalization=normalization, strip_accents=strip_accents, cjk=cjk,
                                min_frequency=min_frequency, limit_alphabet=limit_alphabet, max_documents=max_docs,
                                model_max_length=model_max_length, text_field=text_field, show_progress=progress,
-                               overwrite=overwrite, allow_incomplete=allow_incomplete)
+                               overwrite=overwrite, allow_incomplete=allow_incomplete, alphabet=alphabet)
     except (TokenizerError, OutputError) as exc:
         raise _fail(str(exc)) from None
     except OSError as exc:

@@ -190,12 +190,15 @@ def register(app: typer.Typer) -> None:
         fast: bool = typer.Option(False, "--fast", help="Shortened setting (about 2 minutes) for CI and a first look."),
         sample: Path | None = typer.Option(None, "--sample", help="The bundled sample folder (default: found next to the package)."),
         threads: int | None = typer.Option(None, "--threads", help="PyTorch threads for pretraining and fine-tuning."),
+        lang: str = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
     ) -> None:
         """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
         from gristmill.cli import fail
         from gristmill.quickstart import QuickstartError, run_quickstart
 
         try:
-            run_quickstart(out, fast=fast, sample=sample, threads=threads, log=_log)
+            if lang != "en" and out == Path("runs/quickstart"):
+                out = Path(f"runs/quickstart-{lang}")
+            run_quickstart(out, fast=fast, sample=sample, threads=threads, log=_log, lang=lang)
         except (QuickstartError, *_user_errors()) as exc:
             raise fail(str(exc)) from None

@@ -108,7 +108,8 @@ class BoilerplateLines(Step):
             items = [i for i in _SPACED_RE.split(stripped) if i]
             if len(items) < 4:
                 return False
-        return all(len(i.split()) <= 3 and i[:1].isupper() for i in items)
+        # Chinese and Japanese menu items have no capitals: short runs of CJK characters count instead.
+        return all(len(i.split()) <= 3 and (i[:1].isupper() or (len(i) <= 6 and tx.has_cjk(i))) for i in items)
 
     @staticmethod
     def _prose(stripped: str, n_words: int) -> bool:

@@ -27,18 +27,24 @@ from gristmill.data.pipeline import Step, StepStats, register
 
 PLACEHOLDERS = {"email": "<EMAIL>", "phone": "<PHONE>", "ip": "<IP_ADDRESS>", "credit_card": "<CREDIT_CARD>"}
 
-EMAIL_RE = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# A word character of an alphabetic script marks the edge of a match; Han characters and kana do not,
+# because Chinese and Japanese write numbers and addresses right next to them (电话13800138000).
+_W = r"[^\W\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+EMAIL_RE = re.compile(rf"(?<![.+-])(?<!{_W})(?:{_W}|[.+-])+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*"
+                      r"\.[A-Za-z]{2,}\b")
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-IPV4_RE = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)(?![\w])")
-IPV6_RE = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:){1,7}(?::|(?::[0-9A-Fa-f]{1,4}){1,7}|[0-9A-Fa-f]{1,4})(?![\w:])"
-                     r"|(?<![\w:])::(?:[0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4}(?![\w:])")
+IPV4_RE = re.compile(rf"(?<![.])(?<!{_W}){_OCTET}(?:\.{_OCTET}){{3}}(?!\.?\d)(?!{_W})")
+IPV6_RE = re.compile(rf"(?<![:.])(?<!{_W})(?:[0-9A-Fa-f]{{1,4}}:){{1,7}}(?::|(?::[0-9A-Fa-f]{{1,4}}){{1,7}}|[0-9A-Fa-f]{{1,4}})(?!{_W}|:)"
+                     rf"|(?<![:])(?<!{_W})::(?:[0-9A-Fa-f]{{1,4}}:){{0,6}}[0-9A-Fa-f]{{1,4}}(?!{_W}|:)")
 # Card numbers never start with 0 (industry identifier 0 is not issued) and are printed either
 # without separators or in the 4-4-4-4(-3) or Amex 4-6-5 grouping.
-CARD_RE = re.compile(r"(?<![\w./-])[1-9](?:\d{12,18}|\d{3}([ -])\d{4}\1\d{4}\1\d{1,4}(?:\1\d{1,3})?|\d{3}([ -])\d{6}\2\d{5})"
-                     r"(?![\w/]|[.-]\d)")
+CARD_RE = re.compile(rf"(?<![./-])(?<!{_W})[1-9](?:\d{{12,18}}|\d{{3}}([ -])\d{{4}}\1\d{{4}}\1\d{{1,4}}(?:\1\d{{1,3}})?"
+                     rf"|\d{{3}}([ -])\d{{6}}\2\d{{5}})(?!{_W}|/|[.-]\d)")
+# International (+cc ...), North American, and Chinese mobile numbers (1[3-9]x xxxx xxxx, optionally +86).
 PHONE_RE = re.compile(
-    r"(?<![\w+])\+\d{1,3}(?:[ .-]\(?\d{1,8}\)?){1,6}(?![\w-])"
-    r"|(?<![\w(.-])(?:\(\d{3}\) ?\d{3}-\d{4}|\d{3}-\d{3}-\d{4}|\d{3}\.\d{3}\.\d{4})(?![\w-]|\.\d)"
+    rf"(?<![+])(?<!{_W})\+\d{{1,3}}(?:[ .-]\(?\d{{1,8}}\)?){{1,6}}(?!{_W}|-)"
+    rf"|(?<![(.-])(?<!{_W})(?:\(\d{{3}}\) ?\d{{3}}-\d{{4}}|\d{{3}}-\d{{3}}-\d{{4}}|\d{{3}}\.\d{{3}}\.\d{{4}})(?!{_W}|-|\.\d)"
+    rf"|(?<![+.-])(?<!{_W})1[3-9]\d(?:\d{{8}}|-\d{{4}}-\d{{4}}| \d{{4}} \d{{4}})(?!{_W}|-|\.\d)"
 )
 
 

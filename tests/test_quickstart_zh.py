@@ -1,0 +1,67 @@
+"""``gristmill quickstart --lang zh --fast`` end to end in a subprocess: the Chinese path and its table."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gristmill.data.run import count_documents
+from gristmill.quickstart import QuickstartError, find_repo, run_quickstart
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_unknown_language_is_a_user_error(tmp_path):
+    with pytest.raises(QuickstartError, match="no quickstart for language"):
+        run_quickstart(tmp_path, fast=True, lang="xx", log=lambda m: None)
+
+
+def test_chinese_sample_is_found_from_its_folder():
+    assert find_repo(None, "zh") == (REPO, REPO / "sample" / "zh")
+    assert find_repo(REPO / "sample" / "zh", "zh") == (REPO, REPO / "sample" / "zh")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_quickstart_zh_fast_runs_the_whole_path(tmp_path):
+    out = tmp_path / "qs"
+    env = {**os.environ, "COLUMNS": "300"}  # so that printed paths are not wrapped
+    proc = subprocess.Popen([sys.executable, "-m", "gristmill", "quickstart", "--lang", "zh", "--fast", "--threads", "1",
+                             "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=1100)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"the fast Chinese quickstart took too long:\n{output[-4000:]}")
+    assert proc.returncode == 0, output[-4000:]
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["setting"] == "fast" and summary["lang"] == "zh" and summary["classes"] == 4
+    assert summary["recipe"].endswith("web-zh.yaml")
+    for key in ("clean", "tokenizer", "tokens", "pretrain", "ft-pretrained", "ft-scratch", "predictions"):
+        assert Path(summary["artefacts"][key]).exists(), key
+
+    # Every Chinese sample document is accounted for, and most clean ones were kept.
+    kept, rejected = count_documents(out / "clean" / "kept"), count_documents(out / "clean" / "rejected")
+    assert kept + rejected == 1684 and kept > 800
+    record = json.loads((out / "tokenizer" / "gristmill.json").read_text())
+    assert record["alphabet"] == "cjk" and record["vocab_size"] >= 9000
+
+    for init in ("pretrained", "scratch"):
+        metrics = json.loads((out / f"ft-{init}" / "metrics.json").read_text())
+        assert metrics["train_examples"] == 128 and metrics["test"]["examples"] == 80
+    tfidf = summary["results"]["tf-idf (char 1-3-grams)"]
+    assert tfidf["train_examples"] == 128 and 0.25 <= tfidf["test_accuracy"] <= 1.0
+
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(predictions) == 80
+    assert set(predictions[0]["probabilities"]) == {"用户命令", "库函数", "概述与约定", "系统管理"}
+    assert "4 classes" in output and "tf-idf (char 1-3-grams)" in output
