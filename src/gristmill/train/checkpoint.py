@@ -210,3 +210,23 @@ def load_encoder_into(model: torch.nn.Module, run_dir: str | Path) -> int:
                               + "; ".join(mismatched[:5]))
     encoder.load_state_dict(weights, strict=True)
     return len(weights)
+
+
+def load_decoder_run(run_dir: str | Path) -> tuple[torch.nn.Module, Any, Path]:
+    """A decoder run -> (CausalLM in eval mode on CPU, its DecoderConfig, tokenizer dir)."""
+    from gristmill.model.config import DecoderConfig, read_config
+    from gristmill.model.decoder import CausalLM
+
+    run = Path(run_dir)
+    if not (run / "config.json").exists():
+        raise CheckpointError(f"{run} has no config.json: not a gristmill run folder")
+    config = read_config(run / "config.json")
+    if not isinstance(config, DecoderConfig):
+        raise CheckpointError(f"{run} holds an encoder; this needs a decoder run (pretrain --arch decoder)")
+    model = CausalLM(config)
+    result = model.load_state_dict(load_state_dict_file(run_weights_path(run)), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(f"{run}: weights do not match config.json (missing {result.missing_keys[:5]}, "
+                              f"unexpected {result.unexpected_keys[:5]})")
+    model.eval()
+    return model, config, run / "tokenizer"
