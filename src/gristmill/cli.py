@@ -86,11 +86,12 @@ def steps() -> None:
 
 def _register_package_commands() -> None:
     from gristmill.serve import commands as serve_commands
+    from gristmill.serve import decoder_commands
     from gristmill.tokenizer import commands as tokenizer_commands
     from gristmill.train import commands as train_commands
     from gristmill.train import finetune_commands
 
-    for module in (tokenizer_commands, train_commands, finetune_commands, serve_commands):
+    for module in (tokenizer_commands, train_commands, finetune_commands, serve_commands, decoder_commands):
         module.register(app)
 
 

@@ -191,11 +191,12 @@ def load_encoder_into(model: torch.nn.Module, run_dir: str | Path) -> int:
     Strict: every encoder tensor must be present with the same shape, and nothing extra; otherwise a
     :class:`CheckpointError` lists the missing and unexpected names (or the mismatched shapes).
     """
-    encoder = getattr(model, "encoder", None)
+    body = "decoder" if hasattr(model, "decoder") else "encoder"  # a decoder classifier's body is .decoder
+    encoder = getattr(model, body, None)
     if encoder is None:
         raise CheckpointError(f"{type(model).__name__} has no .encoder to load pretrained weights into")
     state = load_state_dict_file(run_weights_path(Path(run_dir)))
-    prefix = "encoder."
+    prefix = f"{body}."
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     wanted = encoder.state_dict()
     missing = sorted(set(wanted) - set(weights))
