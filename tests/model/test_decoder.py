@@ -9,7 +9,7 @@ import torch
 
 from gristmill.model.config import ConfigError, DecoderConfig, ModelConfig, read_config, swiglu_width
 from gristmill.model.decoder import CausalLM, DecoderSequenceClassifier, KVCache, positions_from_mask
-from gristmill.model.hf import (HFError, export_hf, from_llama_config, import_hf, to_llama, to_llama_config)
+from gristmill.model.hf import HFError, export_hf, from_llama_config, import_hf, to_llama, to_llama_config
 from gristmill.train.checkpoint import save_run_weights
 
 transformers = pytest.importorskip("transformers")
@@ -115,9 +115,8 @@ def test_sequence_classifier_pools_the_last_real_token():
 
 def write_run(tmp_path, config: DecoderConfig, m: CausalLM):
     """A decoder RUN with a byte-level BPE tokenizer whose [PAD]/[CLS]/[SEP] are the config's ids."""
-    from tests.decoder_run import build_tokens
-
     from gristmill.tokenizer import TokenDataset
+    from tests.decoder_run import build_tokens
 
     tokens = build_tokens(tmp_path / "data", docs=60)
     ds = TokenDataset(tokens)

@@ -10,17 +10,24 @@ from pathlib import Path
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from tests.decoder_run import build_decoder_run
-from tests.sample import write_sample_head
 from typer.testing import CliRunner
 
 from gristmill.cli import app
 from gristmill.model.decoder import CausalLM
-from gristmill.serve.generate import (GenerateError, RowText, Sampling, TextGenerator, apply_repetition_penalty,
-                                      filter_top_k, filter_top_p)
+from gristmill.serve.generate import (
+    GenerateError,
+    RowText,
+    Sampling,
+    TextGenerator,
+    apply_repetition_penalty,
+    filter_top_k,
+    filter_top_p,
+)
 from gristmill.serve.perplexity import perplexity, score_documents, windows
 from gristmill.serve.server import Limits, create_app, generate_engine
 from gristmill.train.checkpoint import save_run_weights
+from tests.decoder_run import build_decoder_run
+from tests.sample import write_sample_head
 
 
 @pytest.fixture(scope="module")
