@@ -208,6 +208,12 @@ def test_generate_and_perplexity_commands(run, tmp_path):
     assert result.exit_code == 0, result.output
     assert "corpus perplexity" in result.output
     assert [json.loads(line)["id"] for line in (tmp_path / "ppl.jsonl").read_text().splitlines()] == ["x", "y"]
+    result = runner.invoke(app, ["export", str(run), "--format", "hf", "--out", str(tmp_path / "hf")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    result = runner.invoke(app, ["import-hf", str(tmp_path / "hf"), "--out", str(tmp_path / "back")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "back" / "config.json").read_text())["arch"] == "decoder"
     (tmp_path / "bad.jsonl").write_text('{"id": 1}\n')
     result = runner.invoke(app, ["perplexity", str(run), "--input", str(tmp_path / "bad.jsonl")])
     assert result.exit_code == 2 and "text" in result.output
