@@ -133,10 +133,10 @@ def generation(run: str | None, size: str, new_tokens: int, prompt_len: int, bat
         prompts[:, 0] = config.bos_id
         lists = prompts.tolist()
 
-        def ours(cache: bool = True) -> list[list[int]]:
+        def ours(cache: bool = True, lists: list[list[int]] = lists) -> list[list[int]]:
             return generator.generate_ids(lists, sampling, use_cache=cache)[0]
 
-        def theirs(cache: bool = True) -> list[list[int]]:
+        def theirs(cache: bool = True, prompts: torch.Tensor = prompts) -> list[list[int]]:
             with torch.inference_mode():
                 out = llama.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
                                      max_new_tokens=new_tokens, min_new_tokens=new_tokens, use_cache=cache,
@@ -152,7 +152,7 @@ def generation(run: str | None, size: str, new_tokens: int, prompt_len: int, bat
         tokens = {}
         for name, fn, cache in cases:
             result: list[list[int]] = []
-            wall, cpu = timed(lambda fn=fn, cache=cache: result.extend(fn(cache)))
+            wall, cpu = timed(lambda fn=fn, cache=cache, result=result: result.extend(fn(cache)))
             tokens[name] = result
             row["cases"][name] = {"s": round(wall, 3), "cpu_s": round(cpu, 3),
                                   "tokens_per_s": round(batch * new_tokens / wall, 1),
