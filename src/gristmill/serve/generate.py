@@ -209,35 +209,38 @@ class TextGenerator:
         if sampling.repetition_penalty != 1.0:
             seen.scatter_(1, ids, mask.bool())
         generator = torch.Generator().manual_seed(sampling.seed)
-        done = torch.zeros(batch, dtype=torch.bool)
+        done = [False] * batch
         cache = KVCache(self.config, batch, width + budget) if use_cache else None
         positions = positions_from_mask(mask) if padded else None
         logits = self._forward(ids, mask if padded else None, positions, cache)
+        # The loop keeps per-row state in Python lists: for small models a step costs about as much
+        # as the Python around it, so it does one tensor-to-list conversion per step and nothing more.
         for step in range(budget):
             token = next_tokens(logits, seen, sampling, generator)
-            token = torch.where(done, torch.full_like(token, pad), token)
-            stopped = on_step(token) if on_step is not None else [False] * batch
-            for row in range(batch):
+            if any(done):
+                token = token.masked_fill(torch.tensor(done), pad)
+            values = token.tolist()
+            stopped = on_step(token) if on_step is not None else None
+            for row, value in enumerate(values):
                 if done[row]:
                     continue
-                out[row].append(int(token[row]))
-                if stopped[row]:
+                out[row].append(value)
+                if stopped is not None and stopped[row]:
                     reasons[row], done[row] = "stop", True
-                elif not sampling.ignore_eos and int(token[row]) == self.config.eos_id:
+                elif value == self.config.eos_id and not sampling.ignore_eos:
                     reasons[row], done[row] = "eos", True
-            if bool(done.all()) or step == budget - 1:
+            if all(done) or step == budget - 1:
                 break
-            seen[torch.arange(batch), token] = True
-            mask = torch.cat([mask, torch.ones(batch, 1, dtype=torch.long)], dim=1)
-            ids = torch.cat([ids, token[:, None]], dim=1)
+            if sampling.repetition_penalty != 1.0:
+                seen[torch.arange(batch), token] = True
+            if padded:
+                mask = torch.cat([mask, torch.ones(batch, 1, dtype=torch.long)], dim=1)
+                positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
             if use_cache:
-                step_positions = positions[:, -1:] + 1 if positions is not None else None
-                if positions is not None:
-                    positions = torch.cat([positions, step_positions], dim=1)
-                logits = self._forward(token[:, None], mask if padded else None, step_positions, cache)
+                logits = self._forward(token[:, None], mask if padded else None,
+                                       positions[:, -1:] if padded else None, cache)
             else:
-                if positions is not None:
-                    positions = torch.cat([positions, positions[:, -1:] + 1], dim=1)
+                ids = torch.cat([ids, token[:, None]], dim=1)
                 logits = self._forward(ids, mask if padded else None, positions, None)
         return out, reasons
 
