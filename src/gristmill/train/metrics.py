@@ -95,13 +95,16 @@ def plot_loss(run_dir: Path, out: Path | None = None) -> Path | None:
     import matplotlib.pyplot as plt
 
     out = out or Path(run_dir) / "loss.png"
+    from gristmill.model.config import is_decoder_run
+
+    objective = "causal LM" if is_decoder_run(run_dir) else "MLM"
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     if train:
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, alpha=0.8, label="train (MLM loss)")
+        ax.plot([r["step"] for r in train], [r["loss"] for r in train], lw=1, alpha=0.8, label=f"train ({objective} loss)")
     if evals:
         ax.plot([r["step"] for r in evals], [r["loss"] for r in evals], "o-", ms=4, label="validation")
     ax.set_xlabel("step")
-    ax.set_ylabel("masked-LM cross-entropy")
+    ax.set_ylabel("next-token cross-entropy" if objective == "causal LM" else "masked-LM cross-entropy")
     ax.grid(alpha=0.3)
     ax.legend()
     tokens_per_step = [r["tokens"] / r["step"] for r in train + evals if r.get("step") and r.get("tokens")]
