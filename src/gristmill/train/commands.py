@@ -168,7 +168,7 @@ def register(app: typer.Typer) -> None:
         import json
 
         info = json.loads((run / "import.json").read_text(encoding="utf-8"))
-        if info["mlm_head_initialised_randomly"]:
+        if info.get("mlm_head_initialised_randomly"):
             console.print("[yellow]the checkpoint has no MLM head (an encoder only): the head starts random; "
                           "pretrain a little (--init-from) before using fill-mask[/]")
         console.print(f"imported {hf_dir} -> {run}")
