@@ -139,9 +139,9 @@ class RowText:
         """Text not yet streamed that can no longer change: not the start of a stop string, not half a character."""
         end = len(self.text)
         if not final:
-            end = max(self.emitted, end - self.hold)
             while end > self.emitted and self.text[end - 1] == "\ufffd":  # an unfinished UTF-8 sequence
                 end -= 1
+            end = max(self.emitted, end - self.hold)
         piece, self.emitted = self.text[self.emitted:end], max(self.emitted, end)
         return piece
 
