@@ -141,12 +141,13 @@ def _register_package_commands() -> None:
     from gristmill.experiments import commands as experiments_commands
     from gristmill.report import commands as report_commands
     from gristmill.serve import commands as serve_commands
+    from gristmill.serve import decoder_commands
     from gristmill.tokenizer import commands as tokenizer_commands
     from gristmill.train import adapt_commands, finetune_commands
     from gristmill.train import commands as train_commands
 
     for module in (tokenizer_commands, train_commands, adapt_commands, finetune_commands, serve_commands,
-                   classify_commands, experiments_commands, report_commands):
+                   decoder_commands, classify_commands, experiments_commands, report_commands):
         module.register(app)
 
 

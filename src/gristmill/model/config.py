@@ -97,6 +97,9 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        if data.get("arch") == "decoder":
+            raise ConfigError("this run is a decoder (arch: decoder), not an encoder; use generate, perplexity "
+                              "or finetune with it")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -119,3 +122,115 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a JSON object")
         return cls.from_dict(data)
+
+
+# ---------------------------------------------------------------- the decoder (Llama family)
+
+# Decoder sizes use the encoder's (layers, hidden); heads = hidden / 64; the SwiGLU feed-forward has
+# 8/3 x hidden units rounded up to a multiple of 64, so its three matrices hold as many weights as a
+# 4 x hidden GELU network (Llama's rule).
+def swiglu_width(hidden: int) -> int:
+    return -(-(8 * hidden // 3) // 64) * 64
+
+
+@dataclass
+class DecoderConfig:
+    """Shape of a gristmill decoder; every field maps onto ``transformers.LlamaConfig`` (see ``hf.py``).
+
+    ``arch`` is written to ``RUN/config.json`` so that every verb knows which model a run holds.
+    ``bos_id`` begins every sequence ([CLS] in gristmill's packed shards) and ``eos_id`` ends every
+    document ([SEP]); generation stops at ``eos_id``.
+    """
+
+    vocab_size: int
+    hidden_size: int = 256
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 704
+    max_position: int = 512
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-6
+    dropout: float = 0.0
+    pad_id: int = 0
+    bos_id: int = 1
+    eos_id: int = 2
+    initializer_range: float = 0.02
+    name: str | None = None
+    arch: str = "decoder"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        positive = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position")
+        for key in positive:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"decoder config: {key} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
+            raise ConfigError(f"decoder config: hidden_size {self.hidden_size} must split into num_heads "
+                              f"{self.num_heads} heads of an even size (rotary positions rotate pairs)")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise ConfigError(f"decoder config: dropout must be in [0, 1), got {self.dropout!r}")
+        for key in ("pad_id", "bos_id", "eos_id"):
+            if not 0 <= getattr(self, key) < self.vocab_size:
+                raise ConfigError(f"decoder config: {key} {getattr(self, key)} is outside the vocabulary "
+                                  f"({self.vocab_size})")
+        if self.rope_theta <= 0 or self.rms_norm_eps <= 0:
+            raise ConfigError("decoder config: rope_theta and rms_norm_eps must be positive")
+        if self.arch != "decoder":
+            raise ConfigError(f"decoder config: arch must be 'decoder', got {self.arch!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @classmethod
+    def named(cls, size: str, vocab_size: int, **overrides: Any) -> DecoderConfig:
+        """One of the named sizes (tiny, mini, small, ...) for ``vocab_size`` tokens."""
+        if size not in NAMED_SIZES:
+            raise ConfigError(f"unknown model size {size!r}; choose one of {', '.join(NAMED_SIZES)}")
+        layers, hidden = NAMED_SIZES[size]
+        fields = {"vocab_size": vocab_size, "hidden_size": hidden, "num_layers": layers,
+                  "num_heads": hidden // 64, "intermediate_size": swiglu_width(hidden), "name": size}
+        fields.update(overrides)
+        return cls(**fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DecoderConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"decoder config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if "vocab_size" not in data:
+            raise ConfigError("decoder config: vocab_size is required")
+        return cls(**data)
+
+    def to_json(self, path: str | Path) -> None:
+        from gristmill.data.io import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def read_config(path: str | Path) -> ModelConfig | DecoderConfig:
+    """``RUN/config.json`` as the config of the model it describes (``"arch": "decoder"`` or an encoder)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    if data.get("arch") == "decoder":
+        return DecoderConfig.from_dict(data)
+    return ModelConfig.from_dict(data)
+
+
+def is_decoder_run(run_dir: str | Path) -> bool:
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("arch") == "decoder"
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False

@@ -1,10 +1,13 @@
-"""Hugging Face interoperability: a gristmill RUN <-> a ``transformers`` BERT folder.
+"""Hugging Face interoperability: a gristmill RUN <-> a ``transformers`` BERT (or Llama) folder.
 
 ``export_hf`` writes a folder that ``transformers.BertForMaskedLM.from_pretrained`` loads (with the
 run's tokenizer), giving the same logits; ``import_hf`` turns a local BERT checkpoint into a RUN so
 pretraining can continue on domain text and fine-tuning can start from it. The only real work is
 the name map between the two state dicts (gristmill fuses Q, K and V into one matrix). Nothing here
 downloads anything: ``from_pretrained`` is only ever given a local folder.
+
+Decoder runs (``"arch": "decoder"``) go to and come from ``LlamaForCausalLM`` the same way: the fused
+QKV and gate/up matrices are split and joined, everything else is a rename.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Any
 
 import torch
 
-from gristmill.model.config import ModelConfig
+from gristmill.model.config import DecoderConfig, ModelConfig, is_decoder_run
 
 
 class HFError(ValueError):
@@ -159,6 +162,8 @@ def export_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
 
     from gristmill.train.checkpoint import load_run
 
+    if is_decoder_run(run_dir):
+        return export_decoder_hf(run_dir, out_dir)
     model, config, tokenizer_dir = load_run(run_dir)
     out = Path(out_dir)
     bert = BertForMaskedLM(to_bert_config(config))
@@ -187,6 +192,8 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path, overwrite: bool = False) 
         raise HFError(f"{src} has no config.json: not a transformers model folder")
     if run.exists() and any(run.iterdir()) and not overwrite:
         raise HFError(f"{run} already exists and is not empty (use --overwrite)")
+    if json.loads((src / "config.json").read_text(encoding="utf-8")).get("model_type") == "llama":
+        return import_decoder_hf(src, run)
     bert_config = BertConfig.from_pretrained(src, local_files_only=True)
     config = from_bert_config(bert_config)
     if not any((src / name).exists() for name in ("tokenizer.json", "vocab.txt")):
@@ -215,4 +222,155 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path, overwrite: bool = False) 
         "source": str(src.resolve()), "mlm_head_initialised_randomly": bool(head_missing),
         "missing_keys": missing_keys, "unexpected_keys": unexpected_keys,
     }, indent=2) + "\n", encoding="utf-8")
+    return run
+
+
+# ---------------------------------------------------------------- decoders <-> LlamaForCausalLM
+
+# gristmill name suffix -> Llama name suffix, per layer (the fused qkv and gate_up are split on their own).
+_LLAMA_LAYER_NAMES = {
+    "attention.out": "self_attn.o_proj",
+    "attention_norm": "input_layernorm",
+    "mlp.down": "mlp.down_proj",
+    "mlp_norm": "post_attention_layernorm",
+}
+
+
+def to_llama_config(config: DecoderConfig) -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
+        num_key_value_heads=config.num_heads, head_dim=config.head_dim, hidden_act="silu",
+        max_position_embeddings=config.max_position, initializer_range=config.initializer_range,
+        rms_norm_eps=config.rms_norm_eps, pad_token_id=config.pad_id, bos_token_id=config.bos_id,
+        eos_token_id=config.eos_id, tie_word_embeddings=True,
+        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
+        attention_bias=False, mlp_bias=False, attention_dropout=0.0, architectures=["LlamaForCausalLM"],
+    )
+
+
+def from_llama_config(llama: Any) -> DecoderConfig:
+    rope = getattr(llama, "rope_parameters", None) or {"rope_type": "default",
+                                                       "rope_theta": getattr(llama, "rope_theta", 10000.0)}
+    if rope.get("rope_type", "default") != "default":
+        raise HFError(f"rope scaling {rope.get('rope_type')!r} is not supported (only the default rotary positions)")
+    kv_heads = llama.num_key_value_heads or llama.num_attention_heads
+    if kv_heads != llama.num_attention_heads:
+        raise HFError(f"grouped-query attention ({kv_heads} key/value heads for {llama.num_attention_heads} query "
+                      "heads) is not supported")
+    head_dim = getattr(llama, "head_dim", None) or llama.hidden_size // llama.num_attention_heads
+    if head_dim * llama.num_attention_heads != llama.hidden_size:
+        raise HFError("head_dim x num_attention_heads must equal hidden_size")
+    if llama.hidden_act != "silu" or getattr(llama, "attention_bias", False) or getattr(llama, "mlp_bias", False):
+        raise HFError("only SiLU feed-forward networks without biases (plain Llama) are supported")
+    if not getattr(llama, "tie_word_embeddings", False):
+        raise HFError("the checkpoint has an untied output layer (tie_word_embeddings false); gristmill's decoder "
+                      "ties it to the input embeddings")
+    eos = llama.eos_token_id[0] if isinstance(llama.eos_token_id, list) else llama.eos_token_id
+    return DecoderConfig(
+        vocab_size=llama.vocab_size, hidden_size=llama.hidden_size, num_layers=llama.num_hidden_layers,
+        num_heads=llama.num_attention_heads, intermediate_size=llama.intermediate_size,
+        max_position=llama.max_position_embeddings, rope_theta=float(rope["rope_theta"]),
+        rms_norm_eps=llama.rms_norm_eps, pad_id=llama.pad_token_id if llama.pad_token_id is not None else 0,
+        bos_id=llama.bos_token_id if llama.bos_token_id is not None else 0, eos_id=eos if eos is not None else 0,
+        initializer_range=llama.initializer_range,
+    )
+
+
+def to_llama_state_dict(state: dict[str, torch.Tensor], config: DecoderConfig) -> dict[str, torch.Tensor]:
+    """gristmill CausalLM state dict -> LlamaForCausalLM names (lm_head is tied, so not listed)."""
+    out = {"model.embed_tokens.weight": state["decoder.embeddings.weight"],
+           "model.norm.weight": state["decoder.final_norm.weight"]}
+    for i in range(config.num_layers):
+        src, dst = f"decoder.layers.{i}", f"model.layers.{i}"
+        q, k, v = state[f"{src}.attention.qkv.weight"].chunk(3, dim=0)
+        out.update({f"{dst}.self_attn.q_proj.weight": q, f"{dst}.self_attn.k_proj.weight": k,
+                    f"{dst}.self_attn.v_proj.weight": v})
+        gate, up = state[f"{src}.mlp.gate_up.weight"].chunk(2, dim=0)
+        out.update({f"{dst}.mlp.gate_proj.weight": gate, f"{dst}.mlp.up_proj.weight": up})
+        for ours, theirs in _LLAMA_LAYER_NAMES.items():
+            out[f"{dst}.{theirs}.weight"] = state[f"{src}.{ours}.weight"]
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def from_llama_state_dict(state: dict[str, torch.Tensor], config: DecoderConfig) -> dict[str, torch.Tensor]:
+    """LlamaForCausalLM state dict -> gristmill CausalLM names (inverse of :func:`to_llama_state_dict`)."""
+    out = {"decoder.embeddings.weight": state["model.embed_tokens.weight"],
+           "decoder.final_norm.weight": state["model.norm.weight"]}
+    for i in range(config.num_layers):
+        src, dst = f"model.layers.{i}", f"decoder.layers.{i}"
+        out[f"{dst}.attention.qkv.weight"] = torch.cat(
+            [state[f"{src}.self_attn.{name}_proj.weight"] for name in ("q", "k", "v")], dim=0)
+        out[f"{dst}.mlp.gate_up.weight"] = torch.cat(
+            [state[f"{src}.mlp.{name}_proj.weight"] for name in ("gate", "up")], dim=0)
+        for ours, theirs in _LLAMA_LAYER_NAMES.items():
+            out[f"{dst}.{ours}.weight"] = state[f"{src}.{theirs}.weight"]
+    return {k: v.detach().clone().contiguous() for k, v in out.items()}
+
+
+def to_llama(model: torch.nn.Module, config: DecoderConfig) -> Any:
+    """A ``transformers.LlamaForCausalLM`` holding this CausalLM's weights (in eval mode)."""
+    from transformers import LlamaForCausalLM
+
+    llama = LlamaForCausalLM(to_llama_config(config))
+    result = llama.load_state_dict(to_llama_state_dict(model.state_dict(), config), strict=False)
+    missing = [k for k in result.missing_keys if k != "lm_head.weight"]
+    if missing or result.unexpected_keys:
+        raise AssertionError(f"name map incomplete: missing {missing}, unexpected {result.unexpected_keys}")
+    llama.tie_weights()
+    return llama.eval()
+
+
+def _decoder_special_tokens(tokenizer_dir: Path, config: DecoderConfig) -> dict[str, str]:
+    """bos, eos and pad token strings for the tokenizer config (read from the run's tokenizer.json)."""
+    from tokenizers import Tokenizer
+
+    path = tokenizer_dir / "tokenizer.json"
+    if not path.exists():
+        return {}
+    tok = Tokenizer.from_file(str(path))
+    out = {key: tok.id_to_token(getattr(config, f"{key}_id")) for key in ("bos", "eos", "pad")}
+    return {key: value for key, value in out.items() if value is not None}
+
+
+def export_decoder_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write ``out_dir`` (config.json, model.safetensors, tokenizer) that LlamaForCausalLM loads."""
+    from transformers import GenerationConfig
+
+    from gristmill.train.checkpoint import load_decoder_run
+
+    model, config, tokenizer_dir = load_decoder_run(run_dir)
+    out = Path(out_dir)
+    llama = to_llama(model, config)
+    llama.generation_config = GenerationConfig(bos_token_id=config.bos_id, eos_token_id=config.eos_id,
+                                               pad_token_id=config.pad_id)
+    out.mkdir(parents=True, exist_ok=True)
+    llama.save_pretrained(out)
+    if tokenizer_dir.is_dir():
+        _tokenizer_files(tokenizer_dir, out, _decoder_special_tokens(tokenizer_dir, config))
+    return out
+
+
+def import_decoder_hf(src: Path, run: Path) -> Path:
+    """A local LlamaForCausalLM folder -> a decoder RUN (config.json, model.safetensors, tokenizer/)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from gristmill.model.decoder import CausalLM
+    from gristmill.train.checkpoint import save_run_weights
+
+    config = from_llama_config(LlamaConfig.from_pretrained(src, local_files_only=True))
+    llama = LlamaForCausalLM.from_pretrained(src, local_files_only=True)
+    model = CausalLM(config)
+    model.load_state_dict(from_llama_state_dict(llama.state_dict(), config), strict=True)
+    tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
+    if len(tokenizer) > config.vocab_size:
+        raise HFError(f"the tokenizer has {len(tokenizer)} tokens but the model only {config.vocab_size}")
+    run.mkdir(parents=True, exist_ok=True)
+    config.to_json(run / "config.json")
+    save_run_weights(model, run / "model.safetensors")
+    tokenizer.save_pretrained(run / "tokenizer")
+    (run / "import.json").write_text(json.dumps({"source": str(src.resolve()), "architecture": "LlamaForCausalLM"},
+                                                indent=2) + "\n", encoding="utf-8")
     return run

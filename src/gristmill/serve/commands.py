@@ -188,7 +188,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
         model: Path = typer.Argument(..., help="FT folder or ONNX export (POST /predict), or a pretraining RUN "
-                                     "folder (POST /fill-mask)."),
+                                     "folder (POST /fill-mask; a decoder RUN: POST /generate)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is reachable only "
                                  "from this machine."),
         port: int = typer.Option(8000, "--port"),
@@ -205,6 +205,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve a model over HTTP (FastAPI + uvicorn) until SIGTERM or Ctrl-C; OpenAPI schema at /docs."""
         require_extra("serve", "gristmill serve", "fastapi", "uvicorn", "pydantic")
+        from gristmill.model.config import is_decoder_run
         from gristmill.serve.predict import MaskFiller, is_mlm_run, load_classifier
         from gristmill.serve.server import Limits, classifier_engine, fill_mask_engine, run_server
 
@@ -220,7 +221,12 @@ def register(app: typer.Typer) -> None:
             raise _fail("--max-wait-ms must be >= 0")
         _threads(threads)
         try:
-            if model.is_dir() and is_mlm_run(model):
+            if model.is_dir() and is_decoder_run(model):
+                from gristmill.serve.generate import TextGenerator
+                from gristmill.serve.server import generate_engine
+
+                engine = generate_engine(TextGenerator.from_run(model))
+            elif model.is_dir() and is_mlm_run(model):
                 if backend != "torch" or quantize != "none":
                     raise _fail("a masked-LM RUN folder is served with the torch backend, unquantized")
                 engine = fill_mask_engine(MaskFiller(model, batch_size))

@@ -42,6 +42,8 @@ class Limits:
     max_queue: int = 2048
     """Requests waiting beyond this are answered 503 at once instead of piling up."""
     max_masks: int = 32
+    max_new_tokens: int = 256
+    """POST /generate: tokens one prompt may ask for (more: 422)."""
 
 
 # ------------------------------------------------------------------------------------------ micro-batcher
@@ -388,6 +390,8 @@ def create_app(engine: Engine, limits: Limits | None = None) -> Any:
                 raise HTTPException(422, "this model classifies single texts; remove text_pair")
             results = await batcher.submit(list(zip(texts, pairs, strict=True)))
             return PredictResponse(predictions=[LabelScore(**r) for r in results])
+    elif engine.kind == "causal-lm":
+        add_generate_route(app, engine, limits, batcher)
     else:
         @app.post("/fill-mask", response_model=FillMaskResponse, summary="Top candidates for each [MASK]",
                   responses={413: {"description": "body too large or too many texts"}})
@@ -408,6 +412,89 @@ def create_app(engine: Engine, limits: Limits | None = None) -> Any:
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
     return BodyLimit(app, limits.max_body_bytes)
+
+
+# ------------------------------------------------------------------------- POST /generate (decoder runs)
+
+
+class GenerateRequest(BaseModel):
+    """Prompt(s) to continue; the sampling options of ``gristmill generate`` (temperature 0 = greedy)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": "The package",
+                                                                             "max_new_tokens": 32}]})
+    inputs: Texts
+    max_new_tokens: StrictInt = Field(64, ge=0)
+    temperature: float = Field(0.0, ge=0.0, le=100.0)
+    top_k: StrictInt = Field(0, ge=0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    repetition_penalty: float = Field(1.0, gt=0.0, le=100.0)
+    stop: list[Annotated[StrictStr, Field(min_length=1, max_length=200)]] = Field(default_factory=list, max_length=16)
+    seed: StrictInt = 0
+
+
+class GeneratedText(BaseModel):
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    finish_reason: str
+
+
+class GenerateResponse(BaseModel):
+    completions: list[GeneratedText]
+
+
+def generate_engine(generator: Any) -> Engine:
+    """Serve a :class:`~gristmill.serve.generate.TextGenerator`; items are ``(prompt, Sampling)``.
+
+    Items of one micro-batch that ask for the same sampling are generated together (left-padded).
+    """
+    def run_batch(items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+        results: list[dict[str, Any] | None] = [None] * len(items)
+        groups: dict[str, list[int]] = {}
+        for i, (_, sampling) in enumerate(items):
+            groups.setdefault(repr(sampling), []).append(i)
+        for indices in groups.values():
+            completions = generator.generate([items[i][0] for i in indices], items[indices[0]][1])
+            for i, completion in zip(indices, completions, strict=True):
+                results[i] = completion.to_dict()
+        return results  # type: ignore[return-value]
+
+    def check(prompts: list[str], _limit: int) -> list[str | None]:
+        problems: list[str | None] = []
+        for prompt in prompts:
+            try:
+                generator.encode(prompt)
+                problems.append(None)
+            except ValueError as exc:
+                problems.append(str(exc))
+        return problems
+
+    return Engine("causal-lm", generator.source, "torch", run_batch, lambda: generator.forward_passes,
+                  encode_check=check)
+
+
+def add_generate_route(app: Any, engine: Engine, limits: Limits, batcher: MicroBatcher) -> None:
+    from gristmill.serve.generate import Sampling
+
+    @app.post("/generate", response_model=GenerateResponse, summary="Continue one prompt or a list of prompts",
+              responses={413: {"description": "body too large or too many prompts"}})
+    async def generate(request: GenerateRequest) -> GenerateResponse:
+        prompts = _as_list(request.inputs)
+        if len(prompts) > limits.max_texts:
+            raise HTTPException(413, f"{len(prompts)} prompts in one request; at most {limits.max_texts}")
+        if request.max_new_tokens > limits.max_new_tokens:
+            raise HTTPException(422, f"max_new_tokens {request.max_new_tokens} is over this server's limit "
+                                f"({limits.max_new_tokens})")
+        assert engine.encode_check is not None
+        for i, problem in enumerate(engine.encode_check(prompts, 0)):
+            if problem:
+                raise HTTPException(422, f"inputs[{i}]: {problem}")
+        sampling = Sampling(max_new_tokens=request.max_new_tokens, temperature=request.temperature,
+                            top_k=request.top_k, top_p=request.top_p, repetition_penalty=request.repetition_penalty,
+                            stop=list(request.stop), seed=request.seed)
+        results = await batcher.submit([(p, sampling) for p in prompts])
+        return GenerateResponse(completions=[GeneratedText(**{k: r[k] for k in GeneratedText.model_fields})
+                                             for r in results])
 
 
 def run_server(engine: Engine, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,

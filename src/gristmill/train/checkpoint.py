@@ -191,11 +191,12 @@ def load_encoder_into(model: torch.nn.Module, run_dir: str | Path) -> int:
     Strict: every encoder tensor must be present with the same shape, and nothing extra; otherwise a
     :class:`CheckpointError` lists the missing and unexpected names (or the mismatched shapes).
     """
-    encoder = getattr(model, "encoder", None)
+    body = "decoder" if hasattr(model, "decoder") else "encoder"  # a decoder classifier's body is .decoder
+    encoder = getattr(model, body, None)
     if encoder is None:
         raise CheckpointError(f"{type(model).__name__} has no .encoder to load pretrained weights into")
     state = load_state_dict_file(run_weights_path(Path(run_dir)))
-    prefix = "encoder."
+    prefix = f"{body}."
     weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     wanted = encoder.state_dict()
     missing = sorted(set(wanted) - set(weights))
@@ -210,3 +211,23 @@ def load_encoder_into(model: torch.nn.Module, run_dir: str | Path) -> int:
                               + "; ".join(mismatched[:5]))
     encoder.load_state_dict(weights, strict=True)
     return len(weights)
+
+
+def load_decoder_run(run_dir: str | Path) -> tuple[torch.nn.Module, Any, Path]:
+    """A decoder run -> (CausalLM in eval mode on CPU, its DecoderConfig, tokenizer dir)."""
+    from gristmill.model.config import DecoderConfig, read_config
+    from gristmill.model.decoder import CausalLM
+
+    run = Path(run_dir)
+    if not (run / "config.json").exists():
+        raise CheckpointError(f"{run} has no config.json: not a gristmill run folder")
+    config = read_config(run / "config.json")
+    if not isinstance(config, DecoderConfig):
+        raise CheckpointError(f"{run} holds an encoder; this needs a decoder run (pretrain --arch decoder)")
+    model = CausalLM(config)
+    result = model.load_state_dict(load_state_dict_file(run_weights_path(run)), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(f"{run}: weights do not match config.json (missing {result.missing_keys[:5]}, "
+                              f"unexpected {result.unexpected_keys[:5]})")
+    model.eval()
+    return model, config, run / "tokenizer"

@@ -54,6 +54,9 @@ def register(app: typer.Typer) -> None:
     def pretrain(
         data: Path = typer.Option(..., "--data", help="Packed token shards (TOKENS folder from `gristmill tokenize`)."),
         out: Path = typer.Option(..., "--out", help="Run folder to write (RUN)."),
+        arch: str = typer.Option("encoder", "--arch", help="encoder (masked LM) or decoder (causal LM, docs/decoder.md)."),
+        doc_mask: bool = typer.Option(True, "--doc-mask/--no-doc-mask",
+                                      help="Decoder: keep attention inside each packed document (block-diagonal)."),
         model_size: str = typer.Option("mini", "--model-size", help="tiny, mini, small, medium or base."),
         config: Path | None = typer.Option(None, "--config", help="Model config JSON (overrides --model-size)."),
         init_from: Path | None = typer.Option(None, "--init-from",
@@ -86,7 +89,7 @@ def register(app: typer.Typer) -> None:
         threads: int | None = typer.Option(None, "--threads", help="CPU threads per process."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
-        """Pretrain an encoder with masked-language modelling (also under torchrun for several processes)."""
+        """Pretrain an encoder (masked LM) or a decoder (--arch decoder, causal LM); also under torchrun."""
         import torch
 
         from gristmill.model.config import ConfigError
@@ -98,7 +101,7 @@ def register(app: typer.Typer) -> None:
         if threads:
             torch.set_num_threads(threads)
         cfg = PretrainConfig(
-            data=str(data), out=str(out), model_size=model_size, config_file=str(config) if config else None,
+            data=str(data), out=str(out), arch=arch, doc_mask=doc_mask, model_size=model_size, config_file=str(config) if config else None,
             init_from=str(init_from) if init_from else None, steps=steps, batch_size=batch_size,
             grad_accum=grad_accum, lr=lr, warmup=warmup, schedule=schedule, weight_decay=weight_decay, clip=clip,
             bf16=bf16, seed=seed, mask_prob=mask_prob, whole_word=whole_word, nsp=nsp, pre_ln=pre_ln,
@@ -119,7 +122,8 @@ def register(app: typer.Typer) -> None:
         if result.train_loss is not None:
             summary += f", train loss {result.train_loss:.4f}"
         if result.eval:
-            summary += (f", val loss {result.eval['loss']:.4f}, masked accuracy {result.eval['accuracy']:.3f}, "
+            kind = "next-token" if arch == "decoder" else "masked"
+            summary += (f", val loss {result.eval['loss']:.4f}, {kind} accuracy {result.eval['accuracy']:.3f}, "
                         f"perplexity {result.eval['perplexity']:.1f}")
         console.print(summary)
         console.print(f"run: {result.run_dir}  (model.safetensors, metrics.jsonl, loss.png, checkpoints/)")
@@ -167,7 +171,7 @@ def register(app: typer.Typer) -> None:
         import json
 
         info = json.loads((run / "import.json").read_text(encoding="utf-8"))
-        if info["mlm_head_initialised_randomly"]:
+        if info.get("mlm_head_initialised_randomly"):
             console.print("[yellow]the checkpoint has no MLM head (an encoder only): the head starts random; "
                           "pretrain a little (--init-from) before using fill-mask[/]")
         console.print(f"imported {hf_dir} -> {run}")

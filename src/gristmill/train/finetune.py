@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from gristmill.data import storage
-from gristmill.model.config import ConfigError, ModelConfig
+from gristmill.model.config import ConfigError, DecoderConfig, ModelConfig, read_config
 from gristmill.provenance import provenance
 from gristmill.train.tasks import (
     IGNORE_INDEX,
@@ -145,7 +145,7 @@ def read_model_config(path: Path) -> ModelConfig:
         raise FineTuneError(f"{path.parent} has no config.json: expected a folder written by "
                             "`gristmill pretrain --out` (or `gristmill finetune --out`)")
     try:
-        return ModelConfig.from_json(path)
+        return read_config(path)  # type: ignore[return-value]  # a DecoderConfig for decoder runs
     except ConfigError as exc:
         raise FineTuneError(str(exc)) from None
 
@@ -175,6 +175,13 @@ def check_tokenizer(tokenizer: Any, config: ModelConfig, tokdir: Path, model_tok
 def build_classifier(config: ModelConfig, spec: TaskSpec) -> nn.Module:
     from gristmill.model.transformer import SequenceClassifier, TokenClassifier
 
+    if isinstance(config, DecoderConfig):  # last-token pooling (model/decoder.py)
+        from gristmill.model.decoder import DecoderSequenceClassifier
+
+        if spec.type == "token":
+            raise FineTuneError("token classification needs an encoder: a decoder's tokens cannot see the words "
+                                "after them")
+        return DecoderSequenceClassifier(config, len(spec.labels))
     cls = TokenClassifier if spec.type == "token" else SequenceClassifier
     return cls(config, len(spec.labels))
 
@@ -195,9 +202,9 @@ def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int,
             raise FineTuneError(str(exc)) from None
     if spec.max_length > config.max_position:
         raise FineTuneError(f"--max-length {spec.max_length} exceeds the model's {config.max_position} positions")
-    if spec.pair_field and config.type_vocab_size < 2:
+    if spec.pair_field and getattr(config, "type_vocab_size", 0) < 2:
         raise FineTuneError("text pairs need segment embeddings, but this model has type_vocab_size "
-                            f"{config.type_vocab_size}")
+                            f"{getattr(config, 'type_vocab_size', 0)}")
     torch.manual_seed(seed)
     model = build_classifier(config, spec)
     if not from_scratch:

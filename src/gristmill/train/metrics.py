@@ -101,5 +101,8 @@ def plot_loss(run_dir: Path, out: Path | None = None) -> Path | None:
     size = setup.get("model_size") if not setup.get("config_file") else Path(setup["config_file"]).stem
     budget = f" ({size or 'custom'} encoder, {setup['steps']:,} steps of {setup['batch_size']} sequences)" \
         if setup.get("steps") and setup.get("batch_size") else ""
-    title = f"MLM pretraining: {run.resolve().name}{budget}"
+    from gristmill.model.config import is_decoder_run
+
+    objective = "causal-LM" if is_decoder_run(run) else "MLM"
+    title = f"{objective} pretraining: {run.resolve().name}{budget}"
     return plot_pretraining(read_metrics(run), out or run / "loss.png", title)

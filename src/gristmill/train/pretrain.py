@@ -1,4 +1,7 @@
-"""Masked-language-model pretraining: the training loop, readable top to bottom.
+"""Masked-language-model pretraining (and causal, for decoders): the training loop, readable top to bottom.
+
+With ``arch="decoder"`` the same loop trains a :class:`CausalLM` on the same shards; only the batch
+and the loss differ (``causal.py``: next-token targets, documents kept apart by the attention mask).
 
 ``pretrain(PretrainConfig)`` reads packed token shards (``TOKENS/``), builds a :class:`MaskedLM`, and
 runs AdamW with warmup and linear or cosine decay, gradient clipping and accumulation, optional bf16
@@ -39,11 +42,13 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from gristmill.data import storage
-from gristmill.model.config import ModelConfig
+from gristmill.model.config import DecoderConfig, ModelConfig, read_config
+from gristmill.model.decoder import CausalLM
 from gristmill.model.transformer import MaskedLM
 from gristmill.progress import progress_bar
 from gristmill.provenance import provenance
 from gristmill.train import checkpoint as ckpt
+from gristmill.train.causal import causal_loss_sum, evaluate_causal, make_causal_batch
 from gristmill.train.masking import MaskingSpec, MaskNoise, apply_mask, draw_noise, nsp_pairs
 from gristmill.train.metrics import (
     TENSORBOARD_MISSING,
@@ -66,6 +71,10 @@ class TrainingDiverged(RuntimeError):
 class PretrainConfig:
     data: str
     out: str
+    # encoder: masked-LM (MaskedLM); decoder: causal LM (CausalLM, see train/causal.py).
+    arch: str = "encoder"
+    # Decoder only: block-diagonal attention, no token sees another document (train/causal.py).
+    doc_mask: bool = True
     model_size: str = "mini"
     config_file: str | None = None
     init_from: str | None = None
@@ -106,6 +115,8 @@ class PretrainConfig:
         return int(round(self.warmup * self.steps)) if self.warmup < 1 else int(self.warmup)
 
     def check(self) -> None:
+        if self.arch not in ("encoder", "decoder"):
+            raise PretrainError(f"--arch must be encoder or decoder, not {self.arch!r}")
         if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise PretrainError("--steps, --batch-size and --grad-accum must be positive")
         if self.schedule not in ("linear", "cosine", "constant"):
@@ -244,17 +255,24 @@ def make_micro_batch(dataset: Any, indices: np.ndarray, noise: MaskNoise, spec: 
 # ---------------------------------------------------------------- model, optimizer, schedule
 
 
-def build_model_config(cfg: PretrainConfig, dataset: Any) -> ModelConfig:
+def build_model_config(cfg: PretrainConfig, dataset: Any) -> ModelConfig | DecoderConfig:
     """The model's shape, as saved in RUN/config.json (its dropout is the one for fine-tuning)."""
-    if cfg.init_from:
-        return ModelConfig.from_json(Path(cfg.init_from) / "config.json")
-    if cfg.config_file:
-        return ModelConfig.from_json(cfg.config_file)
+    if cfg.init_from or cfg.config_file:
+        config = read_config(Path(cfg.init_from) / "config.json" if cfg.init_from else str(cfg.config_file))
+        if isinstance(config, DecoderConfig) != (cfg.arch == "decoder"):
+            raise PretrainError(f"{cfg.init_from or cfg.config_file} describes "
+                                f"{'a decoder' if isinstance(config, DecoderConfig) else 'an encoder'}; "
+                                f"this run was asked for --arch {cfg.arch}")
+        return config
+    if cfg.arch == "decoder":
+        return DecoderConfig.named(cfg.model_size, vocab_size=int(dataset.vocab_size),
+                                   pad_id=int(dataset.special["pad"]), bos_id=int(dataset.special["cls"]),
+                                   eos_id=int(dataset.special["sep"]), max_position=max(512, int(dataset.seq_len)))
     return ModelConfig.named(cfg.model_size, vocab_size=int(dataset.vocab_size), pad_id=int(dataset.special["pad"]),
                              pre_ln=cfg.pre_ln, nsp=cfg.nsp, max_position=max(512, int(dataset.seq_len)))
 
 
-def check_compatible(config: ModelConfig, dataset: Any) -> None:
+def check_compatible(config: ModelConfig | DecoderConfig, dataset: Any) -> None:
     if config.vocab_size < dataset.vocab_size:
         raise PretrainError(f"the model's vocabulary ({config.vocab_size}) is smaller than the tokenizer's "
                             f"({dataset.vocab_size})")
@@ -298,6 +316,30 @@ def mlm_loss_sums(model: torch.nn.Module, mb: MicroBatch, autocast: Any,
     mlm = F.cross_entropy(logits.float(), mb.labels, reduction="sum")
     nsp = None if mb.nsp_labels is None else F.cross_entropy(nsp_logits.float(), mb.nsp_labels, reduction="sum")
     return mlm, nsp, logits
+
+
+def causal_step(trained: torch.nn.Module, dataset: Any, indices: np.ndarray, step: int, world: Dist, micro: int,
+                cfg: PretrainConfig, pad_id: int, autocast: Any) -> float:
+    """Forward and backward of one global batch for the decoder; returns its mean next-token loss.
+
+    As for MLM, each micro-batch's summed loss is divided by the target count of the whole global
+    batch, so any number of processes and any accumulation compute the same gradient.
+    """
+    mine = indices[world.rank::world.world]
+    torch.manual_seed(derive_seed(cfg.seed, _DROPOUT, step, world.rank))
+    batches = [make_causal_batch(dataset, mine[m * micro:(m + 1) * micro], pad_id, world.device, cfg.doc_mask)
+               for m in range(cfg.grad_accum)]
+    (targets,) = world.sum(sum(b.targets for b in batches))
+    targets = max(targets, 1.0)
+    loss_sum = 0.0
+    for m, batch in enumerate(batches):
+        sync = m == len(batches) - 1 or world.world == 1
+        with contextlib.nullcontext() if sync else trained.no_sync():
+            loss, _ = causal_loss_sum(trained, batch, autocast)
+            (loss * (world.world / targets)).backward()
+        loss_sum += float(loss.detach())
+    (loss_sum,) = world.sum(loss_sum)
+    return loss_sum / targets
 
 
 @torch.no_grad()
@@ -417,7 +459,10 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
                             f"= {world.world} x {cfg.grad_accum}")
     micro = G // (world.world * cfg.grad_accum)
     if cfg.resume and (run / "config.json").exists():
-        config = ModelConfig.from_json(run / "config.json")
+        config = read_config(run / "config.json")
+        if isinstance(config, DecoderConfig) != (cfg.arch == "decoder"):
+            raise PretrainError(f"{run} holds {'a decoder' if isinstance(config, DecoderConfig) else 'an encoder'}; "
+                                "resume it with the same --arch")
     else:
         config = build_model_config(cfg, train)
     check_compatible(config, train)
@@ -433,7 +478,9 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
 
     # -- model, optimizer, schedule
     torch.manual_seed(cfg.seed)
-    model = MaskedLM(dataclasses.replace(config, dropout=cfg.dropout, attention_dropout=cfg.dropout))
+    decoder = isinstance(config, DecoderConfig)
+    model: torch.nn.Module = (CausalLM(dataclasses.replace(config, dropout=cfg.dropout)) if decoder else
+                              MaskedLM(dataclasses.replace(config, dropout=cfg.dropout, attention_dropout=cfg.dropout)))
     if cfg.init_from:
         model.load_state_dict(ckpt.load_state_dict_file(ckpt.run_weights_path(Path(cfg.init_from))))
     model.to(world.device).train()
@@ -489,32 +536,35 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
             step_start = time.perf_counter()
             # -- this step's global batch, masks drawn for all of it, this process's rows of it
             indices, epoch, position = order.next(state.epoch, state.position)
-            noise = draw_noise(spec, G, seq_len, torch.Generator().manual_seed(derive_seed(cfg.seed, _MASKS, step)))
-            mine = slice(world.rank, G, world.world)
-            my_indices, my_noise = indices[mine], noise.rows(mine)
-            torch.manual_seed(derive_seed(cfg.seed, _DROPOUT, step, world.rank))
-            nsp_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, _NSP, step, world.rank)) if config.nsp else None
-            batches = [make_micro_batch(train, my_indices[m * micro:(m + 1) * micro],
-                                        my_noise.rows(slice(m * micro, (m + 1) * micro)), spec, config.pad_id,
-                                        world.device, (special["sep"], nsp_gen) if nsp_gen is not None else None)
-                       for m in range(cfg.grad_accum)]
-            (masked_total,) = world.sum(sum(b.labels.numel() for b in batches))
-            masked_total = max(masked_total, 1.0)
+            if decoder:
+                step_loss = causal_step(trained, train, indices, step, world, micro, cfg, config.pad_id, autocast)
+            else:
+                noise = draw_noise(spec, G, seq_len, torch.Generator().manual_seed(derive_seed(cfg.seed, _MASKS, step)))
+                mine = slice(world.rank, G, world.world)
+                my_indices, my_noise = indices[mine], noise.rows(mine)
+                torch.manual_seed(derive_seed(cfg.seed, _DROPOUT, step, world.rank))
+                nsp_gen = torch.Generator().manual_seed(derive_seed(cfg.seed, _NSP, step, world.rank)) if config.nsp else None
+                batches = [make_micro_batch(train, my_indices[m * micro:(m + 1) * micro],
+                                            my_noise.rows(slice(m * micro, (m + 1) * micro)), spec, config.pad_id,
+                                            world.device, (special["sep"], nsp_gen) if nsp_gen is not None else None)
+                           for m in range(cfg.grad_accum)]
+                (masked_total,) = world.sum(sum(b.labels.numel() for b in batches))
+                masked_total = max(masked_total, 1.0)
 
-            # -- forward and backward; each micro-batch's sum is scaled so the total is the global mean
-            mlm_sum = nsp_sum = 0.0
-            for m, mb in enumerate(batches):
-                sync = m == len(batches) - 1 or world.world == 1
-                with contextlib.nullcontext() if sync else trained.no_sync():
-                    mlm, nsp, _ = mlm_loss_sums(trained, mb, autocast)
-                    loss = mlm * (world.world / masked_total)
-                    if nsp is not None:
-                        loss = loss + nsp * (world.world / G)
-                    loss.backward()
-                mlm_sum += float(mlm.detach())
-                nsp_sum += float(nsp.detach()) if nsp is not None else 0.0
-            mlm_sum, nsp_sum = world.sum(mlm_sum, nsp_sum)
-            step_loss = mlm_sum / masked_total + (nsp_sum / G if config.nsp else 0.0)
+                # -- forward and backward; each micro-batch's sum is scaled so the total is the global mean
+                mlm_sum = nsp_sum = 0.0
+                for m, mb in enumerate(batches):
+                    sync = m == len(batches) - 1 or world.world == 1
+                    with contextlib.nullcontext() if sync else trained.no_sync():
+                        mlm, nsp, _ = mlm_loss_sums(trained, mb, autocast)
+                        loss = mlm * (world.world / masked_total)
+                        if nsp is not None:
+                            loss = loss + nsp * (world.world / G)
+                        loss.backward()
+                    mlm_sum += float(mlm.detach())
+                    nsp_sum += float(nsp.detach()) if nsp is not None else 0.0
+                mlm_sum, nsp_sum = world.sum(mlm_sum, nsp_sum)
+                step_loss = mlm_sum / masked_total + (nsp_sum / G if config.nsp else 0.0)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip if cfg.clip > 0 else float("inf")))
             if not math.isfinite(step_loss) or not math.isfinite(grad_norm):
                 message = diverged_message(step + 1, step_loss, grad_norm, scheduler.get_last_lr()[0], run, cfg.bf16)
@@ -548,8 +598,10 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
                 bar.update(bar_task, rate=f"loss {row['loss']:.3f}  {row['tokens_per_s']:,.0f} tokens/s")
                 window_loss, window_steps, window_tokens, window_seconds = 0.0, 0, 0, 0.0
             if val is not None and cfg.eval_every and (state.step % cfg.eval_every == 0 or state.step == cfg.steps):
-                last_eval = evaluate(model, val, spec, config.pad_id, world, micro, cfg.eval_batches * G,
-                                     cfg.seed, autocast)
+                last_eval = (evaluate_causal(model, val, config.pad_id, world, micro, cfg.eval_batches * G, autocast,
+                                             cfg.doc_mask) if decoder else
+                             evaluate(model, val, spec, config.pad_id, world, micro, cfg.eval_batches * G,
+                                      cfg.seed, autocast))
                 row = {"kind": "eval", "step": state.step, "tokens": state.tokens,
                        "elapsed_s": time.perf_counter() - started, **last_eval}
                 history.append(row)

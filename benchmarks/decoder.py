@@ -1,0 +1,211 @@
+"""Benchmark gristmill's decoder against ``transformers.LlamaForCausalLM``: training and generation speed.
+
+``train``: training steps (forward, next-token cross-entropy, backward, fused AdamW) of gristmill's
+CausalLM and of the same model as ``LlamaForCausalLM`` (weights converted with ``gristmill.model.hf``,
+loss through its ``labels=`` argument), on the same batches (``--batch`` x 128 tokens of random ids
+from an 8,192-token vocabulary), fp32 and bf16 autocast, one thread. Both run in one process, one
+step each in turn, so the load of other jobs falls on both alike; the ratio is the median of the
+per-round ratios. CPU seconds (``time.process_time``) are reported next to wall-clock seconds, because
+the machine is shared. ``--compile`` adds gristmill under ``torch.compile``.
+
+``generate``: greedy generation of 128 new tokens after a 16-token prompt, batch 1 and batch 8, with
+gristmill's KV cache, with transformers' ``generate`` (its cache), and both without a cache. The
+model is a trained decoder run (``--run``) or a random one of ``--size``. At batch 1 the script also
+checks that both produce the same tokens.
+
+Usage::
+
+    python benchmarks/decoder.py train --sizes tiny,mini --rounds 3 [--compile]
+    python benchmarks/decoder.py generate --run RUN [--no-cache-too]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Scripts in benchmarks/ put that folder first on sys.path, where a sibling named like a standard
+# module (tokenize.py) would shadow it; the standard library must win.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+VOCAB, SEQ_LEN = 8192, 128
+
+
+def timed(fn: Any) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_steps(size: str, precision: str, batch: int, rounds: int, compile_too: bool) -> dict[str, Any]:
+    from gristmill.model.config import DecoderConfig
+    from gristmill.model.decoder import CausalLM
+    from gristmill.model.hf import to_llama
+
+    config = DecoderConfig.named(size, VOCAB, max_position=512)
+    torch.manual_seed(0)
+    ours = CausalLM(config).train()
+    theirs = to_llama(ours, config).train()
+    models: dict[str, torch.nn.Module] = {"transformers": theirs, "gristmill": ours}
+    if compile_too:
+        twin = CausalLM(config).train()
+        twin.load_state_dict(ours.state_dict())
+        models["gristmill + torch.compile"] = torch.compile(twin)
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True) for name, m in models.items()}
+    ids = torch.randint(5, VOCAB, (batch, SEQ_LEN), generator=torch.Generator().manual_seed(1))
+    # gristmill's pretraining loss (train/causal.py): next-token labels, the last position ignored.
+    labels = torch.full_like(ids, -100)
+    labels[:, :-1] = ids[:, 1:]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def step(name: str) -> float:
+        model, opt = models[name], optimizers[name]
+        with autocast:
+            if name == "transformers":
+                loss = model(input_ids=ids, labels=ids).loss
+            else:
+                logits = model(ids)
+        if name != "transformers":
+            loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    losses = {name: step(name) for name in models}  # warm-up (and compilation), first-batch loss
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name in models:
+            times[name].append(timed(lambda n=name: step(n)))
+    tokens = batch * SEQ_LEN
+    out: dict[str, Any] = {"size": size, "precision": precision, "batch": batch, "rounds": rounds, "rows": {}}
+    for name, t in times.items():
+        wall = statistics.median(w for w, _ in t)
+        cpu = statistics.median(c for _, c in t)
+        out["rows"][name] = {"first_loss": round(losses[name], 4), "s_per_step": round(wall, 3),
+                             "cpu_s_per_step": round(cpu, 3), "tokens_per_s": round(tokens / wall),
+                             "tokens_per_cpu_s": round(tokens / cpu)}
+    for name in models:
+        if name != "transformers":
+            out["rows"][name]["speedup_wall"] = round(statistics.median(
+                h[0] / g[0] for h, g in zip(times["transformers"], times[name])), 2)
+            out["rows"][name]["speedup_cpu"] = round(statistics.median(
+                h[1] / g[1] for h, g in zip(times["transformers"], times[name])), 2)
+    return out
+
+
+# ---------------------------------------------------------------- generation
+
+
+def generation(run: str | None, size: str, new_tokens: int, prompt_len: int, batches: list[int],
+               no_cache_too: bool) -> list[dict[str, Any]]:
+    from gristmill.model.config import DecoderConfig
+    from gristmill.model.decoder import CausalLM
+    from gristmill.model.hf import to_llama
+    from gristmill.serve.generate import Sampling, TextGenerator
+    from gristmill.train.checkpoint import load_decoder_run
+
+    if run:
+        model, config, _ = load_decoder_run(run)
+    else:
+        config = DecoderConfig.named(size, VOCAB, max_position=512)
+        torch.manual_seed(0)
+        model = CausalLM(config).eval()
+    generator = TextGenerator(model, config, tokenizer=None)
+    llama = to_llama(model, config)
+    sampling = Sampling(max_new_tokens=new_tokens, ignore_eos=True)
+    results = []
+    for batch in batches:
+        prompts = torch.randint(5, config.vocab_size, (batch, prompt_len), generator=torch.Generator().manual_seed(2))
+        prompts[:, 0] = config.bos_id
+        lists = prompts.tolist()
+
+        def ours(cache: bool = True, lists: list[list[int]] = lists) -> list[list[int]]:
+            return generator.generate_ids(lists, sampling, use_cache=cache)[0]
+
+        def theirs(cache: bool = True, prompts: torch.Tensor = prompts) -> list[list[int]]:
+            with torch.inference_mode():
+                out = llama.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=False,
+                                     max_new_tokens=new_tokens, min_new_tokens=new_tokens, use_cache=cache,
+                                     pad_token_id=config.pad_id)
+            return out[:, prompt_len:].tolist()
+
+        ours(), theirs()  # warm-up
+        cases = [("gristmill, KV cache", ours, True), ("transformers generate, cache", theirs, True)]
+        if no_cache_too:
+            cases += [("gristmill, no cache", ours, False), ("transformers generate, no cache", theirs, False)]
+        row: dict[str, Any] = {"batch": batch, "new_tokens": new_tokens, "prompt_tokens": prompt_len,
+                               "model": run or f"random {size}", "cases": {}}
+        tokens = {}
+        for name, fn, cache in cases:
+            result: list[list[int]] = []
+            wall, cpu = timed(lambda fn=fn, cache=cache, result=result: result.extend(fn(cache)))
+            tokens[name] = result
+            row["cases"][name] = {"s": round(wall, 3), "cpu_s": round(cpu, 3),
+                                  "tokens_per_s": round(batch * new_tokens / wall, 1),
+                                  "tokens_per_cpu_s": round(batch * new_tokens / cpu, 1)}
+        cached = row["cases"]
+        row["speedup_vs_transformers_cache"] = round(cached["transformers generate, cache"]["cpu_s"]
+                                                     / cached["gristmill, KV cache"]["cpu_s"], 2)
+        if no_cache_too:
+            row["cache_saves_gristmill"] = round(cached["gristmill, no cache"]["cpu_s"]
+                                                 / cached["gristmill, KV cache"]["cpu_s"], 2)
+        row["same_tokens_as_transformers"] = tokens["gristmill, KV cache"] == tokens["transformers generate, cache"]
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--sizes", default="tiny,mini")
+    t.add_argument("--precisions", default="fp32,bf16")
+    t.add_argument("--batch", type=int, default=32)
+    t.add_argument("--rounds", type=int, default=3)
+    t.add_argument("--compile", action="store_true")
+    g = sub.add_parser("generate")
+    g.add_argument("--run", default=None, help="A decoder run (default: random weights of --size).")
+    g.add_argument("--size", default="tiny")
+    g.add_argument("--new-tokens", type=int, default=128)
+    g.add_argument("--prompt-tokens", type=int, default=16)
+    g.add_argument("--batches", default="1,8")
+    g.add_argument("--no-cache-too", action="store_true")
+    for p in (t, g):
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--json", default=None, help="Also write the results here.")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    import transformers
+
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {args.threads}", flush=True)
+    results: list[dict[str, Any]] = []
+    if args.what == "train":
+        for size in args.sizes.split(","):
+            for precision in args.precisions.split(","):
+                row = train_steps(size, precision, args.batch, args.rounds, args.compile and precision == "fp32")
+                print(json.dumps(row), flush=True)
+                results.append(row)
+    else:
+        results = generation(args.run, args.size, args.new_tokens, args.prompt_tokens,
+                             [int(b) for b in args.batches.split(",")], args.no_cache_too)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
