@@ -11,6 +11,8 @@ from typing import Any
 
 import typer
 
+from gristmill.errors import exit_code
+from gristmill.options import COUNT, NON_NEGATIVE, PORT, ranged
 from gristmill.serve.predict import BACKENDS, QUANTIZE
 
 
@@ -37,10 +39,10 @@ def _log(message: str) -> None:
     console.print(message, highlight=False, soft_wrap=True)
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 2) -> typer.Exit:
     from gristmill.cli import fail
 
-    return fail(message)
+    return fail(message, code)
 
 
 def _threads(threads: int | None) -> None:
@@ -66,13 +68,13 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
         quantize: str = typer.Option("none", "--quantize", help="none or int8 (torch: dynamic quantization in "
                                      "process; onnx: model.int8.onnx)."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
-        window: int = typer.Option(4096, "--window", help="Lines read, length-sorted and written back at a time."),
+        batch_size: int = typer.Option(32, "--batch-size", callback=ranged(COUNT), help="Texts per forward pass."),
+        window: int = typer.Option(4096, "--window", callback=ranged(COUNT), help="Lines read, length-sorted and written back at a time."),
         text_field: str | None = typer.Option(None, "--text-field", help="Default: the field the model was tuned on."),
         label_field: str = typer.Option("label", "--label-field", help="Gold label field; when present, accuracy "
                                         "is printed."),
         drop_text: bool = typer.Option(False, "--drop-text", help="Leave the text out of the output records."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the model (default: all)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the model (default: all)."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Predict a label and class probabilities for every line of a JSONL file, streaming.
@@ -102,7 +104,7 @@ def register(app: typer.Typer) -> None:
                 backend_name = clf.backend.name
                 summary = predict_file(clf, input, output, text_field, label_field or None, window, progress, drop_text)
         except _user_errors() as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc), exit_code(exc)) from None
         s = summary.as_dict()
         rate = f", {s['texts_per_second']:,} texts/s" if s["texts_per_second"] else ""
         _log(f"{summary.predicted:,} predicted in {summary.seconds:.1f}s{rate} ({backend_name}, "
@@ -123,10 +125,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder."),
         quantize: str = typer.Option("none", "--quantize", help="onnx: also write model.int8.onnx (int8)."),
         eval_file: Path | None = typer.Option(None, "--eval", help="onnx: labelled JSONL to compare accuracies on."),
-        eval_limit: int | None = typer.Option(None, "--eval-limit", help="Use only the first N examples of --eval."),
+        eval_limit: int | None = typer.Option(None, "--eval-limit", callback=ranged(COUNT), help="Use only the first N examples of --eval."),
         torch_int8: bool = typer.Option(False, "--torch-int8", help="onnx: also compare PyTorch dynamic int8."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing, non-empty folder."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the parity check (default: all)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the parity check (default: all)."),
     ) -> None:
         """Export a model: ONNX (dynamic batch and sequence axes, optional int8) or a transformers folder."""
         _choice(format, ("onnx", "hf"), "--format")
@@ -157,7 +159,7 @@ def register(app: typer.Typer) -> None:
             report = export_onnx(model, out, quantize=quantize, eval_file=eval_file, eval_limit=eval_limit,
                                  torch_int8=torch_int8, threads=threads, log=_log)
         except _user_errors() as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc), exit_code(exc)) from None
         _print_report(report, out)
 
     @app.command()
@@ -166,16 +168,16 @@ def register(app: typer.Typer) -> None:
                                      "folder (POST /fill-mask)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is reachable only "
                                  "from this machine."),
-        port: int = typer.Option(8000, "--port"),
+        port: int = typer.Option(8000, "--port", callback=ranged(PORT)),
         backend: str = typer.Option("torch", "--backend", help="torch or onnx (classifiers)."),
         quantize: str = typer.Option("none", "--quantize", help="none or int8."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
-        max_batch: int = typer.Option(64, "--max-batch", help="Texts gathered from concurrent requests per micro-batch."),
-        max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request may wait for others to "
+        batch_size: int = typer.Option(32, "--batch-size", callback=ranged(COUNT), help="Texts per forward pass."),
+        max_batch: int = typer.Option(64, "--max-batch", callback=ranged(COUNT), help="Texts gathered from concurrent requests per micro-batch."),
+        max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", callback=ranged(NON_NEGATIVE), help="How long a request may wait for others to "
                                           "join its batch."),
-        max_texts: int = typer.Option(64, "--max-texts", help="Texts per request (more: 413)."),
-        max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Request body size (more: 413)."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the model (default: all)."),
+        max_texts: int = typer.Option(64, "--max-texts", callback=ranged(COUNT), help="Texts per request (more: 413)."),
+        max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", callback=ranged(COUNT), help="Request body size (more: 413)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the model (default: all)."),
         log_level: str = typer.Option("info", "--log-level"),
     ) -> None:
         """Serve a model over HTTP (FastAPI + uvicorn) until SIGTERM or Ctrl-C; OpenAPI schema at /docs."""
@@ -184,12 +186,6 @@ def register(app: typer.Typer) -> None:
 
         _choice(backend, BACKENDS, "--backend")
         _choice(quantize, QUANTIZE, "--quantize")
-        for name, value in (("--batch-size", batch_size), ("--max-batch", max_batch), ("--max-texts", max_texts),
-                            ("--max-body-bytes", max_body_bytes)):
-            if value < 1:
-                raise _fail(f"{name} must be at least 1")
-        if max_wait_ms < 0:
-            raise _fail("--max-wait-ms must be >= 0")
         _threads(threads)
         try:
             if model.is_dir() and is_mlm_run(model):
@@ -199,7 +195,7 @@ def register(app: typer.Typer) -> None:
             else:
                 engine = classifier_engine(load_classifier(model, backend, quantize, batch_size, threads, log=_log))
         except _user_errors() as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc), exit_code(exc)) from None
         limits = Limits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_batch=max_batch,
                         max_wait_ms=max_wait_ms)
         _log(f"serving {engine.model} ({engine.kind}, {engine.backend}) on http://{host}:{port} "
