@@ -12,7 +12,7 @@ from typing import Any
 import typer
 
 from gristmill.errors import exit_code
-from gristmill.options import COUNT, NON_NEGATIVE, PORT, ranged
+from gristmill.options import COUNT, NON_NEGATIVE, PORT, POSITIVE, ranged
 from gristmill.serve.predict import BACKENDS, QUANTIZE
 
 
@@ -179,10 +179,24 @@ def register(app: typer.Typer) -> None:
         max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", callback=ranged(COUNT), help="Request body size (more: 413)."),
         threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the model (default: all)."),
         log_level: str = typer.Option("info", "--log-level"),
+        token: str | None = typer.Option(None, "--token", envvar="GRISTMILL_TOKEN", show_envvar=True,
+                                         help="Require 'Authorization: Bearer TOKEN' (all but GET /health); prefer "
+                                         "the environment variable, which `ps` does not show."),
+        allowed_host: list[str] | None = typer.Option(None, "--allowed-host", help="Host header names to answer "
+                                                      "(repeat; * = any). Default: the loopback names when bound "
+                                                      "to a loopback address, else any."),
+        max_connections: int | None = typer.Option(None, "--max-connections", callback=ranged(COUNT),
+                                                   help="Open connections; more are answered 503 (default: what "
+                                                   "the descriptor limit allows, at most 4096)."),
+        read_timeout: float = typer.Option(30.0, "--read-timeout", callback=ranged(POSITIVE),
+                                           help="Seconds a client may take to send a request's head, and its body."),
+        keep_alive: int = typer.Option(5, "--keep-alive", callback=ranged(COUNT),
+                                       help="Seconds an idle connection stays open after an answer."),
     ) -> None:
         """Serve a model over HTTP (FastAPI + uvicorn) until SIGTERM or Ctrl-C; OpenAPI schema at /docs."""
+        from gristmill.serve.guard import default_allowed_hosts
         from gristmill.serve.predict import MaskFiller, is_mlm_run, load_classifier
-        from gristmill.serve.server import Limits, classifier_engine, fill_mask_engine, run_server
+        from gristmill.serve.server import Access, Limits, classifier_engine, fill_mask_engine, run_server
 
         _choice(backend, BACKENDS, "--backend")
         _choice(quantize, QUANTIZE, "--quantize")
@@ -197,10 +211,13 @@ def register(app: typer.Typer) -> None:
         except _user_errors() as exc:
             raise _fail(str(exc), exit_code(exc)) from None
         limits = Limits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_batch=max_batch,
-                        max_wait_ms=max_wait_ms)
+                        max_wait_ms=max_wait_ms, read_timeout_s=read_timeout, keep_alive_s=keep_alive,
+                        max_connections=max_connections)
+        access = Access(token=token or None,
+                        allowed_hosts=tuple(allowed_host) if allowed_host else default_allowed_hosts(host))
         _log(f"serving {engine.model} ({engine.kind}, {engine.backend}) on http://{host}:{port} "
              f"- docs at /docs, stop with Ctrl-C or SIGTERM")
-        run_server(engine, host, port, limits, log_level)
+        run_server(engine, host, port, limits, log_level, access)
 
 
 def _print_report(report: dict[str, Any], out: Path) -> None:

@@ -5,8 +5,10 @@ A model folder is fixed at start-up (an ``FT/`` folder or ONNX export for ``POST
 at most ``max_wait_ms`` so that concurrent ones share one forward pass (:class:`MicroBatcher`); the model
 runs in one worker thread so the event loop keeps accepting requests meanwhile.
 
-Input errors are 4xx, never 500: wrong JSON types and unknown fields 422, bodies over ``max_body_bytes``
-or more than ``max_texts`` texts 413, a full queue 503. ``GET /health`` reports the model and the
+Input errors are 4xx, never 500: wrong JSON types, NaN, lone surrogates and unknown fields 422, JSON
+that cannot be parsed (too deep, 5,000-digit numbers) 400, bodies over ``max_body_bytes`` or more than
+``max_texts`` texts 413, a body slower than ``read_timeout_s`` 408, a full queue 503. Connection limits,
+read time-outs, the Host check and the bearer token are in :mod:`gristmill.serve.guard`. ``GET /health`` reports the model and the
 counters (requests, texts, micro-batches, model forward passes) that show batching at work.
 
 This module must not load models itself beyond calling :mod:`gristmill.serve.predict`, and must not
@@ -24,8 +26,19 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+
+from gristmill.serve.guard import (
+    AcceptErrorFilter,
+    Guard,
+    access_warning,
+    connection_budget,
+    default_allowed_hosts,
+    guarded_protocol,
+    reply,
+)
 
 log = logging.getLogger("gristmill.serve")
 
@@ -42,6 +55,22 @@ class Limits:
     max_queue: int = 2048
     """Requests waiting beyond this are answered 503 at once instead of piling up."""
     max_masks: int = 32
+    read_timeout_s: float = 30.0
+    """Seconds a client may take to send a request's head (from connecting, or from its previous answer)
+    and again to send its body; slower connections are closed (head) or answered 408 (body)."""
+    keep_alive_s: int = 5
+    """Seconds an idle kept-alive connection stays open after an answer."""
+    max_connections: int | None = None
+    """Open connections beyond this are answered 503 and closed; None: what the descriptor limit allows."""
+
+
+@dataclass
+class Access:
+    """Who may ask: ``token`` (None: anyone who can connect) and the Host names answered (None: any)."""
+
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] | None = None
+    """``run_server`` defaults to the loopback names when it binds a loopback address (DNS rebinding)."""
 
 
 # ------------------------------------------------------------------------------------------ micro-batcher
@@ -174,10 +203,11 @@ class BodyLimit:
     closed without reading further.
     """
 
-    def __init__(self, app: Any, max_bytes: int, drain_factor: int = 16) -> None:
+    def __init__(self, app: Any, max_bytes: int, drain_factor: int = 16, timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.drain_bytes = max_bytes * drain_factor
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
@@ -196,8 +226,15 @@ class BodyLimit:
                 return
         chunks: list[bytes] = []
         size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                await self._reject(send, 408, f"the request body did not arrive within {self.timeout_s:g} s",
+                                   close=True)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -226,19 +263,22 @@ class BodyLimit:
 
     @staticmethod
     async def _reject(send: Callable, status: int, detail: str, close: bool = False) -> None:
-        import json
-
-        payload = json.dumps({"detail": detail}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        if close:
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await reply(send, status, detail, close=close)
 
 
 # ------------------------------------------------------------------------------------------------ schemas
 
 Texts = StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
+
+
+def _encodable(value: str | list[str] | None) -> str | list[str] | None:
+    """Refuse lone surrogates (JSON escapes such as \\ud800 that are no character): no tokenizer encodes them."""
+    for text in [value] if isinstance(value, str) else value or []:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a text holds a lone surrogate (an escape such as \\ud800 that is no character)") from None
+    return value
 
 
 class PredictRequest(BaseModel):
@@ -248,6 +288,7 @@ class PredictRequest(BaseModel):
                                                                              {"inputs": ["first text", "second"]}]})
     inputs: Texts
     text_pair: Texts | None = None
+    _unicode = field_validator("inputs", "text_pair")(_encodable)
 
 
 class LabelScore(BaseModel):
@@ -266,6 +307,7 @@ class FillMaskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": "the [MASK] is red", "top_k": 5}]})
     inputs: Texts
     top_k: StrictInt = Field(5, ge=1, le=50)
+    _unicode = field_validator("inputs")(_encodable)
 
 
 class Candidate(BaseModel):
@@ -337,8 +379,8 @@ def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def create_app(engine: Engine, limits: Limits | None = None) -> Any:
-    """The ASGI app for ``engine`` (FastAPI wrapped in the body-size limit)."""
+def create_app(engine: Engine, limits: Limits | None = None, access: Access | None = None) -> Any:
+    """The ASGI app for ``engine``: FastAPI inside the body limit, inside the Host and token checks."""
     limits = limits or Limits()
     batcher = MicroBatcher(engine.run_batch, limits.max_batch, limits.max_wait_ms / 1000.0, limits.max_queue)
 
@@ -402,24 +444,53 @@ def create_app(engine: Engine, limits: Limits | None = None) -> Any:
             results = await batcher.submit([(t, request.top_k) for t in texts])
             return FillMaskResponse(results=results)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes the input, which may hold NaN or a lone surrogate that JSON cannot
+        # carry: the answer then fails to render and becomes a 500. Keep only where and what.
+        return JSONResponse({"detail": [_clean_error(e) for e in exc.errors()]}, status_code=422)
+
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - bugs only
         log.exception("unexpected error", exc_info=exc)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
-    return BodyLimit(app, limits.max_body_bytes)
+    access = access or Access()
+    return Guard(BodyLimit(app, limits.max_body_bytes, timeout_s=limits.read_timeout_s), access.allowed_hosts,
+                 access.token)
+
+
+def _clean_error(error: dict[str, Any]) -> dict[str, Any]:
+    """A validation error as JSON can always carry it: no input, strings with surrogates escaped, short."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        return str(value).encode("utf-8", "backslashreplace").decode("utf-8")[:200]
+
+    return {"loc": [clean(part) for part in error.get("loc", ())], "msg": clean(error.get("msg", "")),
+            "type": clean(error.get("type", ""))}
 
 
 def run_server(engine: Engine, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-               log_level: str = "info") -> None:
+               log_level: str = "info", access: Access | None = None) -> None:
     """Serve until SIGTERM or SIGINT; uvicorn then stops accepting, finishes open requests and returns."""
     import signal
 
     import uvicorn
 
+    limits = limits or Limits()
+    access = access or Access(allowed_hosts=default_allowed_hosts(host))
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
-    config = uvicorn.Config(create_app(engine, limits), host=host, port=port, log_level=log_level,
-                            timeout_graceful_shutdown=10, access_log=False)
+    warning = access_warning(host, access.token)
+    if warning:
+        log.warning(warning)
+    max_connections, backlog = connection_budget(limits.max_connections)
+    logging.getLogger("asyncio").addFilter(AcceptErrorFilter())
+    config = uvicorn.Config(create_app(engine, limits, access), host=host, port=port, log_level=log_level,
+                            timeout_graceful_shutdown=10, access_log=False, timeout_keep_alive=limits.keep_alive_s,
+                            http=guarded_protocol(max_connections, limits.read_timeout_s), backlog=backlog)
+    log.info("at most %d open connections (more are answered 503), %gs to send a request", max_connections,
+             limits.read_timeout_s)
     # After its graceful shutdown uvicorn restores the handlers it found and raises the signal again.
     # With these no-op handlers that second delivery is ignored, so a requested stop exits with status 0
     # instead of dying of the signal (or printing a KeyboardInterrupt traceback).
