@@ -69,7 +69,7 @@ def read_manifest(tokens_dir: str | Path, check: bool = True, verify: bool = Fal
     if check:
         try:
             check_manifest(root, manifest)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             if isinstance(exc, TokenizerError):
                 raise
             raise ShardError(f"{file} is damaged: {type(exc).__name__} {exc}; make the shards again with "
