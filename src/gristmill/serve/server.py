@@ -5,7 +5,8 @@ A model folder is fixed at start-up (an ``FT/`` folder or ONNX export for ``POST
 at most ``max_wait_ms`` so that concurrent ones share one forward pass (:class:`MicroBatcher`); the model
 runs in one worker thread so the event loop keeps accepting requests meanwhile.
 
-Input errors are 4xx, never 500: wrong JSON types, NaN, lone surrogates and unknown fields 422, JSON
+Input errors are 4xx, never 500: wrong JSON types, NaN and unknown fields 422 (lone surrogates in a text
+are replaced, as in batch prediction: ``predict.clean_text``), JSON
 that cannot be parsed (too deep, 5,000-digit numbers) 400, bodies over ``max_body_bytes`` or more than
 ``max_texts`` texts 413, a body slower than ``read_timeout_s`` 408, a full queue 503. Connection limits,
 read time-outs, the Host check and the bearer token are in :mod:`gristmill.serve.guard`. ``GET /health`` reports the model and the
@@ -28,7 +29,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from gristmill.serve.guard import (
     AcceptErrorFilter,
@@ -271,16 +272,6 @@ class BodyLimit:
 Texts = StrictStr | Annotated[list[StrictStr], Field(min_length=1)]
 
 
-def _encodable(value: str | list[str] | None) -> str | list[str] | None:
-    """Refuse lone surrogates (JSON escapes such as \\ud800 that are no character): no tokenizer encodes them."""
-    for text in [value] if isinstance(value, str) else value or []:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("a text holds a lone surrogate (an escape such as \\ud800 that is no character)") from None
-    return value
-
-
 class PredictRequest(BaseModel):
     """One text, or a list of texts, to classify; ``text_pair`` only for models trained on pairs."""
 
@@ -288,7 +279,6 @@ class PredictRequest(BaseModel):
                                                                              {"inputs": ["first text", "second"]}]})
     inputs: Texts
     text_pair: Texts | None = None
-    _unicode = field_validator("inputs", "text_pair")(_encodable)
 
 
 class LabelScore(BaseModel):
@@ -307,7 +297,6 @@ class FillMaskRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": "the [MASK] is red", "top_k": 5}]})
     inputs: Texts
     top_k: StrictInt = Field(5, ge=1, le=50)
-    _unicode = field_validator("inputs")(_encodable)
 
 
 class Candidate(BaseModel):
