@@ -103,3 +103,13 @@ def main() -> None:
     except UserError as exc:
         console.print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
+    except OSError as exc:
+        # Where the machine, not gristmill, said no (disk full, permissions, a file where a folder should
+        # be): one line naming the path. Other OS errors keep their traceback.
+        from gristmill.errors import describe_os_error
+
+        message = describe_os_error(exc)
+        if message is None:
+            raise
+        console.print(f"[bold red]error:[/] {message}")
+        sys.exit(2)

@@ -3,10 +3,13 @@
 Every package keeps its own error classes (``TokenizerError``, ``CheckpointError``, ``TaskError``, ...);
 a class whose cause is the *content* of a file (a truncated weights file, a zeroed shard, a task file
 that is not UTF-8) also derives from :class:`BadDataError`, and the command line exits with
-:func:`exit_code` of it. This module imports nothing, so every layer may use it.
+:func:`exit_code` of it. It imports nothing of gristmill, so every layer may use it; it also words the file-system errors
+(disk full, permissions) that ``gristmill.cli.main`` prints as one line.
 """
 
 from __future__ import annotations
+
+import errno
 
 USER_ERROR = 2
 """Exit status of a wrong command: a flag out of range, a missing folder, an existing output."""
@@ -21,3 +24,26 @@ class BadDataError(Exception):
 
 def exit_code(exc: BaseException) -> int:
     return BAD_DATA if isinstance(exc, BadDataError) else USER_ERROR
+
+
+FILE_SYSTEM_ERRORS = {
+    errno.ENOSPC: "the disk is full: free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is used up: free some space or write elsewhere",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "not permitted",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder",
+    errno.EEXIST: "it already exists",
+    errno.ENAMETOOLONG: "the name is too long",
+    errno.EMFILE: "too many open files (ulimit -n)",
+}
+"""OS errors where the machine, not gristmill, said no: reported as one line naming the path (exit 2)."""
+
+
+def describe_os_error(exc: OSError, path: object = None) -> str | None:
+    """One line for an OS error in :data:`FILE_SYSTEM_ERRORS` (naming ``path`` or the error's own), else None."""
+    if exc.errno not in FILE_SYSTEM_ERRORS:
+        return None
+    where = " -> ".join(str(f) for f in (path or exc.filename, exc.filename2) if f) or "writing output"
+    return f"{where}: {FILE_SYSTEM_ERRORS[exc.errno]} ({exc.strerror})"

@@ -280,3 +280,20 @@ def test_task_file_gzip_damage_and_bom(tmp_path: Path) -> None:
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b"\xef\xbb\xbf" + GOOD)  # written by some editors: accepted
     assert [e.text for e in load_sequence_examples(bom)] == ["a fine line", "another"]
+
+
+def test_pretrain_output_below_a_file(tokens: Path, pretrain_model_config: Path, tmp_path: Path, monkeypatch,
+                                      capsys) -> None:
+    import sys
+
+    from gristmill.cli import main
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    argv = pretrain_args(tokens, blocker / "run", pretrain_model_config)
+    monkeypatch.setattr(sys, "argv", ["gristmill", *[str(a) for a in argv]])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = " ".join(capsys.readouterr().err.split())
+    assert exit_info.value.code == USER_ERROR and "a-file" in err and "not a folder" in err and "Traceback" not in err
+    assert blocker.read_text() == "mine"
