@@ -296,3 +296,28 @@ def test_many_idle_sockets_under_a_low_descriptor_limit(tmp_path: Path) -> None:
         stop(proc)
     text = log.read_text()
     assert "Traceback" not in text and len(text) < 20_000, text[-2000:]
+
+
+def test_serve_command_passes_token_hosts_and_limits(monkeypatch, tmp_path: Path) -> None:
+    """`gristmill serve`: GRISTMILL_TOKEN, --allowed-host and the limits reach run_server (no socket is bound)."""
+    from typer.testing import CliRunner
+
+    from gristmill.cli import app
+    from gristmill.serve import predict, server
+
+    calls: list[tuple] = []
+    monkeypatch.setattr(predict, "load_classifier", lambda *a, **k: object())
+    monkeypatch.setattr(server, "classifier_engine", lambda clf: fake_engine())
+    monkeypatch.setattr(server, "run_server", lambda *args: calls.append(args))
+    runner = CliRunner()
+    result = runner.invoke(app, ["serve", str(tmp_path)], env={"GRISTMILL_TOKEN": "from-env"})
+    assert result.exit_code == 0, result.output
+    _engine, host, _port, limits, _level, access = calls[-1]
+    assert host == "127.0.0.1" and access.token == "from-env" and "localhost" in access.allowed_hosts
+    assert limits.read_timeout_s == 30 and limits.max_connections is None
+    result = runner.invoke(app, ["serve", str(tmp_path), "--host", "0.0.0.0", "--allowed-host", "models.example",
+                                 "--max-connections", "50", "--read-timeout", "2.5"], env={"GRISTMILL_TOKEN": ""})
+    assert result.exit_code == 0, result.output
+    _engine, host, _port, limits, _level, access = calls[-1]
+    assert access.token is None and access.allowed_hosts == ("models.example",)
+    assert limits.max_connections == 50 and limits.read_timeout_s == 2.5

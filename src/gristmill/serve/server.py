@@ -5,12 +5,12 @@ A model folder is fixed at start-up (an ``FT/`` folder or ONNX export for ``POST
 at most ``max_wait_ms`` so that concurrent ones share one forward pass (:class:`MicroBatcher`); the model
 runs in one worker thread so the event loop keeps accepting requests meanwhile.
 
-Input errors are 4xx, never 500: wrong JSON types, NaN and unknown fields 422 (lone surrogates in a text
-are replaced, as in batch prediction: ``predict.clean_text``), JSON
-that cannot be parsed (too deep, 5,000-digit numbers) 400, bodies over ``max_body_bytes`` or more than
-``max_texts`` texts 413, a body slower than ``read_timeout_s`` 408, a full queue 503. Connection limits,
-read time-outs, the Host check and the bearer token are in :mod:`gristmill.serve.guard`. ``GET /health`` reports the model and the
-counters (requests, texts, micro-batches, model forward passes) that show batching at work.
+Input errors are 4xx, never 500: wrong JSON types, NaN and unknown fields 422 (lone surrogates in a
+text are replaced, as in batch prediction: ``predict.clean_text``), JSON that cannot be parsed (too
+deep, 5,000-digit numbers) 400, bodies over ``max_body_bytes`` or more than ``max_texts`` texts 413, a
+body slower than ``read_timeout_s`` 408, a full queue 503. Connection limits, the time-out for request
+heads, the Host check and the bearer token are in :mod:`gristmill.serve.guard`. ``GET /health`` reports
+the model and the counters (requests, texts, micro-batches, model forward passes) that show batching.
 
 This module must not load models itself beyond calling :mod:`gristmill.serve.predict`, and must not
 bind anything but the host it is given (``127.0.0.1`` by default).
