@@ -14,6 +14,10 @@ Two layers, both in front of the FastAPI app of :mod:`gristmill.serve.server`:
   browser), and without ``Authorization: Bearer <token>`` every path but ``GET /health`` gets ``401``
   when a token is set.
 
+Why not uvicorn's own settings alone: ``limit_concurrency`` answers 503 only once a request has arrived,
+so sockets that never send one still hold descriptors; ``timeout_keep_alive`` (used, ``--keep-alive``)
+runs only between requests; uvicorn has no time limit on reading a request head.
+
 This module neither loads models nor parses request bodies (``server.BodyLimit`` bounds their size
 and the time to receive them).
 """
