@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gristmill.errors import GristmillError
+from gristmill.errors import GristmillError, exit_code
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference.")
@@ -159,12 +159,14 @@ def main() -> None:
         app()
     except GristmillError as exc:
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(2)
+        sys.exit(exit_code(exc))
     except OSError as exc:
-        # Disk full, read-only, no permission, in any verb: one line. Other OSErrors are bugs: traceback.
-        from gristmill.data.storage import describe_os_error
+        # Where the machine, not gristmill, said no (disk full, permissions, a file where a folder should
+        # be): one line naming the path. Other OS errors keep their traceback.
+        from gristmill.errors import describe_os_error
 
-        if (message := describe_os_error(exc)) is None:
+        message = describe_os_error(exc)
+        if message is None:
             raise
-        console.print(f"[bold red]error:[/] {message}")
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         sys.exit(2)

@@ -272,5 +272,5 @@ def test_cli_tokenize_and_show(corpus: Path, tokdir: Path, tmp_path: Path) -> No
 def test_bad_settings_are_messages(corpus: Path, tokdir: Path, tmp_path: Path, seq_len: int) -> None:
     from gristmill.tokenizer import TokenizerError
 
-    with pytest.raises(TokenizerError, match="seq_len"):
+    with pytest.raises(TokenizerError, match="seq.len"):
         pack_corpus(corpus, tokdir, tmp_path / "t", seq_len=seq_len)

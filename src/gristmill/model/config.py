@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gristmill.options import MAX_POSITIONS
+
 # The BERT miniatures (Turc et al., 2019) and BERT-base: name -> (layers, hidden). Heads = hidden / 64,
 # feed-forward = 4 x hidden, as in the released checkpoints.
 NAMED_SIZES: dict[str, tuple[int, int]] = {
@@ -62,6 +64,9 @@ class ModelConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"model config: {key} must be a positive integer, got {value!r}")
+        if self.max_position > MAX_POSITIONS:
+            raise ConfigError(f"model config: max_position {self.max_position} is more than gristmill builds "
+                              f"({MAX_POSITIONS}): attention over such sequences would not finish a step")
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"model config: hidden_size {self.hidden_size} is not divisible by "
                               f"num_heads {self.num_heads}")

@@ -11,7 +11,8 @@ from typing import Any
 
 import typer
 
-from gristmill.errors import require_extra
+from gristmill.errors import exit_code, require_extra
+from gristmill.options import COUNT, NON_NEGATIVE, PORT, POSITIVE, ranged
 from gristmill.serve.predict import BACKENDS, QUANTIZE
 
 
@@ -42,10 +43,10 @@ def _log(message: str) -> None:
     console.print(message, highlight=False, soft_wrap=True)
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 2) -> typer.Exit:
     from gristmill.cli import fail
 
-    return fail(message)
+    return fail(message, code)
 
 
 def _threads(threads: int | None) -> None:
@@ -71,13 +72,13 @@ def register(app: typer.Typer) -> None:
         backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
         quantize: str = typer.Option("none", "--quantize", help="none or int8 (torch: dynamic quantization in "
                                      "process; onnx: model.int8.onnx)."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
-        window: int = typer.Option(4096, "--window", help="Lines read, length-sorted and written back at a time."),
+        batch_size: int = typer.Option(32, "--batch-size", callback=ranged(COUNT), help="Texts per forward pass."),
+        window: int = typer.Option(4096, "--window", callback=ranged(COUNT), help="Lines read, length-sorted and written back at a time."),
         text_field: str | None = typer.Option(None, "--text-field", help="Default: the field the model was tuned on."),
         label_field: str = typer.Option("label", "--label-field", help="Gold label field; when present, accuracy "
                                         "is printed."),
         drop_text: bool = typer.Option(False, "--drop-text", help="Leave the text out of the output records."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the model (default: all)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the model (default: all)."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
     ) -> None:
         """Predict a label and class probabilities for every line of a JSONL file, streaming.
@@ -109,7 +110,7 @@ def register(app: typer.Typer) -> None:
                 backend_name = clf.backend.name
                 summary = predict_file(clf, input, output, text_field, label_field or None, window, progress, drop_text)
         except _user_errors() as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc), exit_code(exc)) from None
         s = summary.as_dict()
         rate = f", {s['texts_per_second']:,} texts/s" if s["texts_per_second"] else ""
         _log(f"{summary.predicted:,} predicted in {summary.seconds:.1f}s{rate} ({backend_name}, "
@@ -130,10 +131,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output folder."),
         quantize: str = typer.Option("none", "--quantize", help="onnx: also write model.int8.onnx (int8)."),
         eval_file: Path | None = typer.Option(None, "--eval", help="onnx: labelled JSONL to compare accuracies on."),
-        eval_limit: int | None = typer.Option(None, "--eval-limit", help="Use only the first N examples of --eval."),
+        eval_limit: int | None = typer.Option(None, "--eval-limit", callback=ranged(COUNT), help="Use only the first N examples of --eval."),
         torch_int8: bool = typer.Option(False, "--torch-int8", help="onnx: also compare PyTorch dynamic int8."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing, non-empty folder."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the parity check (default: all)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the parity check (default: all)."),
     ) -> None:
         """Export a model: ONNX (dynamic batch and sequence axes, optional int8) or a transformers folder."""
         _choice(format, ("onnx", "hf"), "--format")
@@ -181,7 +182,7 @@ def register(app: typer.Typer) -> None:
             report = export_onnx(model, out, quantize=quantize, eval_file=eval_file, eval_limit=eval_limit,
                                  torch_int8=torch_int8, threads=threads, log=_log)
         except _user_errors() as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc), exit_code(exc)) from None
         storage.mark_complete(out, "export")
         _print_report(report, out)
 
@@ -191,34 +192,42 @@ def register(app: typer.Typer) -> None:
                                      "folder (POST /fill-mask; a decoder RUN: POST /generate)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is reachable only "
                                  "from this machine."),
-        port: int = typer.Option(8000, "--port"),
+        port: int = typer.Option(8000, "--port", callback=ranged(PORT)),
         backend: str = typer.Option("torch", "--backend", help="torch or onnx (classifiers)."),
         quantize: str = typer.Option("none", "--quantize", help="none or int8."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
-        max_batch: int = typer.Option(64, "--max-batch", help="Texts gathered from concurrent requests per micro-batch."),
-        max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", help="How long a request may wait for others to "
+        batch_size: int = typer.Option(32, "--batch-size", callback=ranged(COUNT), help="Texts per forward pass."),
+        max_batch: int = typer.Option(64, "--max-batch", callback=ranged(COUNT), help="Texts gathered from concurrent requests per micro-batch."),
+        max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", callback=ranged(NON_NEGATIVE), help="How long a request may wait for others to "
                                           "join its batch."),
-        max_texts: int = typer.Option(64, "--max-texts", help="Texts per request (more: 413)."),
-        max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Request body size (more: 413)."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads for the model (default: all)."),
+        max_texts: int = typer.Option(64, "--max-texts", callback=ranged(COUNT), help="Texts per request (more: 413)."),
+        max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", callback=ranged(COUNT), help="Request body size (more: 413)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the model (default: all)."),
         log_level: str = typer.Option("info", "--log-level"),
+        token: str | None = typer.Option(None, "--token", envvar="GRISTMILL_TOKEN", show_envvar=True,
+                                         help="Require 'Authorization: Bearer TOKEN' (all but GET /health); prefer "
+                                         "the environment variable, which `ps` does not show."),
+        allowed_host: list[str] | None = typer.Option(None, "--allowed-host", help="Host header names to answer "
+                                                      "(repeat; * = any). Default: the loopback names when bound "
+                                                      "to a loopback address, else any."),
+        max_connections: int | None = typer.Option(None, "--max-connections", callback=ranged(COUNT),
+                                                   help="Open connections; more are answered 503 (default: what "
+                                                   "the descriptor limit allows, at most 4096)."),
+        read_timeout: float = typer.Option(30.0, "--read-timeout", callback=ranged(POSITIVE),
+                                           help="Seconds a client may take to send a request's head, and its body."),
+        keep_alive: int = typer.Option(5, "--keep-alive", callback=ranged(COUNT),
+                                       help="Seconds an idle connection stays open after an answer."),
     ) -> None:
         """Serve a model over HTTP (FastAPI + uvicorn) until SIGTERM or Ctrl-C; OpenAPI schema at /docs."""
         require_extra("serve", "gristmill serve", "fastapi", "uvicorn", "pydantic")
         from gristmill.model.config import is_decoder_run
+        from gristmill.serve.guard import default_allowed_hosts
         from gristmill.serve.predict import MaskFiller, is_mlm_run, load_classifier
-        from gristmill.serve.server import Limits, classifier_engine, fill_mask_engine, run_server
+        from gristmill.serve.server import Access, Limits, classifier_engine, fill_mask_engine, run_server
 
         _choice(backend, BACKENDS, "--backend")
         _choice(quantize, QUANTIZE, "--quantize")
         if backend == "onnx":
             require_extra("serve", "--backend onnx", *ONNX_MODULES)
-        for name, value in (("--batch-size", batch_size), ("--max-batch", max_batch), ("--max-texts", max_texts),
-                            ("--max-body-bytes", max_body_bytes)):
-            if value < 1:
-                raise _fail(f"{name} must be at least 1")
-        if max_wait_ms < 0:
-            raise _fail("--max-wait-ms must be >= 0")
         _threads(threads)
         try:
             if model.is_dir() and is_decoder_run(model):
@@ -233,12 +242,15 @@ def register(app: typer.Typer) -> None:
             else:
                 engine = classifier_engine(load_classifier(model, backend, quantize, batch_size, threads, log=_log))
         except _user_errors() as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc), exit_code(exc)) from None
         limits = Limits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_batch=max_batch,
-                        max_wait_ms=max_wait_ms)
+                        max_wait_ms=max_wait_ms, read_timeout_s=read_timeout, keep_alive_s=keep_alive,
+                        max_connections=max_connections)
+        access = Access(token=token or None,
+                        allowed_hosts=tuple(allowed_host) if allowed_host else default_allowed_hosts(host))
         _log(f"serving {engine.model} ({engine.kind}, {engine.backend}) on http://{host}:{port} "
              f"- docs at /docs, stop with Ctrl-C or SIGTERM")
-        run_server(engine, host, port, limits, log_level)
+        run_server(engine, host, port, limits, log_level, access)
 
 
 def _print_report(report: dict[str, Any], out: Path) -> None:

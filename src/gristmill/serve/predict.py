@@ -29,6 +29,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gristmill.errors import describe_os_error
+
 BACKENDS = ("torch", "onnx")
 QUANTIZE = ("none", "int8")
 ONNX_FP32 = "model.onnx"
@@ -394,9 +396,17 @@ class _Output:
             self.stream: Any = sys.stdout
             return
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = target.with_name(target.name + ".part")
-        raw = open(self.tmp, "wb")  # noqa: SIM115
+        if target.is_dir():
+            raise PredictError(f"{path} is a folder; --output names a JSONL file")
+        if target.exists() and not target.is_file():
+            # A device or pipe (/dev/null, a FIFO): written in place. Renaming a file over it would
+            # replace the device node itself.
+            self.tmp = None
+            raw = open(target, "wb")  # noqa: SIM115
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = target.with_name(target.name + ".part")
+            raw = open(self.tmp, "wb")  # noqa: SIM115
         binary: Any = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=5) if path.endswith(".gz") else raw
         self._raw = raw
         self._binary = binary
@@ -408,15 +418,29 @@ class _Output:
             line.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate from the input: keep it, as a JSON escape
             line = json.dumps(record)
-        self.stream.write(line + "\n")
+        try:
+            self.stream.write(line + "\n")
+        except OSError as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> Exception:
+        """A write that failed (disk full, a closed pipe) as a message naming the output, not the input."""
+        return PredictError(describe_os_error(exc, self.path) or f"{self.path}: cannot write: {exc}")
 
     def close(self, ok: bool) -> None:
-        if self.tmp is None:
+        if self.path == "-":
             self.stream.flush()
             return
-        self.stream.close()
-        if self._binary is not self._raw:
-            self._raw.close()
+        try:
+            self.stream.close()
+            if self._binary is not self._raw:
+                self._raw.close()
+        except OSError as exc:  # the last buffer did not fit on the disk
+            if self.tmp is not None:
+                self.tmp.unlink(missing_ok=True)
+            raise self._failed(exc) from None
+        if self.tmp is None:
+            return
         if ok:
             os.replace(self.tmp, self.path)
         else:

@@ -5,9 +5,12 @@ A model folder is fixed at start-up (an ``FT/`` folder or ONNX export for ``POST
 at most ``max_wait_ms`` so that concurrent ones share one forward pass (:class:`MicroBatcher`); the model
 runs in one worker thread so the event loop keeps accepting requests meanwhile.
 
-Input errors are 4xx, never 500: wrong JSON types and unknown fields 422, bodies over ``max_body_bytes``
-or more than ``max_texts`` texts 413, a full queue 503. ``GET /health`` reports the model and the
-counters (requests, texts, micro-batches, model forward passes) that show batching at work.
+Input errors are 4xx, never 500: wrong JSON types, NaN and unknown fields 422 (lone surrogates in a
+text are replaced, as in batch prediction: ``predict.clean_text``), JSON that cannot be parsed (too
+deep, 5,000-digit numbers) 400, bodies over ``max_body_bytes`` or more than ``max_texts`` texts 413, a
+body slower than ``read_timeout_s`` 408, a full queue 503. Connection limits, the time-out for request
+heads, the Host check and the bearer token are in :mod:`gristmill.serve.guard`. ``GET /health`` reports
+the model and the counters (requests, texts, micro-batches, model forward passes) that show batching.
 
 This module must not load models itself beyond calling :mod:`gristmill.serve.predict`, and must not
 bind anything but the host it is given (``127.0.0.1`` by default).
@@ -24,8 +27,19 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from gristmill.serve.guard import (
+    AcceptErrorFilter,
+    Guard,
+    access_warning,
+    connection_budget,
+    default_allowed_hosts,
+    guarded_protocol,
+    reply,
+)
 
 log = logging.getLogger("gristmill.serve")
 
@@ -44,6 +58,22 @@ class Limits:
     max_masks: int = 32
     max_new_tokens: int = 256
     """POST /generate: tokens one prompt may ask for (more: 422)."""
+    read_timeout_s: float = 30.0
+    """Seconds a client may take to send a request's head (from connecting, or from its previous answer)
+    and again to send its body; slower connections are closed (head) or answered 408 (body)."""
+    keep_alive_s: int = 5
+    """Seconds an idle kept-alive connection stays open after an answer."""
+    max_connections: int | None = None
+    """Open connections beyond this are answered 503 and closed; None: what the descriptor limit allows."""
+
+
+@dataclass
+class Access:
+    """Who may ask: ``token`` (None: anyone who can connect) and the Host names answered (None: any)."""
+
+    token: str | None = None
+    allowed_hosts: tuple[str, ...] | None = None
+    """``run_server`` defaults to the loopback names when it binds a loopback address (DNS rebinding)."""
 
 
 # ------------------------------------------------------------------------------------------ micro-batcher
@@ -176,10 +206,11 @@ class BodyLimit:
     closed without reading further.
     """
 
-    def __init__(self, app: Any, max_bytes: int, drain_factor: int = 16) -> None:
+    def __init__(self, app: Any, max_bytes: int, drain_factor: int = 16, timeout_s: float = 30.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.drain_bytes = max_bytes * drain_factor
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope.get("method") in ("GET", "HEAD", "OPTIONS"):
@@ -198,8 +229,15 @@ class BodyLimit:
                 return
         chunks: list[bytes] = []
         size = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                await self._reject(send, 408, f"the request body did not arrive within {self.timeout_s:g} s",
+                                   close=True)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -228,14 +266,7 @@ class BodyLimit:
 
     @staticmethod
     async def _reject(send: Callable, status: int, detail: str, close: bool = False) -> None:
-        import json
-
-        payload = json.dumps({"detail": detail}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-        if close:
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await reply(send, status, detail, close=close)
 
 
 # ------------------------------------------------------------------------------------------------ schemas
@@ -339,8 +370,8 @@ def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def create_app(engine: Engine, limits: Limits | None = None) -> Any:
-    """The ASGI app for ``engine`` (FastAPI wrapped in the body-size limit)."""
+def create_app(engine: Engine, limits: Limits | None = None, access: Access | None = None) -> Any:
+    """The ASGI app for ``engine``: FastAPI inside the body limit, inside the Host and token checks."""
     limits = limits or Limits()
     batcher = MicroBatcher(engine.run_batch, limits.max_batch, limits.max_wait_ms / 1000.0, limits.max_queue)
 
@@ -406,12 +437,31 @@ def create_app(engine: Engine, limits: Limits | None = None) -> Any:
             results = await batcher.submit([(t, request.top_k) for t in texts])
             return FillMaskResponse(results=results)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer echoes the input, which may hold NaN or a lone surrogate that JSON cannot
+        # carry: the answer then fails to render and becomes a 500. Keep only where and what.
+        return JSONResponse({"detail": [_clean_error(e) for e in exc.errors()]}, status_code=422)
+
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:  # pragma: no cover - bugs only
         log.exception("unexpected error", exc_info=exc)
         return JSONResponse({"detail": "internal error"}, status_code=500)
 
-    return BodyLimit(app, limits.max_body_bytes)
+    access = access or Access()
+    return Guard(BodyLimit(app, limits.max_body_bytes, timeout_s=limits.read_timeout_s), access.allowed_hosts,
+                 access.token)
+
+
+def _clean_error(error: dict[str, Any]) -> dict[str, Any]:
+    """A validation error as JSON can always carry it: no input, strings with surrogates escaped, short."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        return str(value).encode("utf-8", "backslashreplace").decode("utf-8")[:200]
+
+    return {"loc": [clean(part) for part in error.get("loc", ())], "msg": clean(error.get("msg", "")),
+            "type": clean(error.get("type", ""))}
 
 
 # ------------------------------------------------------------------------- POST /generate (decoder runs)
@@ -498,15 +548,25 @@ def add_generate_route(app: Any, engine: Engine, limits: Limits, batcher: MicroB
 
 
 def run_server(engine: Engine, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-               log_level: str = "info") -> None:
+               log_level: str = "info", access: Access | None = None) -> None:
     """Serve until SIGTERM or SIGINT; uvicorn then stops accepting, finishes open requests and returns."""
     import signal
 
     import uvicorn
 
+    limits = limits or Limits()
+    access = access or Access(allowed_hosts=default_allowed_hosts(host))
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(message)s")
-    config = uvicorn.Config(create_app(engine, limits), host=host, port=port, log_level=log_level,
-                            timeout_graceful_shutdown=10, access_log=False)
+    warning = access_warning(host, access.token)
+    if warning:
+        log.warning(warning)
+    max_connections, backlog = connection_budget(limits.max_connections)
+    logging.getLogger("asyncio").addFilter(AcceptErrorFilter())
+    config = uvicorn.Config(create_app(engine, limits, access), host=host, port=port, log_level=log_level,
+                            timeout_graceful_shutdown=10, access_log=False, timeout_keep_alive=limits.keep_alive_s,
+                            http=guarded_protocol(max_connections, limits.read_timeout_s), backlog=backlog)
+    log.info("at most %d open connections (more are answered 503), %gs to send a request", max_connections,
+             limits.read_timeout_s)
     # After its graceful shutdown uvicorn restores the handlers it found and raises the signal again.
     # With these no-op handlers that second delivery is ignored, so a requested stop exits with status 0
     # instead of dying of the signal (or printing a KeyboardInterrupt traceback).

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 
 from gristmill.data.storage import OutputError, describe_os_error
+from gristmill.errors import exit_code
+from gristmill.options import COUNT, FRACTION, POSITIONS, at_least, ranged
 
 console = Console(stderr=True, soft_wrap=True)
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer (Hugging Face format) and inspect token shards.")
@@ -21,9 +23,9 @@ tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer (Huggi
 ALLOW_INCOMPLETE = "Read an unfinished gristmill output (a killed run) as it is."
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(2)
+    return typer.Exit(code)
 
 
 def _os_fail(exc: OSError) -> typer.Exit:
@@ -38,16 +40,16 @@ def train(
     input: list[str] = typer.Option(..., "--input", "-i", help="OUT/kept of a gristmill run, Parquet or JSONL(.gz) files or folders."),
     out: Path = typer.Option(..., "--out", "-o", help="Tokenizer folder to write (Hugging Face format)."),
     kind: str = typer.Option("wordpiece", "--kind", help="wordpiece (BERT), bpe (byte-level) or unigram."),
-    vocab_size: int = typer.Option(32000, "--vocab-size"),
+    vocab_size: int = typer.Option(32000, "--vocab-size", callback=ranged(at_least(16))),
     lowercase: bool | None = typer.Option(None, "--lowercase/--no-lowercase", help="Default: lowercase for wordpiece only."),
     normalization: str = typer.Option("auto", "--normalization", help="Unicode form: nfc, nfd, nfkc, nfkd, none or auto (nfkc for unigram, none otherwise)."),
     strip_accents: bool | None = typer.Option(None, "--strip-accents/--keep-accents", help="Default: wordpiece strips accents when it lowercases."),
     cjk: bool = typer.Option(True, "--cjk/--no-cjk", help="Each CJK character its own pre-token (as BERT)."),
     alphabet: str | None = typer.Option(None, "--alphabet", help="cjk: every common Han character (GB 2312 + Big5 frequent, 8,883) gets a token, so unseen Chinese text does not become [UNK] (wordpiece, unigram; needs --vocab-size >= 10000)."),
-    min_frequency: int = typer.Option(2, "--min-frequency"),
-    limit_alphabet: int = typer.Option(1000, "--limit-alphabet", help="Most frequent characters kept as the initial alphabet (wordpiece, bpe); raise it for CJK-heavy corpora."),
-    max_docs: int | None = typer.Option(None, "--max-docs", help="Train on the first N documents only."),
-    model_max_length: int = typer.Option(512, "--model-max-length", help="Written to tokenizer_config.json."),
+    min_frequency: int = typer.Option(2, "--min-frequency", callback=ranged(at_least(0))),
+    limit_alphabet: int = typer.Option(1000, "--limit-alphabet", callback=ranged(COUNT), help="Most frequent characters kept as the initial alphabet (wordpiece, bpe); raise it for CJK-heavy corpora."),
+    max_docs: int | None = typer.Option(None, "--max-docs", callback=ranged(COUNT), help="Train on the first N documents only."),
+    model_max_length: int = typer.Option(512, "--model-max-length", callback=ranged(POSITIONS), help="Written to tokenizer_config.json."),
     text_field: str = typer.Option("text", "--text-field"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing tokenizer folder."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -63,7 +65,7 @@ def train(
                                model_max_length=model_max_length, text_field=text_field, show_progress=progress,
                                overwrite=overwrite, allow_incomplete=allow_incomplete, alphabet=alphabet)
     except (TokenizerError, OutputError) as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), exit_code(exc)) from None
     except OSError as exc:
         raise _os_fail(exc) from None
     record = json.loads((path / "gristmill.json").read_text())
@@ -83,7 +85,7 @@ def show(
     try:
         ds = TokenDataset(tokens, split)
     except (TokenizerError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise _fail(str(exc), exit_code(exc)) from None
     tok = load_tokenizer(ds.tokenizer_dir)
     m = ds.manifest
     out = Console()
@@ -111,12 +113,12 @@ def register(app: typer.Typer) -> None:
         input: list[str] = typer.Option(..., "--input", "-i", help="OUT/kept of a gristmill run, Parquet or JSONL(.gz) files or folders."),
         tokenizer: Path = typer.Option(..., "--tokenizer", "-t", help="Tokenizer folder (from `gristmill tokenizer train`)."),
         out: Path = typer.Option(..., "--out", "-o", help="TOKENS folder to write."),
-        seq_len: int = typer.Option(128, "--seq-len"),
-        val_fraction: float = typer.Option(0.01, "--val-fraction", help="Share of documents (by id hash) in the val split."),
-        workers: int = typer.Option(1, "--workers", "-w"),
+        seq_len: int = typer.Option(128, "--seq-len", callback=ranged(POSITIONS), help="Tokens per sequence, at most the tokenizer's model_max_length."),
+        val_fraction: float = typer.Option(0.01, "--val-fraction", callback=ranged(FRACTION), help="Share of documents (by id hash) in the val split."),
+        workers: int = typer.Option(1, "--workers", "-w", callback=ranged(COUNT)),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted pack in the same folder."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing TOKENS folder first."),
-        docs_per_unit: int = typer.Option(2000, "--docs-per-unit", help="Documents per work unit (and per shard)."),
+        docs_per_unit: int = typer.Option(2000, "--docs-per-unit", callback=ranged(COUNT), help="Documents per work unit (and per shard)."),
         text_field: str = typer.Option("text", "--text-field"),
         id_field: str = typer.Option("id", "--id-field"),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -130,7 +132,7 @@ def register(app: typer.Typer) -> None:
                             resume=resume, overwrite=overwrite, docs_per_unit=docs_per_unit, text_field=text_field,
                             id_field=id_field, progress=progress, console=console, allow_incomplete=allow_incomplete)
         except (TokenizerError, OutputError) as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc), exit_code(exc)) from None
         except OSError as exc:
             raise _os_fail(exc) from None
         tokens = sum(s["tokens"] for s in m["splits"].values())

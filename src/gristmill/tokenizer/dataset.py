@@ -13,7 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from gristmill.tokenizer.manifest import SPLITS, flag_bytes, read_manifest
+from gristmill.tokenizer.manifest import (
+    SPLITS,
+    ShardError,
+    flag_bytes,
+    read_manifest,
+    shard_path,
+    verify_shard,
+)
 
 
 class TokenDataset:
@@ -24,12 +31,12 @@ class TokenDataset:
     the first token of a document; a document continued from the previous sequence has none).
     """
 
-    def __init__(self, tokens_dir: str | Path, split: str = "train", check: bool = True):
+    def __init__(self, tokens_dir: str | Path, split: str = "train", check: bool = True, verify: bool = False):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
         self.root = Path(tokens_dir)
         self.split = split
-        self.manifest: dict[str, Any] = read_manifest(self.root, check=check)
+        self.manifest: dict[str, Any] = read_manifest(self.root, check=check, verify=verify)
         self.seq_len: int = int(self.manifest["seq_len"])
         self.dtype = np.dtype(self.manifest["dtype"])
         self.vocab_size: int = int(self.manifest["tokenizer"]["vocab_size"])
@@ -39,6 +46,8 @@ class TokenDataset:
         counts = np.array([s["sequences"] for s in self._shards], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._maps: list[tuple[np.memmap, np.memmap]] | None = None
+        # Shards whose checksums were checked: all of them with ``verify``, else each on its first use.
+        self._verified: set[int] = set(range(len(self._shards))) if verify or not check else set()
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
@@ -57,8 +66,8 @@ class TokenDataset:
         if self._maps is None:
             nb = flag_bytes(self.seq_len)
             self._maps = [
-                (np.memmap(self.root / s["ids"], dtype=self.dtype, mode="r", shape=(s["sequences"], self.seq_len)),
-                 np.memmap(self.root / s["flags"], dtype=np.uint8, mode="r", shape=(s["sequences"], 2, nb)))
+                (np.memmap(shard_path(self.root, s["ids"]), dtype=self.dtype, mode="r", shape=(s["sequences"], self.seq_len)),
+                 np.memmap(shard_path(self.root, s["flags"]), dtype=np.uint8, mode="r", shape=(s["sequences"], 2, nb)))
                 for s in self._shards
             ]
         return self._maps
@@ -84,10 +93,17 @@ class TokenDataset:
         ids = np.empty((idx.size, self.seq_len), dtype=np.int64)
         flags = np.empty((idx.size, 2, flag_bytes(self.seq_len)), dtype=np.uint8)
         for s in np.unique(shard):
+            if s not in self._verified:
+                verify_shard(self.root, self._shards[s])
+                self._verified.add(int(s))
             rows = np.flatnonzero(shard == s)
             ids_map, flags_map = maps[s]
             ids[rows] = ids_map[local[rows]]
             flags[rows] = flags_map[local[rows]]
+            # One comparison per batch: a damaged shard without checksums must not index past the embeddings.
+            if ids[rows].max(initial=0) >= self.vocab_size:
+                raise ShardError(f"{self.root / self._shards[s]['ids']} holds token id {int(ids[rows].max())}, beyond "
+                                 f"the vocabulary of {self.vocab_size}: the shard is damaged; pack the corpus again")
         bits = np.unpackbits(flags, axis=2, count=self.seq_len).astype(bool)
         return {"input_ids": ids, "word_start": bits[:, 0], "doc_start": bits[:, 1]}
 

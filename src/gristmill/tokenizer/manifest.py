@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from gristmill.tokenizer.tokdir import TokenizerError, tokenizer_hash
+from gristmill import checksums, options
+from gristmill.errors import BadDataError
+from gristmill.tokenizer.tokdir import TokenizerError, load_tokenizer, tokenizer_hash
 
 FORMAT = "gristmill.tokens/1"
 SPLITS = ("train", "val")
@@ -43,8 +45,14 @@ def shard_nbytes(sequences: int, seq_len: int, dtype: str) -> tuple[int, int]:
     return sequences * seq_len * np.dtype(dtype).itemsize, sequences * 2 * flag_bytes(seq_len)
 
 
-def read_manifest(tokens_dir: str | Path, check: bool = True) -> dict[str, Any]:
-    """Load ``TOKENS/manifest.json``; with ``check``, also verify the tokenizer copy and every shard's size."""
+class ShardError(TokenizerError, BadDataError):
+    """Token shards or a manifest whose content is damaged: wrong size or checksum, ids beyond the vocabulary,
+    a path outside the folder (exit status 3)."""
+
+
+def read_manifest(tokens_dir: str | Path, check: bool = True, verify: bool = False) -> dict[str, Any]:
+    """Load ``TOKENS/manifest.json``; with ``check``, also verify the tokenizer copy and every shard's size,
+    with ``verify`` every shard's checksum too (reads every shard once)."""
     root = Path(tokens_dir)
     file = root / "manifest.json"
     if not file.is_file():
@@ -53,25 +61,67 @@ def read_manifest(tokens_dir: str | Path, check: bool = True) -> dict[str, Any]:
         raise TokenizerError(f"{root} holds no packed token shards (no manifest.json); make them with `gristmill tokenize`")
     try:
         manifest = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise TokenizerError(f"{file} is not valid JSON: {exc}") from None
-    if manifest.get("format") != FORMAT:
-        raise TokenizerError(f"{file}: format {manifest.get('format')!r} is not {FORMAT!r}")
+    except (ValueError, RecursionError) as exc:  # also bytes that are not UTF-8
+        raise ShardError(f"{file} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise TokenizerError(f"{file}: format {found!r} is not {FORMAT!r}")
     if check:
-        check_manifest(root, manifest)
+        try:
+            check_manifest(root, manifest)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, TokenizerError):
+                raise
+            raise ShardError(f"{file} is damaged: {type(exc).__name__} {exc}; make the shards again with "
+                             "`gristmill tokenize`") from None
+        if verify:
+            for split in manifest["splits"].values():
+                for shard in split["shards"]:
+                    verify_shard(root, shard)
     return manifest
 
 
+def shard_path(root: Path, relative: str) -> Path:
+    """``root / relative``, refusing a manifest entry that leads outside ``root`` (absolute, ``..``, a link)."""
+    path = root / relative
+    if Path(relative).is_absolute() or not path.resolve().is_relative_to(root.resolve()):
+        raise ShardError(f"{root / 'manifest.json'} names {relative!r}, outside the folder; refusing to read it")
+    return path
+
+
+def verify_shard(root: Path, shard: dict[str, Any]) -> None:
+    """Check both files of a shard against the checksums recorded when they were packed (if any)."""
+    for key in ("ids", "flags"):
+        digest = shard.get(f"{key}_xxh3_64")
+        if digest:
+            try:
+                checksums.verify(shard_path(root, shard[key]), {"xxh3_64": digest},
+                                 what="changed or damaged after packing; pack the corpus again")
+            except checksums.CorruptFileError as exc:
+                raise ShardError(str(exc)) from None
+
+
 def check_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    """Refuse shards that do not belong together: another tokenizer, a missing or truncated file."""
+    """Refuse shards that do not belong together: another tokenizer, a missing or truncated file, sizes or
+    paths the manifest cannot mean."""
     expected = manifest["tokenizer"]["hash"]
     actual = tokenizer_hash(root / "tokenizer")
     if actual != expected:
         raise TokenizerError(f"{root}/tokenizer does not match the tokenizer the shards were made with "
                              f"(hash {actual[:12]} != {expected[:12]}); the folder mixes tokenizers")
-    seq_len, dtype = manifest["seq_len"], manifest["dtype"]
-    if dtype != token_dtype(manifest["tokenizer"]["vocab_size"]):
-        raise TokenizerError(f"{root}: dtype {dtype} does not fit the vocabulary of {manifest['tokenizer']['vocab_size']}")
+    seq_len, dtype, vocab_size = manifest["seq_len"], manifest["dtype"], manifest["tokenizer"]["vocab_size"]
+    message = options.problem("seq_len", seq_len, options.POSITIONS)
+    if message:
+        raise ShardError(f"{root}/manifest.json: {message}; no model gristmill builds holds such sequences")
+    real_vocab = load_tokenizer(root / "tokenizer").get_vocab_size(with_added_tokens=True)
+    if vocab_size != real_vocab:
+        raise ShardError(f"{root}/manifest.json says the vocabulary has {vocab_size} tokens, but its tokenizer has "
+                         f"{real_vocab}; the manifest was edited or damaged: pack the corpus again")
+    bad_special = {k: v for k, v in manifest["tokenizer"]["special"].items() if not 0 <= int(v) < vocab_size}
+    if bad_special:
+        raise ShardError(f"{root}/manifest.json: special token ids {bad_special} are outside the vocabulary")
+    if dtype != token_dtype(vocab_size):
+        raise TokenizerError(f"{root}: dtype {dtype} does not fit the vocabulary of {vocab_size}")
     for split, info in manifest["splits"].items():
         total = 0
         for shard in info["shards"]:
@@ -79,12 +129,12 @@ def check_manifest(root: Path, manifest: dict[str, Any]) -> None:
                 raise TokenizerError(f"{root}/{shard['ids']} was made with another tokenizer; refusing to mix shards")
             want_ids, want_flags = shard_nbytes(shard["sequences"], seq_len, dtype)
             for key, want in (("ids", want_ids), ("flags", want_flags)):
-                path = root / shard[key]
+                path = shard_path(root, shard[key])
                 if not path.is_file():
                     raise TokenizerError(f"{path} is missing")
                 if path.stat().st_size != want:
-                    raise TokenizerError(f"{path} has {path.stat().st_size:,} bytes, the manifest says {want:,}")
+                    raise ShardError(f"{path} has {path.stat().st_size:,} bytes, the manifest says {want:,}")
             total += shard["sequences"]
         if total != info["sequences"]:
-            raise TokenizerError(f"{root}/manifest.json: split {split} lists {total} sequences in shards "
-                                 f"but {info['sequences']} in total")
+            raise ShardError(f"{root}/manifest.json: split {split} lists {total} sequences in shards "
+                             f"but {info['sequences']} in total")

@@ -31,6 +31,7 @@ import xxhash
 from rich.console import Console
 from tokenizers import Tokenizer
 
+from gristmill import options
 from gristmill.data import storage
 from gristmill.data.executors import make_executor
 from gristmill.data.fingerprint import fingerprint
@@ -38,7 +39,13 @@ from gristmill.data.io import atomic_write_text
 from gristmill.progress import progress_bar
 from gristmill.tokenizer.manifest import FORMAT, SPLITS, flag_bytes, token_dtype
 from gristmill.tokenizer.source import Unit, plan_units, read_unit, resolve_input, run_stats
-from gristmill.tokenizer.tokdir import TokenizerError, load_tokenizer, special_ids, tokenizer_hash
+from gristmill.tokenizer.tokdir import (
+    TokenizerError,
+    load_tokenizer,
+    model_max_length,
+    special_ids,
+    tokenizer_hash,
+)
 
 LEGACY_TOKENS = ("_work/config.json",)
 """A token folder made before output markers: resumable and replaceable like a marked one."""
@@ -55,6 +62,7 @@ class SequenceWriter:
         self.seq_len, self.dtype = seq_len, np.dtype(dtype)
         self.cls, self.sep, self.pad = special["cls"], special["sep"], special["pad"]
         self._files: dict[str, IO[bytes]] = {}
+        self._hashes = {k: xxhash.xxh3_64() for k in ("ids", "flags")}  # checksums for the manifest
         # Tokens that did not fill a whole sequence yet; always shorter than seq_len - 1.
         self._ids = np.empty(0, dtype=np.int64)
         self._word = np.empty(0, dtype=bool)
@@ -115,8 +123,9 @@ class SequenceWriter:
         if not self._files:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._files = {k: open(self._path(k, tmp=True), "wb") for k in ("ids", "flags")}  # noqa: SIM115
-        self._files["ids"].write(seq.tobytes())
-        self._files["flags"].write(flags.tobytes())
+        for kind, data in (("ids", seq.tobytes()), ("flags", flags.tobytes())):
+            self._files[kind].write(data)
+            self._hashes[kind].update(data)
         self.sequences += n
 
     def close(self) -> dict[str, Any] | None:
@@ -144,7 +153,8 @@ class SequenceWriter:
         return {"ids": f"{rel}/{self.name}.ids.bin", "flags": f"{rel}/{self.name}.flags.bin",
                 "sequences": self.sequences, "documents": self.documents,
                 "tokens": self.sequences * self.seq_len - self.padding,
-                "text_tokens": self.text_tokens, "padding": self.padding}
+                "text_tokens": self.text_tokens, "padding": self.padding,
+                "ids_xxh3_64": self._hashes["ids"].hexdigest(), "flags_xxh3_64": self._hashes["flags"].hexdigest()}
 
     def abort(self) -> None:
         for kind, f in self._files.items():
@@ -325,12 +335,17 @@ def pack_corpus(input: str | Path | list[str | Path], tokdir: str | Path, out: s
     ``input`` must not be an unfinished gristmill output unless ``allow_incomplete``; ``out`` must not be or
     contain an input, and one process at a time packs into it.
     """
-    if seq_len < 8:
-        raise TokenizerError(f"seq_len must be at least 8, not {seq_len}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise TokenizerError(f"val_fraction must be in [0, 1), not {val_fraction}")
+    for message in (options.problem("--seq-len", seq_len, options.POSITIONS),
+                    options.problem("--val-fraction", val_fraction, options.FRACTION)):
+        if message:
+            raise TokenizerError(message)
     t0 = time.perf_counter()
     out, tokdir = Path(out), Path(tokdir)
+    longest = model_max_length(tokdir)
+    if longest is not None and seq_len > longest:
+        raise TokenizerError(f"--seq-len {seq_len} is longer than the tokenizer's model_max_length {longest} "
+                             f"({tokdir / 'tokenizer_config.json'}); pack at most {longest} tokens per sequence, "
+                             "or raise model_max_length there (at most the positions of the model to train)")
     digest = tokenizer_hash(tokdir)
     tok = load_tokenizer(tokdir)
     special = special_ids(tokdir)

@@ -50,6 +50,16 @@ def tokenizer_hash(tokdir: str | Path) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def model_max_length(tokdir: str | Path) -> int | None:
+    """``model_max_length`` of ``tokenizer_config.json`` (the longest input the tokenizer is meant for), if set."""
+    file = Path(tokdir) / "tokenizer_config.json"
+    try:
+        value = json.loads(file.read_text(encoding="utf-8")).get("model_max_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1 else None
+
+
 def _special_names(tokdir: Path) -> dict[str, str]:
     """Names of the special tokens, from ``special_tokens_map.json`` when the folder has one."""
     names = dict(SPECIAL_TOKENS)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import time
 from dataclasses import dataclass
@@ -27,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from gristmill import checksums
+from gristmill.errors import BadDataError
 from gristmill.model.config import ModelConfig
 from gristmill.model.transformer import MaskedLM
 
@@ -37,6 +41,10 @@ CHECKPOINT_PREFIX = "step-"
 
 class CheckpointError(ValueError):
     """A run or checkpoint that cannot be loaded as asked; the message says what is wrong."""
+
+
+class CheckpointDataError(CheckpointError, BadDataError):
+    """Weights or training state whose file is damaged: truncated, overwritten, not what was written."""
 
 
 def step_dir_name(step: int) -> str:
@@ -49,7 +57,7 @@ def save_run_weights(model: torch.nn.Module, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     save_file(state, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, path)
+    checksums.replace_recorded(tmp, path)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -139,23 +147,39 @@ class LoadedCheckpoint:
 
 def load_checkpoint(path: Path) -> LoadedCheckpoint:
     path = Path(path)
+    model_state = load_state_dict_file(path / "model.safetensors")
     try:
         return LoadedCheckpoint(
             path=path,
-            model_state=load_file(str(path / "model.safetensors")),
+            model_state=model_state,
             optimizer_state=torch.load(path / "optimizer.pt", weights_only=True),
             scheduler_state=torch.load(path / "scheduler.pt", weights_only=True),
             rng=torch.load(path / "rng.pt", weights_only=True),
             state=TrainingState.from_json(json.loads((path / "state.json").read_text(encoding="utf-8"))),
         )
-    except (OSError, KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    except (OSError, KeyError, ValueError, RuntimeError, pickle.UnpicklingError, EOFError) as exc:
+        raise CheckpointDataError(f"cannot read checkpoint {path}: {exc}; resume from an earlier checkpoint "
+                                  "(delete this step folder)") from None
+
+
+def check_weights(path: Path) -> None:
+    """Refuse a weights file that is missing, or differs from the checksum recorded when it was written."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        checksums.verify_sidecar(path)
+    except checksums.CorruptFileError as exc:
+        raise CheckpointDataError(str(exc)) from None
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist")
-    return load_file(str(path))
+    """The tensors of a safetensors file, after :func:`check_weights`; a damaged file is a CheckpointDataError."""
+    check_weights(path)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointDataError(f"{path} is damaged or not a safetensors file ({exc}); "
+                                  "restore it or train again") from None
 
 
 def run_weights_path(run_dir: Path) -> Path:

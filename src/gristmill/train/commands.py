@@ -13,9 +13,10 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from gristmill.errors import require_extra
+from gristmill.errors import exit_code, require_extra
+from gristmill.options import COUNT, FRACTION, MASK_PROB, NON_NEGATIVE, POSITIVE, SEED, at_least, ranged
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -61,33 +62,35 @@ def register(app: typer.Typer) -> None:
         config: Path | None = typer.Option(None, "--config", help="Model config JSON (overrides --model-size)."),
         init_from: Path | None = typer.Option(None, "--init-from",
                                               help="Start from this run's weights (e.g. an imported BERT)."),
-        steps: int = typer.Option(1000, "--steps", help="Optimizer steps in total."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Global batch: sequences per optimizer step."),
-        grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per step (per process)."),
-        lr: float = typer.Option(5e-4, "--lr", help="Peak learning rate."),
-        warmup: float = typer.Option(0.06, "--warmup", help="Warmup: a fraction of --steps (<1) or a step count."),
+        steps: int = typer.Option(1000, "--steps", callback=ranged(COUNT), help="Optimizer steps in total."),
+        batch_size: int = typer.Option(32, "--batch-size", callback=ranged(COUNT), help="Global batch: sequences per optimizer step."),
+        grad_accum: int = typer.Option(1, "--grad-accum", callback=ranged(COUNT), help="Micro-batches per step (per process)."),
+        lr: float = typer.Option(5e-4, "--lr", callback=ranged(POSITIVE), help="Peak learning rate."),
+        warmup: float = typer.Option(0.06, "--warmup", callback=ranged(NON_NEGATIVE), help="Warmup: a fraction of --steps (<1) or a step count."),
         schedule: str = typer.Option("linear", "--schedule", help="linear, cosine or constant after warmup."),
-        weight_decay: float = typer.Option(0.01, "--weight-decay"),
-        clip: float = typer.Option(1.0, "--clip", help="Gradient-norm clipping (0 = off)."),
+        weight_decay: float = typer.Option(0.01, "--weight-decay", callback=ranged(NON_NEGATIVE)),
+        clip: float = typer.Option(1.0, "--clip", callback=ranged(NON_NEGATIVE), help="Gradient-norm clipping (0 = off)."),
         bf16: bool = typer.Option(False, "--bf16/--fp32", help="bf16 autocast for the forward pass."),
-        seed: int = typer.Option(0, "--seed"),
-        mask_prob: float = typer.Option(0.15, "--mask-prob", help="Share of tokens chosen for prediction."),
+        seed: int = typer.Option(0, "--seed", callback=ranged(SEED)),
+        mask_prob: float = typer.Option(0.15, "--mask-prob", callback=ranged(MASK_PROB), help="Share of tokens chosen for prediction."),
         whole_word: bool = typer.Option(False, "--whole-word", help="Mask whole words, not word pieces."),
         nsp: bool = typer.Option(False, "--nsp", help="Add next-sentence prediction (off: see docs)."),
         pre_ln: bool = typer.Option(False, "--pre-ln", help="Pre-LN blocks (default post-LN, as BERT)."),
-        dropout: float = typer.Option(0.0, "--dropout",
+        dropout: float = typer.Option(0.0, "--dropout", callback=ranged(FRACTION),
                                       help="Dropout while pretraining (BERT: 0.1); config.json keeps 0.1 for fine-tuning."),
-        eval_every: int = typer.Option(200, "--eval-every", help="Validate every N steps (0 = never)."),
-        eval_batches: int = typer.Option(20, "--eval-batches", help="Global batches of validation data to use."),
-        log_every: int = typer.Option(10, "--log-every"),
-        save_every: int = typer.Option(500, "--save-every", help="Checkpoint every N steps (and at the end)."),
-        keep: int = typer.Option(3, "--keep", help="Checkpoints to keep."),
+        eval_every: int = typer.Option(200, "--eval-every", callback=ranged(at_least(0)), help="Validate every N steps (0 = never)."),
+        eval_batches: int = typer.Option(20, "--eval-batches", callback=ranged(COUNT), help="Global batches of validation data to use."),
+        log_every: int = typer.Option(10, "--log-every", callback=ranged(COUNT)),
+        save_every: int = typer.Option(500, "--save-every", callback=ranged(COUNT), help="Checkpoint every N steps (and at the end)."),
+        keep: int = typer.Option(3, "--keep", callback=ranged(at_least(0)), help="Checkpoints to keep (0 = all)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run folder first."),
         compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads per process."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads per process."),
         progress: bool = typer.Option(True, "--progress/--no-progress"),
+        verify: bool = typer.Option(False, "--verify", help="Check every shard's checksum before training "
+                                    "(default: each shard on its first use)."),
     ) -> None:
         """Pretrain an encoder (masked LM) or a decoder (--arch decoder, causal LM); also under torchrun."""
         import torch
@@ -107,13 +110,13 @@ def register(app: typer.Typer) -> None:
             bf16=bf16, seed=seed, mask_prob=mask_prob, whole_word=whole_word, nsp=nsp, pre_ln=pre_ln,
             dropout=dropout, eval_every=eval_every, eval_batches=eval_batches, log_every=log_every,
             save_every=save_every, keep=keep, resume=resume, overwrite=overwrite, compile=compile, device=device,
-            progress=progress)
+            progress=progress, verify=verify)
         try:
             result = run_pretrain(cfg)
         except TrainingDiverged as exc:
             raise _fail(str(exc), code=3) from None
         except (PretrainError, ConfigError, CheckpointError, TokenizerError) as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc), exit_code(exc)) from None
         import os
 
         if os.environ.get("RANK", "0") != "0":
@@ -132,7 +135,7 @@ def register(app: typer.Typer) -> None:
     def fill_mask_command(
         run: Path = typer.Argument(..., help="A pretraining run folder (RUN)."),
         text: str = typer.Argument(..., help="Text with one or more [MASK] tokens."),
-        top_k: int = typer.Option(5, "--top-k", "-k"),
+        top_k: int = typer.Option(5, "--top-k", "-k", callback=ranged(COUNT)),
     ) -> None:
         """Print the model's top-k predictions for each [MASK] in the text."""
         from rich.table import Table
@@ -143,7 +146,7 @@ def register(app: typer.Typer) -> None:
         try:
             predictions = fill_mask(run, text, top_k)
         except (CheckpointError, TokenizerError) as exc:
-            raise _fail(str(exc)) from None
+            raise _fail(str(exc), exit_code(exc)) from None
         for n, options in enumerate(predictions, 1):
             table = Table(title=f"[MASK] {n}" if len(predictions) > 1 else None)
             table.add_column("#", justify="right")

@@ -35,7 +35,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from gristmill import checksums, options
 from gristmill.data import storage
+from gristmill.errors import BadDataError
 from gristmill.model.config import ConfigError, DecoderConfig, ModelConfig, read_config
 from gristmill.provenance import provenance
 from gristmill.train.tasks import (
@@ -96,6 +98,17 @@ class FineTuneConfig:
     layer_decay: float = 1.0
     reinit_layers: int = 0
     pooling: str | None = None
+
+    def __post_init__(self) -> None:
+        # The command line's ranges (gristmill.options), so the API refuses what the command line refuses.
+        for name, allowed in (("lr", options.POSITIVE), ("batch_size", options.COUNT), ("epochs", options.COUNT),
+                              ("patience", options.COUNT), ("eval_every", options.COUNT),
+                              ("min_steps", options.COUNT), ("warmup", options.FRACTION),
+                              ("weight_decay", options.NON_NEGATIVE), ("grad_clip", options.NON_NEGATIVE),
+                              ("eval_batch_size", options.COUNT)):
+            message = options.problem("--" + name.replace("_", "-"), getattr(self, name), allowed)
+            if message:
+                raise FineTuneError(message)
 
     def resolved(self, config: ModelConfig) -> FineTuneConfig:
         """A copy with the learning rate filled in for ``config``."""
@@ -217,6 +230,8 @@ def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int,
                                 "start from (--from-scratch trains without it)") from None
         try:
             load_encoder_into(model, run_dir)
+        except BadDataError:
+            raise  # a damaged file, not a mismatch: its own message and exit status
         except (CheckpointError, RuntimeError, KeyError, ValueError) as exc:
             raise FineTuneError(f"{run_dir}: the pretrained weights do not fit config.json: {exc}") from None
         reinit_top_layers(model, config, reinit_layers)
@@ -634,6 +649,7 @@ def save_finetuned(out: Path, model: nn.Module, config: ModelConfig, spec: TaskS
     config.to_json(tmp / "config.json")
     (tmp / "task.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
     save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "gristmill": "finetuned"})
+    checksums.record_sidecar(tmp / "model.safetensors")
     shutil.copytree(tokdir, tmp / "tokenizer")
     (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     write_pictures(tmp, metrics, out.name)
@@ -681,7 +697,10 @@ class FineTuned:
 
 def load_finetuned(ft_dir: str | Path) -> FineTuned:
     """Load ``FT/`` written by :func:`finetune`; problems are :class:`FineTuneError` messages."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
+
+    from gristmill.train.checkpoint import CheckpointDataError, check_weights
 
     folder = Path(ft_dir)
     if not folder.is_dir():
@@ -701,8 +720,12 @@ def load_finetuned(ft_dir: str | Path) -> FineTuned:
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise FineTuneError(f"{folder} has no model.safetensors")
+    check_weights(weights)
     try:
         load_model(model, str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointDataError(f"{weights} is damaged or not a safetensors file ({exc}); restore it or "
+                                  "fine-tune again") from None
     except (RuntimeError, KeyError, ValueError) as exc:
         raise FineTuneError(f"{weights} does not match {folder / 'config.json'} and task.json: {exc}") from None
     model.eval()

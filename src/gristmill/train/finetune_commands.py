@@ -11,13 +11,17 @@ from typing import Any
 
 import typer
 
+from gristmill.errors import exit_code
+from gristmill.options import COUNT, POSITIONS, POSITIVE, SEED, ranged
+
 
 def _user_errors() -> tuple[type[Exception], ...]:
     from gristmill.model.config import ConfigError
     from gristmill.tokenizer.tokdir import TokenizerError
+    from gristmill.train.checkpoint import CheckpointError
     from gristmill.train.tasks import TaskError
 
-    return (TaskError, ConfigError, TokenizerError)
+    return (TaskError, ConfigError, TokenizerError, CheckpointError)
 
 
 def _log(message: str) -> None:
@@ -94,20 +98,20 @@ def register(app: typer.Typer) -> None:
         pair_field: str | None = typer.Option(None, "--pair-field", help="Second text field: classify text pairs."),
         tokens_field: str = typer.Option("tokens", "--tokens-field", help="Token task: the list of words."),
         tags_field: str = typer.Option("tags", "--tags-field", help="Token task: one tag per word."),
-        per_class: int | None = typer.Option(None, "--per-class", help="Stratified sample of N training examples per class."),
-        seed: int = typer.Option(0, "--seed", help="Seed for the sample, the head's initialisation and the order."),
+        per_class: int | None = typer.Option(None, "--per-class", callback=ranged(COUNT), help="Stratified sample of N training examples per class."),
+        seed: int = typer.Option(0, "--seed", callback=ranged(SEED), help="Seed for the sample, the head's initialisation and the order."),
         from_scratch: bool = typer.Option(False, "--from-scratch", help="Same architecture, random weights, same budget."),
         tokenizer: Path | None = typer.Option(None, "--tokenizer", help="Tokenizer folder (default: RUN/tokenizer)."),
-        max_length: int = typer.Option(128, "--max-length", help="Tokens per example, [CLS] and [SEP] included."),
-        lr: float | None = typer.Option(None, "--lr", help="Peak learning rate, warm-up over 10% then linear decay "
+        max_length: int = typer.Option(128, "--max-length", callback=ranged(POSITIONS), help="Tokens per example, [CLS] and [SEP] included."),
+        lr: float | None = typer.Option(None, "--lr", callback=ranged(POSITIVE), help="Peak learning rate, warm-up over 10% then linear decay "
                                         "(default: 3e-4 for tiny/mini, 1e-4 small/medium, 3e-5 base)."),
-        batch_size: int = typer.Option(16, "--batch-size"),
-        epochs: int | None = typer.Option(None, "--epochs", help="Default: enough for 300 steps, between 3 and 50."),
-        patience: int = typer.Option(5, "--patience", help="Stop after this many dev evaluations without improvement."),
+        batch_size: int = typer.Option(16, "--batch-size", callback=ranged(COUNT)),
+        epochs: int | None = typer.Option(None, "--epochs", callback=ranged(COUNT), help="Default: enough for 300 steps, between 3 and 50."),
+        patience: int = typer.Option(5, "--patience", callback=ranged(COUNT), help="Stop after this many dev evaluations without improvement."),
         class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights",
                                            help="Weigh the loss by inverse class frequency (unbalanced data)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
-        threads: int | None = typer.Option(None, "--threads", help="PyTorch threads (default: PyTorch's choice)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="PyTorch threads (default: PyTorch's choice)."),
         layer_decay: float | None = _layer_decay(),
         reinit_layers: int | None = _reinit_layers(),
         pooling: str | None = _pooling(),
@@ -128,7 +132,7 @@ def register(app: typer.Typer) -> None:
                                   from_scratch=from_scratch, per_class=per_class, seed=seed, tokenizer_dir=tokenizer,
                                   overwrite=overwrite, log=_log)
         except _user_errors() as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), exit_code(exc)) from None
         m = result.metrics
         Console().print(metrics_table(m, f"{m['init']} {m['task']} classifier, {m['train_examples']:,} training examples"))
         _log(f"model:   {out}  (config.json, task.json, model.safetensors, tokenizer/)")
@@ -142,7 +146,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", help="Output CURVE folder (table, runs, PNG)."),
         dev: Path | None = typer.Option(None, "--dev"),
         per_class: str = typer.Option("8,32,128,all", "--per-class", help="Comma-separated sizes; 'all' = whole file."),
-        seeds: int = typer.Option(3, "--seeds", help="Runs per size and init (seeds 0..N-1)."),
+        seeds: int = typer.Option(3, "--seeds", callback=ranged(COUNT), help="Runs per size and init (seeds 0..N-1)."),
         task: str = typer.Option("auto", "--task"),
         text_field: str = typer.Option("text", "--text-field"),
         label_field: str = typer.Option("label", "--label-field"),
@@ -150,14 +154,14 @@ def register(app: typer.Typer) -> None:
         tokens_field: str = typer.Option("tokens", "--tokens-field"),
         tags_field: str = typer.Option("tags", "--tags-field"),
         tokenizer: Path | None = typer.Option(None, "--tokenizer"),
-        max_length: int = typer.Option(128, "--max-length"),
-        lr: float | None = typer.Option(None, "--lr", help="Default: by model width, as for finetune."),
-        batch_size: int = typer.Option(16, "--batch-size"),
-        epochs: int | None = typer.Option(None, "--epochs"),
-        patience: int = typer.Option(5, "--patience"),
+        max_length: int = typer.Option(128, "--max-length", callback=ranged(POSITIONS)),
+        lr: float | None = typer.Option(None, "--lr", callback=ranged(POSITIVE), help="Default: by model width, as for finetune."),
+        batch_size: int = typer.Option(16, "--batch-size", callback=ranged(COUNT)),
+        epochs: int | None = typer.Option(None, "--epochs", callback=ranged(COUNT)),
+        patience: int = typer.Option(5, "--patience", callback=ranged(COUNT)),
         class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights"),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start over instead of resuming CURVE/runs.jsonl."),
-        threads: int | None = typer.Option(None, "--threads", help="PyTorch threads (default: PyTorch's choice)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="PyTorch threads (default: PyTorch's choice)."),
         layer_decay: float | None = _layer_decay(),
         reinit_layers: int | None = _reinit_layers(),
         pooling: str | None = _pooling(),
@@ -168,8 +172,6 @@ def register(app: typer.Typer) -> None:
         from gristmill.cli import fail
         from gristmill.train.curve import markdown_table, parse_sizes, run_curve
 
-        if seeds < 1:
-            raise fail("--seeds must be at least 1")
         _threads(threads)
         try:
             sizes = parse_sizes(per_class)
@@ -180,7 +182,7 @@ def register(app: typer.Typer) -> None:
                                         reinit_layers=reinit_layers, pooling=pooling), tokenizer_dir=tokenizer,
                                 overwrite=overwrite, log=_log)
         except _user_errors() as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), exit_code(exc)) from None
         Console().print(markdown_table(summary))
         _log(f"table: {out / 'curve.md'}   plot: {out / 'curve.png'}   runs: {out / 'runs.jsonl'}")
 
@@ -189,7 +191,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Folder for every artefact."),
         fast: bool = typer.Option(False, "--fast", help="Shortened setting (about 2 minutes) for CI and a first look."),
         sample: Path | None = typer.Option(None, "--sample", help="The bundled sample folder (default: found next to the package)."),
-        threads: int | None = typer.Option(None, "--threads", help="PyTorch threads for pretraining and fine-tuning."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="PyTorch threads for pretraining and fine-tuning."),
         lang: str = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
     ) -> None:
         """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
@@ -201,4 +203,4 @@ def register(app: typer.Typer) -> None:
                 out = Path(f"runs/quickstart-{lang}")
             run_quickstart(out, fast=fast, sample=sample, threads=threads, log=_log, lang=lang)
         except (QuickstartError, *_user_errors()) as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), exit_code(exc)) from None

@@ -41,7 +41,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from rich.console import Console
 
+from gristmill import options
 from gristmill.data import storage
+from gristmill.errors import BadDataError
 from gristmill.model.config import DecoderConfig, ModelConfig, read_config
 from gristmill.model.decoder import CausalLM
 from gristmill.model.transformer import MaskedLM
@@ -110,23 +112,28 @@ class PretrainConfig:
     device: str = "auto"
     progress: bool = True
     tensorboard: bool = True
+    verify: bool = False
 
     def warmup_steps(self) -> int:
         return int(round(self.warmup * self.steps)) if self.warmup < 1 else int(self.warmup)
 
     def check(self) -> None:
+        """Refuse out-of-range settings before any work, with the command line's ranges and messages."""
+        for name, allowed in _RANGES.items():
+            message = options.problem("--" + name.replace("_", "-"), getattr(self, name), allowed)
+            if message:
+                raise PretrainError(message)
         if self.arch not in ("encoder", "decoder"):
             raise PretrainError(f"--arch must be encoder or decoder, not {self.arch!r}")
-        if self.steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
-            raise PretrainError("--steps, --batch-size and --grad-accum must be positive")
         if self.schedule not in ("linear", "cosine", "constant"):
             raise PretrainError(f"--schedule must be linear, cosine or constant, not {self.schedule!r}")
-        if self.lr <= 0 or self.warmup < 0:
-            raise PretrainError("--lr must be positive and --warmup non-negative")
-        if not 0.0 <= self.dropout < 1.0:
-            raise PretrainError("--dropout must be in [0, 1)")
-        if self.log_every < 1 or self.save_every < 1 or self.eval_every < 0:
-            raise PretrainError("--log-every and --save-every must be positive (--eval-every 0 turns evaluation off)")
+
+
+_RANGES = {"steps": options.COUNT, "batch_size": options.COUNT, "grad_accum": options.COUNT, "lr": options.POSITIVE,
+           "warmup": options.NON_NEGATIVE, "weight_decay": options.NON_NEGATIVE, "clip": options.NON_NEGATIVE,
+           "seed": options.SEED, "mask_prob": options.MASK_PROB, "dropout": options.FRACTION,
+           "eval_every": options.at_least(0), "eval_batches": options.COUNT, "log_every": options.COUNT,
+           "save_every": options.COUNT, "keep": options.at_least(0)}
 
 
 @dataclass
@@ -414,16 +421,21 @@ def check_same_tokenizer(run_tokenizer: Path, dataset: Any) -> None:
                             f"{run_tokenizer}; tokenize the text with that tokenizer first")
 
 
-def open_datasets(data: str) -> tuple[Any, Any | None]:
+def open_datasets(data: str, verify: bool = False) -> tuple[Any, Any | None]:
+    """Train and val splits; ``verify`` checks every shard's checksum now (else each on its first use)."""
     from gristmill.tokenizer import TokenDataset
 
     try:
-        train = TokenDataset(data, split="train")
+        train = TokenDataset(data, split="train", verify=verify)
+    except BadDataError:
+        raise
     except (OSError, ValueError) as exc:
         raise PretrainError(str(exc)) from None
     try:
-        val = TokenDataset(data, split="val")
+        val = TokenDataset(data, split="val", verify=verify)
         val = val if len(val) else None
+    except BadDataError:
+        raise
     except (OSError, ValueError, KeyError):
         val = None
     return train, val
@@ -451,7 +463,7 @@ def pretrain(cfg: PretrainConfig, train_data: Any | None = None, val_data: Any |
 def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | None) -> PretrainResult:
     # -- data and model shape
     if train is None:
-        train, val = open_datasets(cfg.data)
+        train, val = open_datasets(cfg.data, cfg.verify)
     run = Path(cfg.out)
     G = cfg.batch_size
     if G % (world.world * cfg.grad_accum):

@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gristmill import options
+from gristmill.errors import BadDataError
+
 IGNORE_INDEX = -100
 """Label of positions that do not count in the loss or the metrics (PyTorch's cross-entropy default)."""
 
@@ -32,6 +35,10 @@ TaskType = Literal["sequence", "token"]
 
 class TaskError(Exception):
     """A problem with the user's task files or options; printed as a message, never as a traceback."""
+
+
+class TaskDataError(TaskError, BadDataError):
+    """A task file whose bytes are damaged: not UTF-8, not JSON, lone surrogates (exit status 3)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +119,11 @@ class TaskData:
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, record)`` for each non-blank line; bad JSON is a :class:`TaskError`."""
+    """Yield ``(line_number, record)`` for each non-blank line.
+
+    A line that is not UTF-8, not JSON, not an object, or holds a lone surrogate (``"\\ud800"``, which no
+    tokenizer can encode) is a :class:`TaskDataError` naming the file and line.
+    """
     p = Path(path)
     if not p.is_file():
         raise TaskError(f"{p}: no such file")
@@ -121,17 +132,41 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         import gzip
 
         opener = gzip.open
-    with opener(p, "rt", encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TaskError(f"{p} line {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise TaskError(f"{p} line {number}: expected a JSON object, got {type(record).__name__}")
-            yield number, record
+    with opener(p, "rb") as f:
+        yield from _records(p, f)
+
+
+def _records(p: Path, f: Any) -> Iterator[tuple[int, dict[str, Any]]]:
+    lines = enumerate(f, start=1)
+    while True:
+        try:
+            number, raw = next(lines)
+        except StopIteration:
+            return
+        except (OSError, EOFError) as exc:  # a truncated or corrupt .gz
+            raise TaskDataError(f"{p}: the file is damaged ({exc})") from None
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a leading BOM is no text
+        except UnicodeDecodeError as exc:
+            raise TaskDataError(f"{p} line {number}: not UTF-8 (byte {exc.start + 1} of the line); "
+                                "re-encode the file as UTF-8") from None
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
+            raise TaskDataError(f"{p} line {number}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+        except RecursionError:
+            raise TaskDataError(f"{p} line {number}: JSON nested too deeply") from None
+        if not isinstance(record, dict):
+            raise TaskDataError(f"{p} line {number}: expected a JSON object, got {type(record).__name__}")
+        try:
+            # Escapes such as "\ud800" decode to lone surrogates, which no tokenizer can encode.
+            json.dumps(record, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise TaskDataError(f"{p} line {number}: a string holds a lone surrogate (an escape such as "
+                                "\\ud800 that is no character); fix or remove the line") from None
+        yield number, record
 
 
 def _field(record: dict[str, Any], name: str, where: str, option: str) -> Any:
@@ -269,8 +304,9 @@ def load_task(
         task_type = detect_task_type(train, tokens_field, tags_field)
     if task_type not in ("sequence", "token"):
         raise TaskError(f"unknown task type {task_type!r}: use sequence, token or auto")
-    if max_length < 8:
-        raise TaskError(f"--max-length {max_length} is too small (at least 8)")
+    message = options.problem("--max-length", max_length, options.POSITIONS)
+    if message:
+        raise TaskError(message)
 
     def load(path: str | Path) -> list[Any]:
         if task_type == "token":

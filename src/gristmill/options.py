@@ -1,0 +1,118 @@
+"""Ranges of the numeric command-line options, checked while the command line is parsed, before any work.
+
+One table of ranges for every verb: a flag such as ``--batch-size 0``, ``--lr nan`` or
+``--mask-prob 2`` ends in one line naming the flag and the allowed range, exit status 2, before a
+file is read or a model is built. The verbs attach a range with ``typer.Option(..., callback=...)``;
+library entry points (``PretrainConfig.check``, ``FineTuneConfig``) call :func:`problem` with the same
+ranges, so the API refuses what the command line refuses. Floats must always be finite.
+
+``MAX_POSITIONS`` is the longest sequence gristmill builds a model for; token packing, fine-tuning and
+pretraining refuse lengths beyond it (a 100,000-token sequence would build 100,000 position embeddings
+and quadratic attention that never finishes a step). This module must not import torch or any package
+of gristmill (typer reads the callback's annotations, so typer is imported at the top).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import typer
+
+MAX_POSITIONS = 8192
+"""Longest sequence (tokens) a gristmill model may be asked to hold: 16x BERT's 512."""
+
+MAX_SEED = 2**32 - 1
+"""numpy's legacy generators and some samplers take 32-bit seeds."""
+
+
+class OptionError(ValueError):
+    """A setting outside its range; the message names the flag."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values: ``low``/``high`` bounds (None: unbounded), each closed unless ``*_open``."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        lo, hi = _fmt(self.low), _fmt(self.high)
+        if self.low is not None and self.high is not None:
+            return f"{kind} in {'(' if self.low_open else '['}{lo}, {hi}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{kind} {'>' if self.low_open else '>='} {lo}"
+        if self.high is not None:
+            return f"{kind} {'<' if self.high_open else '<='} {hi}"
+        return f"a finite {kind.split()[-1]}"
+
+    def contains(self, value: float) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):  # nan compares False with everything
+            return False
+        if self.integer and value != int(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+
+def _fmt(bound: float | None) -> str:
+    return "" if bound is None else (f"{int(bound):,}" if float(bound).is_integer() else f"{bound:g}")
+
+
+def at_least(low: float, integer: bool = True) -> Range:
+    return Range(low=low, integer=integer)
+
+
+POSITIVE = Range(low=0.0, low_open=True)
+"""A finite number > 0 (learning rates, time-outs)."""
+NON_NEGATIVE = Range(low=0.0)
+COUNT = at_least(1)
+"""An integer >= 1 (batch sizes, steps, workers, threads)."""
+FRACTION = Range(low=0.0, high=1.0, high_open=True)
+"""[0, 1): dropout, a validation share."""
+PROBABILITY = Range(low=0.0, high=1.0, low_open=True)
+"""(0, 1]: a share of tokens that must not be empty."""
+MASK_PROB = Range(low=0.0, high=1.0, low_open=True, high_open=True)
+"""(0, 1): some tokens must be chosen for prediction, and some left as context."""
+SEED = Range(low=0, high=MAX_SEED, integer=True)
+POSITIONS = Range(low=8, high=MAX_POSITIONS, integer=True)
+PORT = Range(low=0, high=65535, integer=True)
+
+
+def problem(flag: str, value: Any, allowed: Range) -> str | None:
+    """None when ``value`` is allowed, else the one-line message for ``flag``."""
+    if value is None or allowed.contains(value):
+        return None
+    return f"{flag} must be {allowed.describe()}, got {value!r}"
+
+
+def check(flag: str, value: Any, allowed: Range) -> None:
+    message = problem(flag, value, allowed)
+    if message:
+        raise OptionError(message)
+
+
+def ranged(allowed: Range) -> Callable[..., Any]:
+    """A typer option callback refusing values outside ``allowed`` (one line, exit status 2)."""
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        if ctx.resilient_parsing:
+            return value
+        flag = max(param.opts, key=len) if param.opts else f"--{param.name}"
+        message = problem(flag, value, allowed)
+        if message:
+            from gristmill.cli import fail
+
+            raise fail(message)
+        return value
+
+    return callback
