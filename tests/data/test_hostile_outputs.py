@@ -347,7 +347,7 @@ def test_main_turns_disk_full_of_any_verb_into_one_line(monkeypatch, capsys) -> 
     with pytest.raises(SystemExit) as info:
         cli.main()
     assert info.value.code == 2
-    assert "no space left" in capsys.readouterr().err
+    assert "no space left" in capsys.readouterr().err.lower()
 
     def bug() -> None:
         raise OSError(errno.EIO, "I/O error")

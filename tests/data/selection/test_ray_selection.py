@@ -16,7 +16,7 @@ pytest.importorskip("ray")
 from gristmill.data.classify.training import train_folder  # noqa: E402
 from gristmill.data.io import read_documents  # noqa: E402
 from gristmill.data.recipe import load_recipe  # noqa: E402
-from tests.data.select.test_select_domain import CODE, SEA, target_file, text  # noqa: E402
+from tests.data.selection.test_select_domain import CODE, SEA, target_file, text  # noqa: E402
 from tests.data.test_ray_executor import RayHead, _run_ray, ray_head  # noqa: E402, F401
 
 
