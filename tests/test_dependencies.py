@@ -22,6 +22,7 @@ SRC = ROOT / "src" / "gristmill"
 # Modules that import an optional extra at module scope; they are imported only by the verbs that need them.
 EXTRA_MODULES = {
     "serve/server.py": "serve",
+    "serve/guard.py": "serve",
     "data/executors/ray.py": "ray",
 }
 

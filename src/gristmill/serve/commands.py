@@ -218,7 +218,7 @@ def register(app: typer.Typer) -> None:
                                        help="Seconds an idle connection stays open after an answer."),
     ) -> None:
         """Serve a model over HTTP (FastAPI + uvicorn) until SIGTERM or Ctrl-C; OpenAPI schema at /docs."""
-        require_extra("serve", "gristmill serve", "fastapi", "uvicorn", "pydantic")
+        require_extra("serve", "gristmill serve", "fastapi", "uvicorn", "h11", "pydantic")
         from gristmill.model.config import is_decoder_run
         from gristmill.serve.guard import default_allowed_hosts
         from gristmill.serve.predict import MaskFiller, is_mlm_run, load_classifier
