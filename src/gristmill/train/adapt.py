@@ -246,7 +246,7 @@ def adapt(cfg: AdaptConfig) -> PretrainResult:
         atomic_write_text(source, "".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in texts))
     try:
         manifest = pack_corpus(source, base / "tokenizer", out / "tokens", seq_len=seq_len,
-                               val_fraction=cfg.val_fraction, resume=True)
+                               val_fraction=cfg.val_fraction, resume=True, allow_incomplete=True)  # its own file
     except TokenizerError as exc:
         raise AdaptError(str(exc)) from None
     task_train = TokenDataset(out / "tokens", split="train")

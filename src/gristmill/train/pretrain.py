@@ -43,7 +43,7 @@ from rich.console import Console
 
 from gristmill import options
 from gristmill.data import storage
-from gristmill.errors import BadDataError
+from gristmill.errors import BadDataError, describe_os_error
 from gristmill.model.config import DecoderConfig, ModelConfig, read_config
 from gristmill.model.decoder import CausalLM
 from gristmill.model.transformer import MaskedLM
@@ -385,7 +385,9 @@ def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Pat
     """Rank 0 only: check/create RUN, write config.json, train.json and the tokenizer copy."""
     run = Path(cfg.out)
     try:
-        storage.check_not_input(run, [cfg.data, cfg.init_from, cfg.config_file, tokenizer_dir])
+        # A resumed run deletes nothing, so its shards may live inside it (``gristmill adapt`` packs RUN2/tokens).
+        inputs = [cfg.init_from, cfg.config_file] + ([] if cfg.resume else [cfg.data, tokenizer_dir])
+        storage.check_not_input(run, inputs)
         storage.check_folder_target(run)
         if storage.has_content(run) and not cfg.resume:
             if not cfg.overwrite:
@@ -400,7 +402,7 @@ def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Pat
     except storage.OutputError as exc:
         raise PretrainError(str(exc)) from None
     except OSError as exc:
-        raise PretrainError(f"cannot create {run}: {exc.strerror or exc}") from None
+        raise PretrainError(describe_os_error(exc, run) or f"cannot create {run}: {exc.strerror or exc}") from None
     if cfg.resume and (run / "config.json").exists():
         return
     config.to_json(run / "config.json")
