@@ -100,7 +100,10 @@ def test_unknown_language_codes_are_refused_up_front(codes: list[str]) -> None:
 
 
 def test_known_language_codes_load() -> None:
-    parse_recipe(HEAD + "steps:\n  - language: {languages: [en, zh-cn, pt_BR, ceb]}\n" + TAIL, "r.yaml")
+    pipeline = parse_recipe(HEAD + "steps:\n  - language: {languages: [en, zh-cn, pt_BR, ceb]}\n" + TAIL, "r.yaml")
+    (step,) = pipeline.steps
+    assert step.languages == ["en", "zh-cn", "pt_BR", "ceb"]
+    assert {"en", "zh", "pt", "ceb"} <= step._wanted
 
 
 def test_unknown_language_on_the_command_line_is_one_line(tmp_path: Path) -> None:
