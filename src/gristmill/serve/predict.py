@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gristmill.errors import describe_os_error
+from gristmill.train.forward import batched_logits, length_sorted_batches, pad_batch, softmax, torch_forward
 
 BACKENDS = ("torch", "onnx")
 QUANTIZE = ("none", "int8")
@@ -71,14 +72,7 @@ class TorchBackend:
         model.eval()
         self.model = quantize_torch_int8(model) if quantize == "int8" else model
         self.name = "torch-int8" if quantize == "int8" else "torch"
-
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask),
-                             token_type_ids=torch.from_numpy(token_type_ids))
-            return out.float().numpy()
+        self.logits = torch_forward(self.model)
 
 
 class OnnxBackend:
@@ -112,55 +106,6 @@ def clean_text(text: str) -> str:
     return text
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def pad_batch(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Right-pad ``(ids, token types)`` pairs to the longest of the batch: int64 ids, mask and types."""
-    width = max(len(ids) for ids, _ in encoded)
-    ids = np.full((len(encoded), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(encoded), width), dtype=np.int64)
-    types = np.zeros((len(encoded), width), dtype=np.int64)
-    for row, (tok, typ) in enumerate(encoded):
-        ids[row, : len(tok)] = tok
-        mask[row, : len(tok)] = 1
-        types[row, : len(typ)] = typ
-    return ids, mask, types
-
-
-PASS_COST_TOKENS = 32
-"""What one forward pass costs beyond its tokens, in padded-token equivalents (measured on CPU: a pass of
-one 40-token text took about as long as 46 tokens inside a larger batch)."""
-
-
-def plan_batches(sorted_lengths: Sequence[int], max_rows: int, pass_cost: int = PASS_COST_TOKENS) -> list[tuple[int, int]]:
-    """Cut texts sorted by length into batches ``[start, stop)`` of at most ``max_rows`` that minimise padded work.
-
-    A batch costs ``rows x its longest length + pass_cost``: one batch of 15 random-length texts padded to
-    the longest did 3x the work of the texts themselves and ran 2.5x slower than 15 single passes, while
-    many small passes pay the per-pass cost. Dynamic programming over the sorted order finds the best
-    cut in O(n x max_rows); for a dense, sorted window it gives full batches.
-    """
-    n = len(sorted_lengths)
-    lengths = np.asarray(sorted_lengths, dtype=np.float64)
-    best = np.zeros(n + 1)
-    cut = np.zeros(n + 1, dtype=np.int64)
-    for stop in range(1, n + 1):
-        starts = np.arange(max(0, stop - max_rows), stop)
-        costs = best[starts] + (stop - starts) * lengths[stop - 1] + pass_cost
-        k = int(costs.argmin())
-        best[stop], cut[stop] = costs[k], starts[k]
-    batches = []
-    stop = n
-    while stop > 0:
-        batches.append((int(cut[stop]), stop))
-        stop = int(cut[stop])
-    return batches[::-1]
-
-
 @dataclass
 class Classifier:
     """A sequence classifier ready to predict: tokenizer, task (labels, max length, pair field) and a backend."""
@@ -192,27 +137,22 @@ class Classifier:
     def predict_proba(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
         """Probabilities ``[len(texts), num_labels]`` in input order.
 
-        Texts are sorted by token length and cut into batches of at most ``batch_size`` (see
-        :func:`plan_batches`), each padded only to its own longest text, so short texts do not pay for
-        long ones.
+        Batched by :func:`gristmill.train.forward.batched_logits`: sorted by token length, cut into
+        batches of at most ``batch_size``, each padded only to its own longest text.
         """
         n = len(texts)
-        probs = np.empty((n, len(self.labels)), dtype=np.float32)
         if n == 0:
-            return probs
+            return np.empty((0, len(self.labels)), dtype=np.float32)
         if self.pair_field is not None and pairs is None:
             raise PredictError(f"this model classifies text pairs; give the second text ({self.pair_field!r})")
-        encoded = self.encode(texts, pairs)
-        lengths = np.fromiter((len(ids) for ids, _ in encoded), dtype=np.int64, count=n)
-        order = np.argsort(lengths, kind="stable")
-        for start, stop in plan_batches(lengths[order], self.batch_size):
-            rows = order[start:stop]
-            ids, mask, types = pad_batch([encoded[i] for i in rows], self.pad_id)
-            logits = self.backend.logits(ids, mask, types)
+
+        def forward(ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
             self.forward_passes += 1
-            probs[rows] = softmax(logits.astype(np.float32))
+            return self.backend.logits(ids, mask, types)
+
+        logits = batched_logits(self.encode(texts, pairs), self.pad_id, forward, self.batch_size)
         self.texts_seen += n
-        return probs
+        return softmax(np.stack(logits))
 
     def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """``[{"label", "score", "probabilities": {label: p}}]`` for each text, in input order."""
@@ -273,7 +213,7 @@ def load_classifier(
         if backend != "onnx":
             raise PredictError(f"{folder} is an ONNX export; use --backend onnx (the torch backend needs the FT folder)")
         return _load_onnx_export(folder, quantize, batch_size, threads)
-    spec = read_task(folder)
+    read_task(folder)  # refuses a token model or a broken task.json before anything is loaded
     if backend == "onnx":
         from gristmill.serve.onnx import export_onnx
 
@@ -290,10 +230,17 @@ def load_classifier(
         return clf
     from gristmill.train.finetune import load_finetuned
 
-    ft = load_finetuned(folder)
+    return classifier_from(load_finetuned(folder), quantize, batch_size)
+
+
+def classifier_from(ft: Any, quantize: str = "none", batch_size: int = 32) -> Classifier:
+    """The :class:`Classifier` of a loaded :class:`~gristmill.train.finetune.FineTuned` sequence model (PyTorch)."""
+    spec = ft.spec
+    if spec.type != "sequence":
+        raise PredictError(f"{ft.path} is a {spec.type!r} classification model; use a Tagger (load_tagger)")
     return Classifier(TorchBackend(ft.model, quantize), ft.tokenizer, list(spec.labels), int(spec.max_length),
                       batch_size=batch_size, pair_field=spec.pair_field, text_field=spec.text_field,
-                      source=str(folder))
+                      source=str(ft.path))
 
 
 def _load_onnx_export(folder: Path, quantize: str, batch_size: int, threads: int | None) -> Classifier:
@@ -562,32 +509,28 @@ class Tagger:
 
         plain(self.tokenizer)
         self.pad_id = special_ids(self.tokenizer)[0]
-        self.model.eval()
+        self._forward = torch_forward(self.model)
 
     def predict_words(self, words_batch: Sequence[Sequence[str]]) -> list[list[tuple[str, float | None]]]:
         """``(tag, probability)`` per word; a word cut off by ``max_length`` gets "O" (or the first label), None."""
-        import torch
-
         from gristmill.train.tasks import encode_words
 
         encoded = encode_words(self.tokenizer, [[clean_text(w) for w in words] for words in words_batch],
                                self.max_length)
         fallback = self.labels.index("O") if "O" in self.labels else 0
-        out: list[list[tuple[str, float | None]]] = [[] for _ in encoded]
-        lengths = np.array([len(ids) for ids, _ in encoded], dtype=np.int64)
-        order = np.argsort(lengths, kind="stable")
-        for start, stop in plan_batches(lengths[order], self.batch_size):
-            rows = order[start:stop]
-            ids, mask, types = pad_batch([(encoded[i][0], [0] * len(encoded[i][0])) for i in rows], self.pad_id)
-            with torch.inference_mode():
-                logits = self.model(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                                    token_type_ids=torch.from_numpy(types))
-            probs = softmax(logits.float().numpy())
+
+        def forward(ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
             self.forward_passes += 1
-            for k, i in enumerate(rows):
-                positions = (list(encoded[i][1]) + [-1] * len(words_batch[i]))[: len(words_batch[i])]
-                out[i] = [(self.labels[int(probs[k, p].argmax())], round(float(probs[k, p].max()), 6)) if p >= 0
-                          else (self.labels[fallback], None) for p in positions]
+            return self._forward(ids, mask, types)
+
+        logits = batched_logits([(ids, [0] * len(ids)) for ids, _ in encoded], self.pad_id, forward,
+                                self.batch_size, per_token=True)
+        out: list[list[tuple[str, float | None]]] = []
+        for (_, word_positions), words, lg in zip(encoded, words_batch, logits, strict=True):
+            probs = softmax(lg)
+            positions = (list(word_positions) + [-1] * len(words))[: len(words)]
+            out.append([(self.labels[int(probs[p].argmax())], round(float(probs[p].max()), 6)) if p >= 0
+                        else (self.labels[fallback], None) for p in positions])
         return out
 
 
@@ -599,10 +542,17 @@ def load_tagger(path: str | Path, quantize: str = "none", batch_size: int = 32) 
     spec = read_task(folder, allow_token=True)
     if spec.type != "token":
         raise PredictError(f"{folder} is not a token-classification model")
-    ft = load_finetuned(folder)
+    return tagger_from(load_finetuned(folder), quantize, batch_size)
+
+
+def tagger_from(ft: Any, quantize: str = "none", batch_size: int = 32) -> Tagger:
+    """The :class:`Tagger` of a loaded :class:`~gristmill.train.finetune.FineTuned` token model."""
+    spec = ft.spec
+    if spec.type != "token":
+        raise PredictError(f"{ft.path} is not a token-classification model")
     model = quantize_torch_int8(ft.model) if quantize == "int8" else ft.model
     return Tagger(model, ft.tokenizer, list(spec.labels), int(spec.max_length), spec.tokens_field, spec.tags_field,
-                  batch_size, str(folder))
+                  batch_size, str(ft.path))
 
 
 def task_type_of(path: str | Path) -> str:
@@ -695,10 +645,7 @@ class MaskFiller:
 
         encoded = self.encode([t for t, _ in items])
         results: list[list[dict[str, Any]]] = [[] for _ in items]
-        lengths = np.array([len(ids) for ids, _ in encoded], dtype=np.int64)
-        order = np.argsort(lengths, kind="stable")
-        for start, stop in plan_batches(lengths[order], self.batch_size):
-            rows = order[start:stop]
+        for rows in length_sorted_batches(encoded, self.batch_size):
             ids, mask, types = pad_batch([encoded[i] for i in rows], self.pad_id)
             masked = ids == self.mask_id
             with torch.inference_mode():

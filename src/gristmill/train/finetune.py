@@ -15,7 +15,8 @@ Output folder ``FT/``::
     FT/metrics.json       dev/test accuracy, macro-F1, per-class report, confusion matrix, budget, history
     FT/curves.png         train/dev loss and dev accuracy per evaluation; FT/confusion.png: the confusion matrix
 
-:func:`load_finetuned` and :func:`encode_texts` are the contract with ``gristmill.serve``. This
+:func:`load_finetuned` is the contract with ``gristmill.serve``, which owns prediction (its ``Classifier``
+and ``Tagger``); evaluation here batches through the same forward (``gristmill.train.forward``). This
 module does not parse command lines (``finetune_commands``) and does not pretrain.
 """
 
@@ -40,15 +41,14 @@ from gristmill.data import storage
 from gristmill.errors import BadDataError
 from gristmill.model.config import ConfigError, DecoderConfig, ModelConfig, read_config
 from gristmill.provenance import provenance
+from gristmill.train.forward import batched_logits, torch_forward
 from gristmill.train.tasks import (
     IGNORE_INDEX,
     Encoded,
     TaskData,
     TaskError,
     TaskSpec,
-    TokenExample,
     encode_examples,
-    encode_sequences,
     entity_type,
     label_counts,
     plain,
@@ -268,27 +268,6 @@ def collate(batch: Sequence[Encoded], pad_id: int, token_task: bool) -> dict[str
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels}
 
 
-def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[CLS] text [SEP]`` ids cut to ``max_length`` and padded to the longest text: (input_ids, attention_mask).
-
-    Exactly the encoding fine-tuning used; both tensors are int64 ``[len(texts), longest]``.
-    """
-    ids, mask, _ = encode_pairs(tokenizer, texts, max_length, None)
-    return ids, mask
-
-
-def encode_pairs(tokenizer: Any, texts: Sequence[str], max_length: int,
-                 pairs: Sequence[str] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Like :func:`encode_texts`, with optional second texts: (input_ids, attention_mask, token_type_ids)."""
-    pad, _, _ = special_ids(tokenizer)
-    encoded = [Encoded(i, t, [0]) for i, t in encode_sequences(tokenizer, texts, max_length, pairs)]
-    if not encoded:
-        empty = torch.zeros((0, 0), dtype=torch.long)
-        return empty, empty, empty
-    batch = collate(encoded, pad, token_task=False)
-    return batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-
-
 def class_weight_tensor(encoded: Sequence[Encoded], num_labels: int) -> torch.Tensor:
     """scikit-learn's "balanced" weights, n / (k * count), over the labels that count in the loss."""
     counts = np.zeros(num_labels)
@@ -302,20 +281,11 @@ def class_weight_tensor(encoded: Sequence[Encoded], num_labels: int) -> torch.Te
     return torch.tensor(weights, dtype=torch.float32)
 
 
-@torch.no_grad()
 def predict_logits(model: nn.Module, encoded: Sequence[Encoded], pad_id: int, token_task: bool,
                    batch_size: int = 64) -> list[np.ndarray]:
-    """Logits per example in input order; batches are formed from length-sorted examples."""
-    model.eval()
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
-    out: list[np.ndarray] = [np.empty(0)] * len(encoded)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        batch = collate([encoded[i] for i in rows], pad_id, token_task)
-        logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).float().numpy()
-        for k, i in enumerate(rows):
-            out[i] = logits[k, : len(encoded[i].input_ids)] if token_task else logits[k]
-    return out
+    """Logits per example in input order, through the one batched forward (``gristmill.train.forward``)."""
+    pairs = [(e.input_ids, e.token_type_ids) for e in encoded]
+    return batched_logits(pairs, pad_id, torch_forward(model), batch_size, per_token=token_task)
 
 
 # ----------------------------------------------------------------------------------------------- metrics
@@ -731,35 +701,3 @@ def load_finetuned(ft_dir: str | Path) -> FineTuned:
     model.eval()
     return FineTuned(model=model, tokenizer=tokenizer, labels=list(spec.labels), max_length=spec.max_length,
                      task=task, config=config, path=folder)
-
-
-@torch.no_grad()
-def predict_proba(ft: FineTuned, texts: Sequence[str], pairs: Sequence[str] | None = None,
-                  batch_size: int = 64) -> np.ndarray:
-    """Class probabilities ``[len(texts), len(labels)]`` of a sequence model, in input order."""
-    spec = ft.spec
-    if spec.type != "sequence":
-        raise FineTuneError(f"{ft.path} is a {spec.type} model; use predict_tags")
-    if spec.pair_field and pairs is None:
-        raise FineTuneError(f"{ft.path} was trained on text pairs; give the second texts too")
-    pad, _, _ = special_ids(ft.tokenizer)
-    encoded = [Encoded(i, t, [0]) for i, t in encode_sequences(ft.tokenizer, texts, spec.max_length, pairs)]
-    logits = predict_logits(ft.model, encoded, pad, False, batch_size)
-    if not logits:
-        return np.zeros((0, len(ft.labels)), dtype=np.float32)
-    return torch.softmax(torch.from_numpy(np.stack(logits)), -1).numpy()
-
-
-@torch.no_grad()
-def predict_tags(ft: FineTuned, words: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[str]]:
-    """One tag per word for a token model; words cut off by ``max_length`` get "O" (or the first label)."""
-    spec = ft.spec
-    if spec.type != "token":
-        raise FineTuneError(f"{ft.path} is a {spec.type} model; use predict_proba")
-    examples = [TokenExample(tokens=tuple(w), tags=tuple(spec.labels[0] for _ in w)) for w in words]
-    encoded = encode_examples(ft.tokenizer, examples, spec)
-    pad, _, _ = special_ids(ft.tokenizer)
-    fallback = spec.label2id.get("O", 0)
-    logits = predict_logits(ft.model, encoded, pad, True, batch_size)
-    return [[spec.labels[int(lg[pos].argmax()) if pos >= 0 else fallback] for pos in enc.word_positions]
-            for enc, lg in zip(encoded, logits, strict=True)]
