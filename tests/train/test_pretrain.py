@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from gristmill.model.config import ModelConfig
+from gristmill.serve.predict import MaskFiller
 from gristmill.train import pretrain as pretrain_module
 from gristmill.train.checkpoint import list_checkpoints, load_checkpoint, load_run
-from gristmill.serve.predict import MaskFiller
 from gristmill.train.metrics import read_metrics
 from gristmill.train.pretrain import PretrainConfig, TrainingDiverged, lr_lambda, param_groups, pretrain
 

@@ -143,9 +143,10 @@ def _decontaminate(spec: AblationSpec) -> list[Step]:
 
 def _tokenizer(spec: AblationSpec, abl: Path, show: bool) -> Path:
     from gristmill.tokenizer import train_tokenizer
+    from gristmill.tokenizer.tokdir import TOKENIZER_JSON
 
     out = abl / "tokenizer"
-    if (out / "gristmill.json").is_file() and (out / "tokenizer.json").is_file():
+    if (out / "gristmill.json").is_file() and (out / TOKENIZER_JSON).is_file():
         return out
     source = abl / "split" / "kept" if spec.tokenizer_train_on == "pool" else \
         abl / "variants" / spec.tokenizer_train_on / "corpus" / "kept"

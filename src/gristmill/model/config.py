@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gristmill.folders import RunFolder
 from gristmill.options import MAX_POSITIONS
 
 # The BERT miniatures (Turc et al., 2019) and BERT-base: name -> (layers, hidden). Heads = hidden / 64,
@@ -234,7 +235,7 @@ def read_config(path: str | Path) -> ModelConfig | DecoderConfig:
 
 
 def is_decoder_run(run_dir: str | Path) -> bool:
-    path = Path(run_dir) / "config.json"
+    path = RunFolder(run_dir).config
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("arch") == "decoder"
     except (OSError, json.JSONDecodeError, AttributeError):

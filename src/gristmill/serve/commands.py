@@ -12,6 +12,7 @@ from typing import Any
 import typer
 
 from gristmill.errors import exit_code, require_extra
+from gristmill.folders import TASK, is_finetuned, is_mlm_run
 from gristmill.options import COUNT, NON_NEGATIVE, PORT, POSITIVE, ranged
 from gristmill.serve.predict import BACKENDS, QUANTIZE
 
@@ -152,10 +153,10 @@ def register(app: typer.Typer) -> None:
             if out.exists() and storage.has_content(out):
                 if not overwrite:
                     raise _fail(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
-                storage.remove_output(out, "export", legacy=("model.onnx", "task.json", "export.json"))
+                storage.remove_output(out, "export", legacy=("model.onnx", TASK, "export.json"))
         except storage.OutputError as exc:
             raise _fail(str(exc)) from None
-        is_classifier = (model / "task.json").is_file()
+        is_classifier = is_finetuned(model)
         try:
             if format == "hf":
                 if quantize != "none":
@@ -257,7 +258,7 @@ def register(app: typer.Typer) -> None:
         require_extra("serve", "gristmill serve", "fastapi", "uvicorn", "h11", "pydantic")
         from gristmill.model.config import is_decoder_run
         from gristmill.serve.guard import default_allowed_hosts
-        from gristmill.serve.predict import MaskFiller, is_mlm_run, load_classifier
+        from gristmill.serve.predict import MaskFiller, load_classifier
         from gristmill.serve.server import Access, Limits, classifier_engine, fill_mask_engine, run_server
 
         _choice(backend, BACKENDS, "--backend")

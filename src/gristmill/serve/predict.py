@@ -29,7 +29,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gristmill import folders
 from gristmill.errors import describe_os_error
+from gristmill.folders import FinetunedFolder
 from gristmill.train.forward import batched_logits, length_sorted_batches, pad_batch, softmax, torch_forward
 
 BACKENDS = ("torch", "onnx")
@@ -175,12 +177,12 @@ def read_task(folder: Path, allow_token: bool = False) -> Any:
     """The :class:`~gristmill.train.tasks.TaskSpec` in ``task.json`` of an FT or export folder."""
     from gristmill.train.tasks import TaskSpec
 
-    task_file = folder / "task.json"
-    if not task_file.is_file():
-        raise PredictError(f"{folder} has no task.json: expected a fine-tuned model folder (gristmill finetune --out) "
-                           "or an ONNX export folder (gristmill export --format onnx)")
+    problem = folders.finetuned_problem(folder)
+    if problem:
+        raise PredictError(f"{problem} (or an ONNX export folder: gristmill export --format onnx)")
+    task_file = FinetunedFolder(folder).task
     try:
-        spec = TaskSpec.from_json(json.loads(task_file.read_text(encoding="utf-8")))
+        spec = TaskSpec.from_json(folders.read_record(task_file))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PredictError(f"{task_file} is not a readable task description: {exc}") from None
     if len(spec.labels) < 2:
@@ -251,7 +253,7 @@ def _load_onnx_export(folder: Path, quantize: str, batch_size: int, threads: int
     if not model_file.is_file():
         hint = " (export with --quantize int8)" if quantize == "int8" else ""
         raise PredictError(f"{folder} has no {model_file.name}{hint}")
-    return Classifier(OnnxBackend(model_file, threads), load_tokenizer(folder / "tokenizer"), list(spec.labels),
+    return Classifier(OnnxBackend(model_file, threads), load_tokenizer(FinetunedFolder(folder).tokenizer), list(spec.labels),
                       int(spec.max_length), batch_size=batch_size, pair_field=spec.pair_field,
                       text_field=spec.text_field, source=str(model_file))
 
@@ -558,7 +560,7 @@ def tagger_from(ft: Any, quantize: str = "none", batch_size: int = 32) -> Tagger
 def task_type_of(path: str | Path) -> str:
     """``sequence`` or ``token`` for an FT or export folder (``sequence`` when it cannot tell)."""
     try:
-        return str(json.loads((Path(path) / "task.json").read_text(encoding="utf-8")).get("type", "sequence"))
+        return str(folders.read_record(FinetunedFolder(path).task).get("type", "sequence"))
     except (OSError, ValueError, AttributeError):
         return "sequence"
 
@@ -664,7 +666,3 @@ class MaskFiller:
                     flat += 1
         return results
 
-
-def is_mlm_run(path: Path) -> bool:
-    """A pretraining RUN folder: weights and config, but no task.json."""
-    return (path / "config.json").is_file() and (path / "model.safetensors").is_file() and not (path / "task.json").exists()

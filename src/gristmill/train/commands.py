@@ -120,9 +120,9 @@ def register(app: typer.Typer) -> None:
             run = import_hf(hf_dir, out, overwrite=overwrite)
         except (HFError, ConfigError, OSError) as exc:
             raise _fail(str(exc)) from None
-        import json
+        from gristmill.folders import RunFolder, read_record
 
-        info = json.loads((run / "import.json").read_text(encoding="utf-8"))
+        info = read_record(RunFolder(run).import_record)
         if info.get("mlm_head_initialised_randomly"):
             console.print("[yellow]the checkpoint has no MLM head (an encoder only): the head starts random; "
                           "pretrain a little (--init-from) before using fill-mask[/]")

@@ -22,7 +22,6 @@ module does not parse command lines (``finetune_commands``) and does not pretrai
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -36,9 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from gristmill import checksums, options
+from gristmill import checksums, folders, options
 from gristmill.data import storage
 from gristmill.errors import BadDataError
+from gristmill.folders import FinetunedFolder, RunFolder
 from gristmill.model.config import ConfigError, DecoderConfig, ModelConfig, read_config
 from gristmill.provenance import provenance
 from gristmill.train.forward import batched_logits, torch_forward
@@ -57,10 +57,6 @@ from gristmill.train.tasks import (
 )
 
 Log = Callable[[str], None]
-
-
-LEGACY_FT = ("task.json", "metrics.json", "model.safetensors")
-"""A fine-tuned folder made before output markers: replaceable like a marked one."""
 
 
 class FineTuneError(TaskError):
@@ -153,12 +149,13 @@ def load_tokenizer_dir(tokdir: Path) -> Any:
         raise FineTuneError(str(exc)) from None
 
 
-def read_model_config(path: Path) -> ModelConfig:
-    if not path.is_file():
-        raise FineTuneError(f"{path.parent} has no config.json: expected a folder written by "
-                            "`gristmill pretrain --out` (or `gristmill finetune --out`)")
+def read_model_config(folder: Path) -> ModelConfig:
+    """The ModelConfig of a RUN or FT folder; a folder that is not one is a :class:`FineTuneError`."""
+    problem = folders.run_problem(folder)
+    if problem:
+        raise FineTuneError(problem)
     try:
-        return read_config(path)  # type: ignore[return-value]  # a DecoderConfig for decoder runs
+        return read_config(RunFolder(folder).config)  # type: ignore[return-value]  # a DecoderConfig for decoder runs
     except ConfigError as exc:
         raise FineTuneError(str(exc)) from None
 
@@ -207,7 +204,7 @@ def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int,
     scratch run with one seed differ only in the encoder weights. ``pooling`` overrides the model's;
     ``reinit_layers`` re-initialises that many top blocks of a pretrained encoder.
     """
-    config = read_model_config(run_dir / "config.json")
+    config = read_model_config(run_dir)
     if pooling is not None and spec.type == "sequence":
         try:
             config = replace(config, pooling=pooling)
@@ -226,14 +223,14 @@ def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int,
         try:
             run_weights_path(run_dir)
         except CheckpointError:
-            raise FineTuneError(f"{run_dir} has no model.safetensors and no checkpoint: nothing pretrained to "
+            raise FineTuneError(f"{run_dir} has no {folders.WEIGHTS} and no checkpoint: nothing pretrained to "
                                 "start from (--from-scratch trains without it)") from None
         try:
             load_encoder_into(model, run_dir)
         except BadDataError:
             raise  # a damaged file, not a mismatch: its own message and exit status
         except (CheckpointError, RuntimeError, KeyError, ValueError) as exc:
-            raise FineTuneError(f"{run_dir}: the pretrained weights do not fit config.json: {exc}") from None
+            raise FineTuneError(f"{run_dir}: the pretrained weights do not fit {folders.CONFIG}: {exc}") from None
         reinit_top_layers(model, config, reinit_layers)
     return model, config
 
@@ -509,8 +506,8 @@ class FineTuneResult:
 def resolve_tokenizer_dir(run_dir: Path, tokenizer_dir: Path | None) -> Path:
     if tokenizer_dir is not None:
         return tokenizer_dir
-    if (run_dir / "tokenizer").is_dir():
-        return run_dir / "tokenizer"
+    if RunFolder(run_dir).tokenizer.is_dir():
+        return RunFolder(run_dir).tokenizer
     raise FineTuneError(f"{run_dir} has no tokenizer/ folder; name the model's tokenizer with --tokenizer")
 
 
@@ -536,8 +533,8 @@ def finetune(
     """
     cfg = cfg or FineTuneConfig()
     run = Path(run_dir)
-    if not run.is_dir():
-        raise FineTuneError(f"{run}: no such model folder (expected the --out folder of `gristmill pretrain`)")
+    if not run.is_dir():  # the rest of run_problem after the output checks: a refusal there costs nothing
+        raise FineTuneError(folders.run_problem(run) or f"{run}: no such model folder")
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise FineTuneError(f"{out_dir} is a file; --out names the folder to create")
@@ -547,15 +544,15 @@ def finetune(
         try:  # before training, so a refusal costs nothing
             storage.check_not_input(out_dir, [run, tokenizer_dir, *data.paths.values()])
             if out_dir.exists() and storage.has_content(out_dir):
-                storage.removable(out_dir, "finetune", legacy=LEGACY_FT)
+                storage.removable(out_dir, "finetune", legacy=folders.LEGACY_FT)
         except storage.OutputError as exc:
             raise FineTuneError(str(exc)) from None
     spec = data.spec
+    config = read_model_config(run)  # first: a folder that is not a run is told so, whatever it lacks
     tokdir = resolve_tokenizer_dir(run, Path(tokenizer_dir) if tokenizer_dir else None)
-    config = read_model_config(run / "config.json")
     if tokenizer is None:
         tokenizer = load_tokenizer_dir(tokdir)
-        check_tokenizer(tokenizer, config, tokdir, run / "tokenizer")
+        check_tokenizer(tokenizer, config, tokdir, RunFolder(run).tokenizer)
     pad_id, _, _ = special_ids(tokenizer)
 
     sample = sample_training(data.train, per_class, seed)
@@ -616,16 +613,17 @@ def save_finetuned(out: Path, model: nn.Module, config: ModelConfig, spec: TaskS
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    config.to_json(tmp / "config.json")
-    (tmp / "task.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
-    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "gristmill": "finetuned"})
-    checksums.record_sidecar(tmp / "model.safetensors")
-    shutil.copytree(tokdir, tmp / "tokenizer")
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    ft = FinetunedFolder(tmp)
+    config.to_json(ft.config)
+    folders.write_record(ft.task, spec.to_json())
+    save_model(model, str(ft.weights), metadata={"format": "pt", "gristmill": "finetuned"})
+    checksums.record_sidecar(ft.weights)
+    shutil.copytree(tokdir, ft.tokenizer)
+    folders.write_record(ft.metrics, metrics)
     write_pictures(tmp, metrics, out.name)
     storage.mark_complete(tmp, "finetune")
     if out.exists():
-        storage.remove_output(out, "finetune", legacy=LEGACY_FT, whole=True)
+        storage.remove_output(out, "finetune", legacy=folders.LEGACY_FT, whole=True)
     os.replace(tmp, out)
 
 
@@ -673,23 +671,22 @@ def load_finetuned(ft_dir: str | Path) -> FineTuned:
     from gristmill.train.checkpoint import CheckpointDataError, check_weights
 
     folder = Path(ft_dir)
-    if not folder.is_dir():
-        raise FineTuneError(f"{folder}: no such folder")
-    task_file = folder / "task.json"
-    if not task_file.is_file():
-        raise FineTuneError(f"{folder} has no task.json: expected the --out folder of `gristmill finetune`")
+    problem = folders.finetuned_problem(folder)
+    if problem:
+        raise FineTuneError(problem)
+    ft = FinetunedFolder(folder)
     try:
-        task = json.loads(task_file.read_text(encoding="utf-8"))
+        task = folders.read_record(ft.task)
         spec = TaskSpec.from_json(task)
     except (ValueError, KeyError, TypeError) as exc:
-        raise FineTuneError(f"{task_file} is not a valid task description: {exc}") from None
-    config = read_model_config(folder / "config.json")
-    tokenizer = load_tokenizer_dir(folder / "tokenizer")
-    check_tokenizer(tokenizer, config, folder / "tokenizer", None)
+        raise FineTuneError(f"{ft.task} is not a valid task description: {exc}") from None
+    config = read_model_config(folder)
+    tokenizer = load_tokenizer_dir(ft.tokenizer)
+    check_tokenizer(tokenizer, config, ft.tokenizer, None)
     model = build_classifier(config, spec)
-    weights = folder / "model.safetensors"
+    weights = ft.weights
     if not weights.is_file():
-        raise FineTuneError(f"{folder} has no model.safetensors")
+        raise FineTuneError(f"{folder} has no {folders.WEIGHTS}")
     check_weights(weights)
     try:
         load_model(model, str(weights))
@@ -697,7 +694,7 @@ def load_finetuned(ft_dir: str | Path) -> FineTuned:
         raise CheckpointDataError(f"{weights} is damaged or not a safetensors file ({exc}); restore it or "
                                   "fine-tune again") from None
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise FineTuneError(f"{weights} does not match {folder / 'config.json'} and task.json: {exc}") from None
+        raise FineTuneError(f"{weights} does not match {ft.config} and {folders.TASK}: {exc}") from None
     model.eval()
     return FineTuned(model=model, tokenizer=tokenizer, labels=list(spec.labels), max_length=spec.max_length,
                      task=task, config=config, path=folder)

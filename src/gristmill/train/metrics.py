@@ -17,6 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gristmill import folders
+from gristmill.folders import RunFolder
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -95,7 +98,7 @@ def plot_loss(run_dir: Path, out: Path | None = None) -> Path | None:
 
     run = Path(run_dir)
     try:
-        setup = json.loads((run / "train.json").read_text(encoding="utf-8"))
+        setup = folders.read_record(RunFolder(run).train_record)
     except (OSError, json.JSONDecodeError):
         setup = {}
     size = setup.get("model_size") if not setup.get("config_file") else Path(setup["config_file"]).stem
