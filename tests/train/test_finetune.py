@@ -272,7 +272,7 @@ def test_bad_inputs_give_messages_not_tracebacks(setup, tmp_path):
 
     empty = write_jsonl(tmp_path / "train-empty.jsonl", [{"text": "moon", "label": "a"}, {"text": "", "label": "b"}])
     result, output = cli(*good[:3], "--train", empty, *good[5:])
-    assert result.exit_code == 2 and "line 2: field 'text' is empty" in output
+    assert result.exit_code == 2 and ":2: field 'text' is empty" in output
 
     one = write_jsonl(tmp_path / "one.jsonl", [{"text": "moon", "label": "a"}, {"text": "star", "label": "a"}])
     result, output = cli(*good[:3], "--train", one, *good[5:])
