@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gristmill.errors import GristmillError, exit_code
+from gristmill.errors import GristmillError, describe_os_error, exit_code
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference.")
@@ -79,7 +79,7 @@ def run(
     except (RecipeError, RunError, UserError, ValueError, RuntimeError, storage.OutputError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
-        if (message := storage.describe_os_error(exc)) is None:
+        if (message := describe_os_error(exc, resumable=True)) is None:
             raise
         raise fail(message) from None
     Console().print(summary_table(result))
@@ -163,8 +163,6 @@ def main() -> None:
     except OSError as exc:
         # Where the machine, not gristmill, said no (disk full, permissions, a file where a folder should
         # be): one line naming the path. Other OS errors keep their traceback.
-        from gristmill.errors import describe_os_error
-
         message = describe_os_error(exc)
         if message is None:
             raise
