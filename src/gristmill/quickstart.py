@@ -268,14 +268,14 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
 
 
 def _char_tfidf(sample_dir: Path, log: Log) -> tuple[dict[str, Any], float]:
-    """The non-neural peer on the same training file (train.char_tfidf)."""
-    from gristmill.train.char_tfidf import char_tfidf_scores
+    """The non-neural peer on the same training file (train.baseline, character n-grams)."""
+    from gristmill.train.baseline import tfidf_scores
     from gristmill.train.tasks import load_task
 
     task = sample_dir / "task"
-    log("\n[bold]TF-IDF over character n-grams + logistic regression[/] (gristmill.train.char_tfidf)")
+    log("\n[bold]TF-IDF over character n-grams + logistic regression[/] (gristmill.train.baseline)")
     t0 = time.perf_counter()
-    scores = char_tfidf_scores(load_task(task / "train.jsonl", None, task / "test.jsonl"))
+    scores = tfidf_scores(load_task(task / "train.jsonl", None, task / "test.jsonl"), analyzer="char")
     return scores, time.perf_counter() - t0
 
 
