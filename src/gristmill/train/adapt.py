@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from gristmill import folders
+from gristmill import folders, options
 from gristmill.folders import RunFolder
 from gristmill.tokenizer import TokenDataset
 from gristmill.train.pretrain import PretrainConfig, PretrainError, PretrainResult, pretrain
@@ -83,7 +83,7 @@ def read_texts(paths: Sequence[str | Path], text_field: str = "text") -> list[tu
     for path in map(Path, paths):
         if not path.is_file():
             raise AdaptError(f"{path}: no such file")
-        if path.name.endswith((".jsonl", ".jsonl.gz", ".json")):
+        if path.name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".json")):
             try:
                 found = [(f"{path.name}:{e.line}", e.text)
                          for e in load_sequence_examples(path, text_field=text_field, labelled=False)]
@@ -228,8 +228,9 @@ def adapt(cfg: AdaptConfig) -> PretrainResult:
     from gristmill.tokenizer import pack_corpus
     from gristmill.tokenizer.tokdir import TokenizerError
 
-    if not 0.0 <= cfg.mix_share < 1.0:
-        raise AdaptError("--mix-share must be in [0, 1)")
+    message = options.config_problem(cfg, options.ADAPT)  # before any packing: the ranges of pretrain
+    if message:
+        raise AdaptError(message)
     if cfg.mix_share > 0 and not cfg.mix:
         raise AdaptError("--mix-share needs --mix TOKENS (the corpus the run was pretrained on)")
     base, out = Path(cfg.run).resolve(), Path(cfg.out)

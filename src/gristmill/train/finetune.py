@@ -97,14 +97,9 @@ class FineTuneConfig:
 
     def __post_init__(self) -> None:
         # The command line's ranges (gristmill.options), so the API refuses what the command line refuses.
-        for name, allowed in (("lr", options.POSITIVE), ("batch_size", options.COUNT), ("epochs", options.COUNT),
-                              ("patience", options.COUNT), ("eval_every", options.COUNT),
-                              ("min_steps", options.COUNT), ("warmup", options.FRACTION),
-                              ("weight_decay", options.NON_NEGATIVE), ("grad_clip", options.NON_NEGATIVE),
-                              ("eval_batch_size", options.COUNT)):
-            message = options.problem("--" + name.replace("_", "-"), getattr(self, name), allowed)
-            if message:
-                raise FineTuneError(message)
+        message = options.config_problem(self, options.FINETUNE)
+        if message:
+            raise FineTuneError(message)
 
     def resolved(self, config: ModelConfig) -> FineTuneConfig:
         """A copy with the learning rate filled in for ``config``."""

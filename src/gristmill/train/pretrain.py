@@ -119,21 +119,13 @@ class PretrainConfig:
 
     def check(self) -> None:
         """Refuse out-of-range settings before any work, with the command line's ranges and messages."""
-        for name, allowed in _RANGES.items():
-            message = options.problem("--" + name.replace("_", "-"), getattr(self, name), allowed)
-            if message:
-                raise PretrainError(message)
+        message = options.config_problem(self, options.PRETRAIN)
+        if message:
+            raise PretrainError(message)
         if self.arch not in ("encoder", "decoder"):
             raise PretrainError(f"--arch must be encoder or decoder, not {self.arch!r}")
         if self.schedule not in ("linear", "cosine", "constant"):
             raise PretrainError(f"--schedule must be linear, cosine or constant, not {self.schedule!r}")
-
-
-_RANGES = {"steps": options.COUNT, "batch_size": options.COUNT, "grad_accum": options.COUNT, "lr": options.POSITIVE,
-           "warmup": options.NON_NEGATIVE, "weight_decay": options.NON_NEGATIVE, "clip": options.NON_NEGATIVE,
-           "seed": options.SEED, "mask_prob": options.MASK_PROB, "dropout": options.FRACTION,
-           "eval_every": options.at_least(0), "eval_batches": options.COUNT, "log_every": options.COUNT,
-           "save_every": options.COUNT, "keep": options.at_least(0)}
 
 
 @dataclass
