@@ -13,7 +13,8 @@ from gristmill import folders
 from gristmill.cli import app
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "gristmill"
-FILE_NAMES = ("config.json", "model.safetensors", "task.json", "train.json", "import.json", "metrics.json")
+FILE_NAMES = ("config.json", "model.safetensors", "task.json", "train.json", "import.json", "metrics.json",
+              "metrics.jsonl")
 
 
 def hf_folder(root: Path) -> Path:

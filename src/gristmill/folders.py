@@ -62,6 +62,11 @@ class RunFolder:
     def checkpoints(self) -> Path:
         return self.root / CHECKPOINTS
 
+    @property
+    def metrics_log(self) -> Path:
+        """``metrics.jsonl``: one line per logged step and evaluation (``gristmill.train.metrics``)."""
+        return self.root / METRICS_LOG
+
 
 class FinetunedFolder(RunFolder):
     """``FT/``, written by ``gristmill finetune``: a run folder's files plus the task and its scores."""

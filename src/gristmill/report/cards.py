@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from gristmill import folders
 from gristmill.data import storage
 from gristmill.data.io import atomic_write_text, output_files
 from gristmill.folders import FinetunedFolder, RunFolder
@@ -113,7 +114,7 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _last_eval(run: Path) -> dict[str, Any]:
     last: dict[str, Any] = {}
-    path = run / "metrics.jsonl"
+    path = run / folders.METRICS_LOG
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:

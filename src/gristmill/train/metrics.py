@@ -20,7 +20,7 @@ from typing import Any
 from gristmill import folders
 from gristmill.folders import RunFolder
 
-METRICS_FILE = "metrics.jsonl"
+METRICS_FILE = folders.METRICS_LOG
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:

@@ -390,7 +390,7 @@ def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Pat
         run.mkdir(parents=True, exist_ok=True)
         if cfg.resume:
             # A checkpoint or weights file half-written by a killed run (.step-N.tmp-PID) is never used: drop it.
-            for folder in (run, run / "checkpoints"):
+            for folder in (run, RunFolder(run).checkpoints):
                 storage.remove_stale_temporaries(folder)
         storage.mark_output(run, "pretrain")  # incomplete until the last step is saved
     except storage.OutputError as exc:
