@@ -13,20 +13,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from gristmill.console import UserError, console, fail
 from gristmill.errors import GristmillError, exit_code
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference.")
-console = Console(stderr=True, soft_wrap=True)
-
-
-class UserError(GristmillError):
-    """An error the user can fix; printed as a message, never as a traceback."""
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code)
 
 
 def _print_version(value: bool) -> None:

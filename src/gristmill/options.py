@@ -9,7 +9,7 @@ ranges, so the API refuses what the command line refuses. Floats must always be 
 ``MAX_POSITIONS`` is the longest sequence gristmill builds a model for; token packing, fine-tuning and
 pretraining refuse lengths beyond it (a 100,000-token sequence would build 100,000 position embeddings
 and quadratic attention that never finishes a step). This module must not import torch or any package
-of gristmill (typer reads the callback's annotations, so typer is imported at the top).
+of gristmill above the base modules (gristmill.console prints the error; typer reads the callback's annotations, so typer is imported at the top).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def ranged(allowed: Range) -> Callable[..., Any]:
         flag = max(param.opts, key=len) if param.opts else f"--{param.name}"
         message = problem(flag, value, allowed)
         if message:
-            from gristmill.cli import fail
+            from gristmill.console import fail
 
             raise fail(message)
         return value

@@ -38,13 +38,13 @@ ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 
 
 def _log(message: str) -> None:
-    from gristmill.cli import console
+    from gristmill.console import console
 
     console.print(message, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    from gristmill.cli import fail
+    from gristmill.console import fail
 
     return fail(message, code)
 

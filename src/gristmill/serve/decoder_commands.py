@@ -25,7 +25,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def _fail(message: str) -> typer.Exit:
-    from gristmill.cli import fail
+    from gristmill.console import fail
 
     return fail(message)
 
@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
         """Perplexity of each document and of the whole file under a decoder run (a data-quality score)."""
         import torch
 
-        from gristmill.cli import console
+        from gristmill.console import console
         from gristmill.serve.perplexity import perplexity, read_documents
 
         if threads:

@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         """Task-adaptive pretraining: continue RUN's masked-LM training on the task's own unlabelled texts."""
         import torch
 
-        from gristmill.cli import fail
+        from gristmill.console import fail
         from gristmill.train.adapt import AdaptConfig, AdaptError
         from gristmill.train.adapt import adapt as run_adapt
         from gristmill.train.checkpoint import CheckpointError

@@ -25,7 +25,7 @@ def _user_errors() -> tuple[type[Exception], ...]:
 
 
 def _log(message: str) -> None:
-    from gristmill.cli import console
+    from gristmill.console import console
 
     console.print(message, highlight=False)
 
@@ -119,7 +119,7 @@ def register(app: typer.Typer) -> None:
         """Fine-tune a pretrained encoder on a labelled JSONL task; writes FT/ with weights and metrics.json."""
         from rich.console import Console
 
-        from gristmill.cli import fail
+        from gristmill.console import fail
         from gristmill.train.finetune import finetune as run_finetune
 
         _threads(threads)
@@ -169,7 +169,7 @@ def register(app: typer.Typer) -> None:
         """Learning curve: fine-tune pretrained and from scratch at several labels-per-class, several seeds."""
         from rich.console import Console
 
-        from gristmill.cli import fail
+        from gristmill.console import fail
         from gristmill.train.curve import markdown_table, parse_sizes, run_curve
 
         _threads(threads)
@@ -195,7 +195,7 @@ def register(app: typer.Typer) -> None:
         lang: str = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
     ) -> None:
         """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
-        from gristmill.cli import fail
+        from gristmill.console import fail
         from gristmill.quickstart import QuickstartError, run_quickstart
 
         try:
