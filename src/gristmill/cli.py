@@ -114,7 +114,7 @@ def steps() -> None:
 
     from rich.table import Table
 
-    from gristmill.data.pipeline import load_builtin_steps
+    from gristmill.data.recipe import load_builtin_steps
 
     table = Table(title="recipe steps")
     table.add_column("step")

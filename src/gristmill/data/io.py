@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from gristmill.data import storage
+import gristmill.data.storage as storage
 from gristmill.data.document import Document
 
 FORMATS = ("jsonl", "parquet", "text", "warc")

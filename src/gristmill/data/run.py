@@ -32,7 +32,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from gristmill.data import storage
+import gristmill.data.storage as storage
 from gristmill.data.document import Document
 from gristmill.data.executors import Executor, make_executor
 from gristmill.data.fingerprint import InputChanged, check_inputs_unchanged, input_fingerprints

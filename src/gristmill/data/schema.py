@@ -16,7 +16,7 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gristmill.data import storage
+import gristmill.data.storage as storage
 
 TAIL = ("reason", "detail")
 
