@@ -30,15 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from gristmill.serve.predict import (
-    ONNX_FP32,
-    ONNX_INT8,
-    Classifier,
-    OnnxBackend,
-    PredictError,
-    TorchBackend,
-    read_task,
-)
+from gristmill.serve.backends import ONNX_FP32, ONNX_INT8, OnnxBackend, PredictError, TorchBackend, read_task
+from gristmill.serve.classifier import Classifier
 
 OPSET = 18
 
