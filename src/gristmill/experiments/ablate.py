@@ -47,21 +47,11 @@ from gristmill.data.pipeline import CorpusStep, Step
 from gristmill.data.recipe import build_step
 from gristmill.data.run import OutputSpec, Pipeline
 from gristmill.experiments.holdout import HoldOut
-from gristmill.experiments.spec import AblationSpec
+from gristmill.experiments.spec import AblationSpec, budget_name
 
 
 class AblationError(Exception):
     """A problem with the output folder or a phase that the user can fix."""
-
-
-def budget_name(tokens: int) -> str:
-    """A folder-safe, readable budget: 2000000 -> 2M, 500000 -> 500k."""
-    for scale, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
-        text = f"{tokens / scale:.3g}"
-        # Only when the short name means exactly this budget (1234 stays 1234, not 1.23k).
-        if tokens >= scale and round(float(text) * scale) == tokens:
-            return f"{text}{suffix}"
-    return str(tokens)
 
 
 @dataclass

@@ -45,6 +45,15 @@ from gristmill.data.pipeline import CorpusStep, Step
 from gristmill.data.recipe import RecipeError, build_step, resolve_step_class
 
 
+def budget_name(tokens: int) -> str:
+    """A folder-safe, readable budget: 2000000 -> 2M, 500000 -> 500k."""
+    for scale, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+        text = f"{tokens / scale:.3g}"
+        # Only when the short name means exactly this budget (1234 stays 1234, not 1.23k).
+        if tokens >= scale and round(float(text) * scale) == tokens:
+            return f"{text}{suffix}"
+    return str(tokens)
+
 class SpecError(Exception):
     """An ablation spec that cannot run; the message names the file and, where known, the line."""
 
