@@ -128,6 +128,7 @@ def steps() -> None:
 
 
 def _register_package_commands() -> None:
+    from gristmill import quickstart
     from gristmill.data.classify import commands as classify_commands
     from gristmill.experiments import commands as experiments_commands
     from gristmill.report import commands as report_commands
@@ -137,7 +138,7 @@ def _register_package_commands() -> None:
     from gristmill.train import adapt_commands, finetune_commands
     from gristmill.train import commands as train_commands
 
-    for module in (tokenizer_commands, train_commands, adapt_commands, finetune_commands, serve_commands,
+    for module in (tokenizer_commands, train_commands, adapt_commands, finetune_commands, quickstart, serve_commands,
                    decoder_commands, classify_commands, experiments_commands, report_commands):
         module.register(app)
 

@@ -32,6 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import typer
+
+from gristmill.console import console, fail
+from gristmill.errors import exit_code
+from gristmill.options import COUNT, ranged
+
 Log = Callable[[str], None]
 
 
@@ -311,3 +317,32 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) ->
         f"(summary: {paths['clean'].parent / 'summary.json'})")
     log("does cleaning help on your own data? `gristmill ablate SPEC.yaml --out ABL/` compares recipes at equal compute "
         "(docs/ablate.md)")
+
+
+def _print(message: str) -> None:
+    console.print(message, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``quickstart`` verb (called by gristmill.cli, like the packages' ``commands.register``)."""
+
+    @app.command()
+    def quickstart(
+        out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Folder for every artefact."),
+        fast: bool = typer.Option(False, "--fast", help="Shortened setting (about 2 minutes) for CI and a first look."),
+        sample: Path | None = typer.Option(None, "--sample", help="The bundled sample folder (default: found next to the package)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="PyTorch threads for pretraining and fine-tuning."),
+        lang: str = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
+    ) -> None:
+        """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
+        from gristmill.model.config import ConfigError
+        from gristmill.tokenizer.tokdir import TokenizerError
+        from gristmill.train.checkpoint import CheckpointError
+        from gristmill.train.tasks import TaskError
+
+        try:
+            if lang != "en" and out == Path("runs/quickstart"):
+                out = Path(f"runs/quickstart-{lang}")
+            run_quickstart(out, fast=fast, sample=sample, threads=threads, log=_print, lang=lang)
+        except (QuickstartError, TaskError, ConfigError, TokenizerError, CheckpointError) as exc:
+            raise fail(str(exc), exit_code(exc)) from None

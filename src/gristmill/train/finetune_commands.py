@@ -1,7 +1,8 @@
-"""Command-line verbs for fine-tuning, learning curves and the quickstart (registered by gristmill.cli).
+"""Command-line verbs for fine-tuning and learning curves (registered by gristmill.cli).
 
-Each verb parses options, calls one function (``train.finetune.finetune``, ``train.curve.run_curve``,
-``quickstart.run_quickstart``) and prints the result; errors the user can fix become messages.
+Each verb parses options, calls one function (``train.finetune.finetune``, ``train.curve.run_curve``)
+and prints the result; errors the user can fix become messages. The ``quickstart`` verb is registered
+by ``gristmill.quickstart``, which sits above train.
 """
 
 from __future__ import annotations
@@ -185,22 +186,3 @@ def register(app: typer.Typer) -> None:
             raise fail(str(exc), exit_code(exc)) from None
         Console().print(markdown_table(summary))
         _log(f"table: {out / 'curve.md'}   plot: {out / 'curve.png'}   runs: {out / 'runs.jsonl'}")
-
-    @app.command()
-    def quickstart(
-        out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Folder for every artefact."),
-        fast: bool = typer.Option(False, "--fast", help="Shortened setting (about 2 minutes) for CI and a first look."),
-        sample: Path | None = typer.Option(None, "--sample", help="The bundled sample folder (default: found next to the package)."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="PyTorch threads for pretraining and fine-tuning."),
-        lang: str = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
-    ) -> None:
-        """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
-        from gristmill.console import fail
-        from gristmill.quickstart import QuickstartError, run_quickstart
-
-        try:
-            if lang != "en" and out == Path("runs/quickstart"):
-                out = Path(f"runs/quickstart-{lang}")
-            run_quickstart(out, fast=fast, sample=sample, threads=threads, log=_log, lang=lang)
-        except (QuickstartError, *_user_errors()) as exc:
-            raise fail(str(exc), exit_code(exc)) from None
