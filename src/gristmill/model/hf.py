@@ -160,7 +160,7 @@ def export_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write ``out_dir`` with config.json, model.safetensors and the tokenizer, loadable by BertForMaskedLM."""
     from transformers import BertForMaskedLM
 
-    from gristmill.train.checkpoint import load_run
+    from gristmill.model.run_folder import load_run
 
     if is_decoder_run(run_dir):
         return export_decoder_hf(run_dir, out_dir)
@@ -184,8 +184,8 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path, overwrite: bool = False) 
     """Turn a local BERT checkpoint folder into a RUN (config.json, model.safetensors, tokenizer/)."""
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
+    from gristmill.model.run_folder import save_run_weights
     from gristmill.model.transformer import MaskedLM
-    from gristmill.train.checkpoint import save_run_weights
 
     src, run = Path(hf_dir), Path(run_dir)
     if not (src / "config.json").exists():
@@ -339,7 +339,7 @@ def export_decoder_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write ``out_dir`` (config.json, model.safetensors, tokenizer) that LlamaForCausalLM loads."""
     from transformers import GenerationConfig
 
-    from gristmill.train.checkpoint import load_decoder_run
+    from gristmill.model.run_folder import load_decoder_run
 
     model, config, tokenizer_dir = load_decoder_run(run_dir)
     out = Path(out_dir)
@@ -358,7 +358,7 @@ def import_decoder_hf(src: Path, run: Path) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from gristmill.model.decoder import CausalLM
-    from gristmill.train.checkpoint import save_run_weights
+    from gristmill.model.run_folder import save_run_weights
 
     config = from_llama_config(LlamaConfig.from_pretrained(src, local_files_only=True))
     llama = LlamaForCausalLM.from_pretrained(src, local_files_only=True)
