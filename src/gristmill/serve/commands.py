@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:
 
                     export_hf(model, out)
                     _log(f"wrote {out} (BertForMaskedLM + tokenizer)")
-                from gristmill.report.cards import write_model_card
+                from gristmill.serve.model_card import write_model_card
 
                 _log(f"wrote {write_model_card(model, out, 'BertForSequenceClassification' if is_classifier else 'BertForMaskedLM')}")
                 storage.mark_complete(out, "export")
