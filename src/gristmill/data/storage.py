@@ -179,6 +179,11 @@ def atomic_write(path: PathLike, write: Callable[[IO[Any]], None], mode: str = "
         write(f)
 
 
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` as UTF-8, atomically (a reader sees the old file or the new one, never a part)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 # ------------------------------------------------------------------ output folders: marker, lock, the one deletion
 #
 # Every output folder a gristmill verb creates carries MARKER (kind, created, complete). Deleting an

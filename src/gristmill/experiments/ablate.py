@@ -42,10 +42,11 @@ from typing import Any
 
 from rich.console import Console
 
-from gristmill.data.io import InputSpec, atomic_write_text
+from gristmill.data.io import InputSpec
 from gristmill.data.pipeline import CorpusStep, Step
 from gristmill.data.recipe import build_step
 from gristmill.data.run import OutputSpec, Pipeline
+from gristmill.data.storage import atomic_write_text
 from gristmill.experiments.holdout import HoldOut
 from gristmill.experiments.spec import AblationSpec, budget_name
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gristmill.data.io import atomic_write_text
+from gristmill.data.storage import atomic_write_text
 from gristmill.experiments.pairing import Difference, bootstrap_interval, paired_differences
 from gristmill.experiments.spec import AblationSpec, budget_name
 

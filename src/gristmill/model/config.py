@@ -114,7 +114,7 @@ class ModelConfig:
         return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
-        from gristmill.data.io import atomic_write_text
+        from gristmill.data.storage import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
@@ -215,7 +215,7 @@ class DecoderConfig:
         return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
-        from gristmill.data.io import atomic_write_text
+        from gristmill.data.storage import atomic_write_text
 
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from gristmill.data import storage
-from gristmill.data.io import atomic_write_text, output_files
+from gristmill.data.io import output_files
+from gristmill.data.storage import atomic_write_text
 from gristmill.serve.model_card import front_matter
 
 

@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
             raise _fail(str(exc)) from None
         lines = "".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in scores)
         if out is not None:
-            from gristmill.data.io import atomic_write_text
+            from gristmill.data.storage import atomic_write_text
 
             atomic_write_text(out, lines)
         else:

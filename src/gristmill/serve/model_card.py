@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from gristmill.data.io import atomic_write_text
+from gristmill.data.storage import atomic_write_text
 
 LICENCE_NOTE = ("license: other  # set this to the licence of your input text (an SPDX id such as cc-by-4.0); "
                 "gristmill cannot know it")

@@ -221,7 +221,7 @@ def default_seq_len(run: Path) -> int:
 
 def adapt(cfg: AdaptConfig) -> PretrainResult:
     """Pack the texts, then continue pretraining ``cfg.run`` on them (resumable) into ``cfg.out``."""
-    from gristmill.data.io import atomic_write_text
+    from gristmill.data.storage import atomic_write_text
     from gristmill.tokenizer import pack_corpus
     from gristmill.tokenizer.tokdir import TokenizerError
 
