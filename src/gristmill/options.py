@@ -21,6 +21,8 @@ from typing import Any
 
 import typer
 
+from gristmill.console import fail
+
 MAX_POSITIONS = 8192
 """Longest sequence (tokens) a gristmill model may be asked to hold: 16x BERT's 512."""
 
@@ -110,8 +112,6 @@ def ranged(allowed: Range) -> Callable[..., Any]:
         flag = max(param.opts, key=len) if param.opts else f"--{param.name}"
         message = problem(flag, value, allowed)
         if message:
-            from gristmill.console import fail
-
             raise fail(message)
         return value
 

@@ -36,7 +36,12 @@ import typer
 
 from gristmill.console import console, fail
 from gristmill.errors import exit_code
+from gristmill.model.config import ConfigError
 from gristmill.options import COUNT, ranged
+from gristmill.tokenizer.tokdir import TokenizerError
+from gristmill.train.baseline import tfidf_logreg
+from gristmill.train.char_tfidf import char_tfidf_scores
+from gristmill.train.tasks import TaskError, load_sequence_examples, load_task
 
 Log = Callable[[str], None]
 
@@ -211,7 +216,6 @@ def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Sett
     import torch
 
     from gristmill.train.finetune import FineTuneConfig, finetune
-    from gristmill.train.tasks import load_task
 
     if threads:
         torch.set_num_threads(threads)
@@ -242,9 +246,6 @@ def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Sett
 
 def _baseline(sample_dir: Path) -> dict[str, Any]:
     """TF-IDF + logistic regression on the same training file, scored on the same test file."""
-    from gristmill.train.baseline import tfidf_logreg
-    from gristmill.train.tasks import load_sequence_examples
-
     task = sample_dir / "task"
     train = load_sequence_examples(task / "train.jsonl")
     scores = tfidf_logreg(train, load_sequence_examples(task / "test.jsonl"))
@@ -256,7 +257,6 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
     """A small learning curve (a few labels per class, pretrained vs scratch, one seed): OUT/curve/curve.png."""
     from gristmill.train.curve import run_curve
     from gristmill.train.finetune import FineTuneConfig
-    from gristmill.train.tasks import load_task
 
     task = sample_dir / "task"
     sizes = list(setting.curve_per_class)
@@ -275,9 +275,6 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
 
 def _char_tfidf(sample_dir: Path, log: Log) -> tuple[dict[str, Any], float]:
     """The non-neural peer on the same training file (train.char_tfidf)."""
-    from gristmill.train.char_tfidf import char_tfidf_scores
-    from gristmill.train.tasks import load_task
-
     task = sample_dir / "task"
     log("\n[bold]TF-IDF over character n-grams + logistic regression[/] (gristmill.train.char_tfidf)")
     t0 = time.perf_counter()
@@ -335,10 +332,7 @@ def register(app: typer.Typer) -> None:
         lang: str = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
     ) -> None:
         """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
-        from gristmill.model.config import ConfigError
-        from gristmill.tokenizer.tokdir import TokenizerError
         from gristmill.train.checkpoint import CheckpointError
-        from gristmill.train.tasks import TaskError
 
         try:
             if lang != "en" and out == Path("runs/quickstart"):

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from gristmill import __version__
+
 PathLike = str | Path
 
 
@@ -268,8 +270,6 @@ def mark_output(folder: PathLike, kind: str, complete: bool = False) -> None:
     """Write the marker that makes ``folder`` a gristmill ``kind`` output (incomplete until ``mark_complete``)."""
     import json
     import time
-
-    from gristmill import __version__
 
     old = read_marker(folder) or {}
     created = old.get("created") if old.get("kind") == kind else None

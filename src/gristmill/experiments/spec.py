@@ -43,6 +43,7 @@ from gristmill.data import storage
 from gristmill.data.io import FORMATS, InputSpec, expand_paths
 from gristmill.data.pipeline import CorpusStep, Step
 from gristmill.data.recipe import RecipeError, build_step, resolve_step_class
+from gristmill.model.config import NAMED_SIZES
 
 
 def budget_name(tokens: int) -> str:
@@ -335,8 +336,6 @@ def parse_spec(text: str, source: str = "<spec>") -> AblationSpec:
                         f"({', '.join(variants)})")
 
     # -- pretraining: budgets, seeds, model, and any PretrainConfig field
-    from gristmill.model.config import NAMED_SIZES
-
     pre_node = top["pretrain"]
     pre = _plain(pre_node)
     where = _where(source, pre_node)

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gristmill.train.tasks import TaskSpec
+
 BACKENDS = ("torch", "onnx")
 QUANTIZE = ("none", "int8")
 ONNX_FP32 = "model.onnx"
@@ -88,8 +90,6 @@ def is_onnx_export(path: Path) -> bool:
 
 def read_task(folder: Path, allow_token: bool = False) -> Any:
     """The :class:`~gristmill.train.tasks.TaskSpec` in ``task.json`` of an FT or export folder."""
-    from gristmill.train.tasks import TaskSpec
-
     task_file = folder / "task.json"
     if not task_file.is_file():
         raise PredictError(f"{folder} has no task.json: expected a fine-tuned model folder (gristmill finetune --out) "

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from gristmill.serve.backends import Backend, PredictError
+from gristmill.train.tasks import encode_sequences, plain, special_ids
 
 
 def clean_text(text: str) -> str:
@@ -87,15 +88,11 @@ class Classifier:
     texts_seen: int = 0
 
     def __post_init__(self) -> None:
-        from gristmill.train.tasks import plain, special_ids
-
         plain(self.tokenizer)
         self.pad_id = special_ids(self.tokenizer)[0]
 
     def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[tuple[list[int], list[int]]]:
         """``[CLS] text [SEP]`` (or a pair) cut to ``max_length``, exactly as fine-tuning encoded it."""
-        from gristmill.train.tasks import encode_sequences
-
         return encode_sequences(self.tokenizer, [clean_text(t) for t in texts], self.max_length,
                                 [clean_text(p) for p in pairs] if pairs is not None else None)
 

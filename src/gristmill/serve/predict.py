@@ -28,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
+from gristmill.data.io import open_binary
 from gristmill.errors import describe_os_error
+from gristmill.progress import progress_bar
 from gristmill.serve.backends import (
     BACKENDS,
     ONNX_FP32,
@@ -50,6 +52,9 @@ from gristmill.serve.classifier import (
     plan_batches,
     softmax,
 )
+from gristmill.serve.onnx import export_onnx
+from gristmill.tokenizer.tokdir import load_tokenizer
+from gristmill.train.tasks import encode_sequences, encode_words, plain, special_ids
 
 __all__ = [
     "BACKENDS", "ONNX_FP32", "ONNX_INT8", "PASS_COST_TOKENS", "QUANTIZE", "Backend", "Classifier", "OnnxBackend",
@@ -86,8 +91,6 @@ def load_classifier(
         return _load_onnx_export(folder, quantize, batch_size, threads)
     spec = read_task(folder)
     if backend == "onnx":
-        from gristmill.serve.onnx import export_onnx
-
         tmp = Path(tempfile.mkdtemp(prefix="gristmill-onnx-"))
         if log:
             log(f"exporting {folder} to ONNX in {tmp} (run `gristmill export --format onnx` once to skip this)")
@@ -108,8 +111,6 @@ def load_classifier(
 
 
 def _load_onnx_export(folder: Path, quantize: str, batch_size: int, threads: int | None) -> Classifier:
-    from gristmill.tokenizer.tokdir import load_tokenizer
-
     spec = read_task(folder)
     model_file = folder / (ONNX_INT8 if quantize == "int8" else ONNX_FP32)
     if not model_file.is_file():
@@ -151,8 +152,6 @@ def _open_input(path: str) -> io.BufferedIOBase:
         return sys.stdin.buffer  # type: ignore[return-value]
     if not os.path.isfile(path):
         raise PredictError(f"{path}: no such file")
-    from gristmill.data.io import open_binary
-
     return open_binary(path)
 
 
@@ -266,8 +265,6 @@ def _stream(
 
     Malformed lines become error records in place, so the output has one line per input line, in order.
     """
-    from gristmill.progress import progress_bar
-
     if window < 1:
         raise PredictError(f"window must be at least 1, got {window}")
     summary = PredictSummary()
@@ -369,8 +366,6 @@ class Tagger:
     forward_passes: int = 0
 
     def __post_init__(self) -> None:
-        from gristmill.train.tasks import plain, special_ids
-
         plain(self.tokenizer)
         self.pad_id = special_ids(self.tokenizer)[0]
         self.model.eval()
@@ -378,8 +373,6 @@ class Tagger:
     def predict_words(self, words_batch: Sequence[Sequence[str]]) -> list[list[tuple[str, float | None]]]:
         """``(tag, probability)`` per word; a word cut off by ``max_length`` gets "O" (or the first label), None."""
         import torch
-
-        from gristmill.train.tasks import encode_words
 
         encoded = encode_words(self.tokenizer, [[clean_text(w) for w in words] for words in words_batch],
                                self.max_length)
@@ -466,9 +459,7 @@ class MaskFiller:
     """A pretrained masked-LM (``RUN/`` folder): the top candidates for each ``[MASK]`` of a text."""
 
     def __init__(self, run_dir: str | Path, batch_size: int = 32) -> None:
-        from gristmill.tokenizer.tokdir import load_tokenizer
         from gristmill.train.checkpoint import load_run
-        from gristmill.train.tasks import plain, special_ids
 
         self.model, self.config, tokdir = load_run(run_dir)
         self.model.eval()
@@ -483,8 +474,6 @@ class MaskFiller:
         self.forward_passes = 0
 
     def encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
-        from gristmill.train.tasks import encode_sequences
-
         return encode_sequences(self.tokenizer, [clean_text(t) for t in texts], self.max_length)
 
     def check(self, texts: Sequence[str], max_masks: int = 32) -> list[str | None]:

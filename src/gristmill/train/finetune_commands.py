@@ -12,22 +12,21 @@ from typing import Any
 
 import typer
 
+from gristmill.console import console, fail
 from gristmill.errors import exit_code
+from gristmill.model.config import ConfigError
 from gristmill.options import COUNT, POSITIONS, POSITIVE, SEED, ranged
+from gristmill.tokenizer.tokdir import TokenizerError
+from gristmill.train.tasks import TaskError, load_task
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from gristmill.model.config import ConfigError
-    from gristmill.tokenizer.tokdir import TokenizerError
     from gristmill.train.checkpoint import CheckpointError
-    from gristmill.train.tasks import TaskError
 
     return (TaskError, ConfigError, TokenizerError, CheckpointError)
 
 
 def _log(message: str) -> None:
-    from gristmill.console import console
-
     console.print(message, highlight=False)
 
 
@@ -62,8 +61,6 @@ def _pooling() -> Any:
 
 def _load(train: Path, dev: Path | None, test: Path | None, task: str, text_field: str, label_field: str,
           pair_field: str | None, tokens_field: str, tags_field: str, max_length: int) -> Any:
-    from gristmill.train.tasks import load_task
-
     return load_task(train, dev, test, task_type=task, text_field=text_field, label_field=label_field,
                      pair_field=pair_field, tokens_field=tokens_field, tags_field=tags_field, max_length=max_length)
 
@@ -120,7 +117,6 @@ def register(app: typer.Typer) -> None:
         """Fine-tune a pretrained encoder on a labelled JSONL task; writes FT/ with weights and metrics.json."""
         from rich.console import Console
 
-        from gristmill.console import fail
         from gristmill.train.finetune import finetune as run_finetune
 
         _threads(threads)
@@ -170,7 +166,6 @@ def register(app: typer.Typer) -> None:
         """Learning curve: fine-tune pretrained and from scratch at several labels-per-class, several seeds."""
         from rich.console import Console
 
-        from gristmill.console import fail
         from gristmill.train.curve import markdown_table, parse_sizes, run_curve
 
         _threads(threads)
