@@ -2,6 +2,12 @@
 
 Data verbs live here; the other packages add theirs through a ``register(app)`` function in their
 ``commands`` module, so heavy imports (torch, onnxruntime) happen only when their verbs run.
+
+Import rule: gristmill modules import each other at the top of the file; an import sits inside a
+function only when it would load a heavy package (torch, transformers, onnx/onnxruntime, ray, sklearn,
+matplotlib, fastapi/uvicorn) on a path that does not need it, such as ``import gristmill.cli`` or the
+corpus steps, or when it loads plugins (``data.recipe.load_builtin_steps``); tests/test_layers.py checks
+the layering and that ``import gristmill.cli`` stays light.
 """
 
 from __future__ import annotations
@@ -13,26 +19,31 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from gristmill import __version__, quickstart
+from gristmill.console import UserError, console, fail
+from gristmill.data import storage
+from gristmill.data.classify import commands as classify_commands
+from gristmill.data.recipe import RecipeError, load_builtin_steps, load_recipe
+from gristmill.data.rescore import RescoreError, parse_settings
+from gristmill.data.rescore import rescore as rescore_run
+from gristmill.data.run import RunError, run_pipeline, summary_table
 from gristmill.errors import GristmillError, describe_os_error, exit_code
+from gristmill.experiments import commands as experiments_commands
+from gristmill.report import commands as report_commands
+from gristmill.report.run_report import finish_run
+from gristmill.serve import commands as serve_commands
+from gristmill.serve import decoder_commands
+from gristmill.serve.scorers import register_builtin_scorers
+from gristmill.tokenizer import commands as tokenizer_commands
+from gristmill.train import adapt_commands, finetune_commands
+from gristmill.train import commands as train_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference.")
-console = Console(stderr=True, soft_wrap=True)
-
-
-class UserError(GristmillError):
-    """An error the user can fix; printed as a message, never as a traceback."""
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code)
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from gristmill import __version__
-
         typer.echo(f"gristmill {__version__}")
         raise typer.Exit()
 
@@ -63,11 +74,6 @@ def run(
                                           "output (a killed run) as they are."),
 ) -> None:
     """Run a corpus recipe: every input document ends in OUT/kept or OUT/rejected (with step:reason)."""
-    from gristmill.data import storage
-    from gristmill.data.recipe import RecipeError, load_recipe
-    from gristmill.data.run import RunError, run_pipeline, summary_table
-    from gristmill.serve.scorers import register_builtin_scorers
-
     register_builtin_scorers()  # the classifier step's encoder back-ends, also where package metadata is stale
     try:
         pipeline = load_recipe(recipe, output_override=output, input_override=input)
@@ -83,8 +89,6 @@ def run(
             raise
         raise fail(message) from None
     Console().print(summary_table(result))
-    from gristmill.report.run_report import finish_run
-
     report, card, report_seconds = finish_run(result.out)
     console.print(f"kept:     {storage.join(result.out, 'kept')}  ({result.kept:,} documents)")
     console.print(f"rejected: {storage.join(result.out, 'rejected')}  ({result.rejected:,} documents)")
@@ -104,9 +108,6 @@ def rescore(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output run."),
 ) -> None:
     """Change a filter's thresholds from the stored values: the result of a fresh run, without rerunning it."""
-    from gristmill.data.rescore import RescoreError, parse_settings
-    from gristmill.data.rescore import rescore as rescore_run
-
     try:
         stats = rescore_run(out, parse_settings(set_), dest, overwrite=overwrite)
     except RescoreError as exc:
@@ -123,8 +124,6 @@ def steps() -> None:
 
     from rich.table import Table
 
-    from gristmill.data.pipeline import load_builtin_steps
-
     table = Table(title="recipe steps")
     table.add_column("step")
     table.add_column("parameters (defaults)")
@@ -137,16 +136,7 @@ def steps() -> None:
 
 
 def _register_package_commands() -> None:
-    from gristmill.data.classify import commands as classify_commands
-    from gristmill.experiments import commands as experiments_commands
-    from gristmill.report import commands as report_commands
-    from gristmill.serve import commands as serve_commands
-    from gristmill.serve import decoder_commands
-    from gristmill.tokenizer import commands as tokenizer_commands
-    from gristmill.train import adapt_commands, finetune_commands
-    from gristmill.train import commands as train_commands
-
-    for module in (tokenizer_commands, train_commands, adapt_commands, finetune_commands, serve_commands,
+    for module in (tokenizer_commands, train_commands, adapt_commands, finetune_commands, quickstart, serve_commands,
                    decoder_commands, classify_commands, experiments_commands, report_commands):
         module.register(app)
 

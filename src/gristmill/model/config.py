@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from gristmill.data.storage import atomic_write_text
 from gristmill.folders import RunFolder
 from gristmill.options import MAX_POSITIONS
 
@@ -97,8 +98,6 @@ class SizedConfig:
         return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
-        from gristmill.data.io import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod

@@ -10,6 +10,14 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from gristmill.data import storage
+from gristmill.report.bias import corpus_bias, markdown_summary
+from gristmill.report.collect import ReportError, collect
+from gristmill.report.html_page import render_html
+from gristmill.report.markdown import render_markdown
+from gristmill.report.probe import ProbeError, probe_model
+from gristmill.report.run_report import FORMATS, write_report
+
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -29,11 +37,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rebuild a run's report: funnel, rejections with examples, lengths, languages, duplicates, PII, time."""
         import sys
-
-        from gristmill.report.collect import ReportError, collect
-        from gristmill.report.html_page import render_html
-        from gristmill.report.markdown import render_markdown
-        from gristmill.report.run_report import FORMATS, write_report
 
         if format not in FORMATS:
             raise _fail(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
@@ -61,15 +64,9 @@ def register(app: typer.Typer) -> None:
         import json
         import sys
 
-        from gristmill.data import storage
-        from gristmill.report.bias import corpus_bias, markdown_summary
-        from gristmill.report.collect import ReportError
-
         try:
             result = corpus_bias(out, by=by, max_docs=max_docs, resamples=resamples, seed=seed)
             if model is not None:
-                from gristmill.report.probe import ProbeError, probe_model
-
                 try:
                     result["model_probe"] = probe_model(model, resamples=resamples, seed=seed)
                 except ProbeError as exc:

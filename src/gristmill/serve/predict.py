@@ -1,9 +1,8 @@
 """Batch prediction with a fine-tuned classifier: length-sorted batches and streaming JSONL in and out.
 
-Owns the :class:`Classifier` (texts -> token ids -> batches sorted by length and padded only to their own
-longest -> a backend's logits -> probabilities back in input order), the two backends (PyTorch, optionally
-int8-quantized in-process, and onnxruntime), loading either from an ``FT/`` folder or an ONNX export
-folder, and :func:`predict_file`, the streaming loop behind ``gristmill predict``. Also here: the
+Loads a :class:`~gristmill.serve.classifier.Classifier` on one of the backends of
+``gristmill.serve.backends`` (PyTorch, optionally int8-quantized in-process, or onnxruntime) from an
+``FT/`` folder or an ONNX export folder (those names are re-exported here), and owns :func:`predict_file`, the streaming loop behind ``gristmill predict``. Also here: the
 :class:`Tagger` for token-classification models (PyTorch only) and the :class:`MaskFiller` behind the
 service's ``/fill-mask``.
 
@@ -25,172 +24,43 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from gristmill import folders
+from gristmill.data.io import open_binary
 from gristmill.errors import describe_os_error
 from gristmill.folders import FinetunedFolder
+from gristmill.progress import progress_bar
+from gristmill.serve.backends import (
+    BACKENDS,
+    ONNX_FP32,
+    ONNX_INT8,
+    QUANTIZE,
+    Backend,
+    OnnxBackend,
+    PredictError,
+    TorchBackend,
+    is_onnx_export,
+    quantize_torch_int8,
+    read_task,
+)
+from gristmill.serve.classifier import Classifier, clean_text
+from gristmill.serve.onnx import export_onnx
+from gristmill.tokenizer.tokdir import load_tokenizer
 from gristmill.train.forward import batched_logits, length_sorted_batches, pad_batch, softmax, torch_forward
+from gristmill.train.tasks import encode_sequences, encode_words, plain, special_ids
 
-BACKENDS = ("torch", "onnx")
-QUANTIZE = ("none", "int8")
-ONNX_FP32 = "model.onnx"
-ONNX_INT8 = "model.int8.onnx"
-
-
-class PredictError(Exception):
-    """A problem the user can fix (wrong folder, unsupported task, unreadable input)."""
-
-
-# ------------------------------------------------------------------------------------------------ backends
-
-
-class Backend(Protocol):
-    """Turns a padded batch of token ids into logits; counts nothing, knows nothing about labels."""
-
-    name: str
-
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray: ...
-
-
-def quantize_torch_int8(model: Any) -> Any:
-    """PyTorch dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations quantized on the fly)."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        # torch.ao.quantization is deprecated in favour of torchao (not installed); the API still works.
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
-class TorchBackend:
-    """The fine-tuned PyTorch model, run under ``torch.inference_mode``."""
-
-    def __init__(self, model: Any, quantize: str = "none") -> None:
-        model.eval()
-        self.model = quantize_torch_int8(model) if quantize == "int8" else model
-        self.name = "torch-int8" if quantize == "int8" else "torch"
-        self.logits = torch_forward(self.model)
-
-
-class OnnxBackend:
-    """An exported ONNX model run by onnxruntime on the CPU."""
-
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_names = {i.name for i in self.session.get_inputs()}
-        self.name = "onnx-int8" if Path(path).name == ONNX_INT8 else "onnx"
-
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
-        feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return self.session.run(["logits"], {k: v for k, v in feed.items() if k in self.input_names})[0]
-
-
-# ---------------------------------------------------------------------------------------------- classifier
-
-
-def clean_text(text: str) -> str:
-    """JSON allows lone surrogates ("\\ud800") that the Rust tokenizer cannot take; replace them."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-@dataclass
-class Classifier:
-    """A sequence classifier ready to predict: tokenizer, task (labels, max length, pair field) and a backend."""
-
-    backend: Backend
-    tokenizer: Any
-    labels: list[str]
-    max_length: int
-    batch_size: int = 32
-    pair_field: str | None = None
-    text_field: str = "text"
-    source: str = ""
-    forward_passes: int = 0
-    texts_seen: int = 0
-
-    def __post_init__(self) -> None:
-        from gristmill.train.tasks import plain, special_ids
-
-        plain(self.tokenizer)
-        self.pad_id = special_ids(self.tokenizer)[0]
-
-    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[tuple[list[int], list[int]]]:
-        """``[CLS] text [SEP]`` (or a pair) cut to ``max_length``, exactly as fine-tuning encoded it."""
-        from gristmill.train.tasks import encode_sequences
-
-        return encode_sequences(self.tokenizer, [clean_text(t) for t in texts], self.max_length,
-                                [clean_text(p) for p in pairs] if pairs is not None else None)
-
-    def predict_proba(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
-        """Probabilities ``[len(texts), num_labels]`` in input order.
-
-        Batched by :func:`gristmill.train.forward.batched_logits`: sorted by token length, cut into
-        batches of at most ``batch_size``, each padded only to its own longest text.
-        """
-        n = len(texts)
-        if n == 0:
-            return np.empty((0, len(self.labels)), dtype=np.float32)
-        if self.pair_field is not None and pairs is None:
-            raise PredictError(f"this model classifies text pairs; give the second text ({self.pair_field!r})")
-
-        def forward(ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
-            self.forward_passes += 1
-            return self.backend.logits(ids, mask, types)
-
-        logits = batched_logits(self.encode(texts, pairs), self.pad_id, forward, self.batch_size)
-        self.texts_seen += n
-        return softmax(np.stack(logits))
-
-    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """``[{"label", "score", "probabilities": {label: p}}]`` for each text, in input order."""
-        return [self.describe(row) for row in self.predict_proba(texts, pairs)]
-
-    def describe(self, row: np.ndarray) -> dict[str, Any]:
-        best = int(row.argmax())
-        return {"label": self.labels[best], "score": round(float(row[best]), 6),
-                "probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, row, strict=True)}}
+__all__ = [
+    "BACKENDS", "ONNX_FP32", "ONNX_INT8", "QUANTIZE", "Backend", "Classifier", "OnnxBackend",
+    "PredictError", "TorchBackend", "clean_text", "is_onnx_export", "quantize_torch_int8", "read_task",
+    "load_classifier", "classifier_from", "predict_file", "Tagger", "load_tagger", "tagger_from", "predict_tags_file",
+    "task_type_of", "MaskFiller",
+]
 
 
 # ------------------------------------------------------------------------------------------------- loading
-
-
-def is_onnx_export(path: Path) -> bool:
-    return (path / ONNX_FP32).is_file() or (path / ONNX_INT8).is_file()
-
-
-def read_task(folder: Path, allow_token: bool = False) -> Any:
-    """The :class:`~gristmill.train.tasks.TaskSpec` in ``task.json`` of an FT or export folder."""
-    from gristmill.train.tasks import TaskSpec
-
-    problem = folders.finetuned_problem(folder)
-    if problem:
-        raise PredictError(f"{problem} (or an ONNX export folder: gristmill export --format onnx)")
-    task_file = FinetunedFolder(folder).task
-    try:
-        spec = TaskSpec.from_json(folders.read_record(task_file))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PredictError(f"{task_file} is not a readable task description: {exc}") from None
-    if len(spec.labels) < 2:
-        raise PredictError(f"{task_file} lists fewer than two labels")
-    if spec.type != "sequence" and not (allow_token and spec.type == "token"):
-        raise PredictError(f"{folder} is a {spec.type!r} classification model; export, serve and the onnx backend "
-                           "handle sequence classification models (gristmill predict --backend torch takes both)")
-    return spec
 
 
 def load_classifier(
@@ -217,8 +87,6 @@ def load_classifier(
         return _load_onnx_export(folder, quantize, batch_size, threads)
     read_task(folder)  # refuses a token model or a broken task.json before anything is loaded
     if backend == "onnx":
-        from gristmill.serve.onnx import export_onnx
-
         tmp = Path(tempfile.mkdtemp(prefix="gristmill-onnx-"))
         if log:
             log(f"exporting {folder} to ONNX in {tmp} (run `gristmill export --format onnx` once to skip this)")
@@ -246,14 +114,12 @@ def classifier_from(ft: Any, quantize: str = "none", batch_size: int = 32) -> Cl
 
 
 def _load_onnx_export(folder: Path, quantize: str, batch_size: int, threads: int | None) -> Classifier:
-    from gristmill.tokenizer.tokdir import load_tokenizer
-
     spec = read_task(folder)
     model_file = folder / (ONNX_INT8 if quantize == "int8" else ONNX_FP32)
     if not model_file.is_file():
         hint = " (export with --quantize int8)" if quantize == "int8" else ""
         raise PredictError(f"{folder} has no {model_file.name}{hint}")
-    return Classifier(OnnxBackend(model_file, threads), load_tokenizer(FinetunedFolder(folder).tokenizer), list(spec.labels),
+    return Classifier(OnnxBackend(model_file, threads), load_tokenizer(folder / "tokenizer"), list(spec.labels),
                       int(spec.max_length), batch_size=batch_size, pair_field=spec.pair_field,
                       text_field=spec.text_field, source=str(model_file))
 
@@ -289,8 +155,6 @@ def _open_input(path: str) -> io.BufferedIOBase:
         return sys.stdin.buffer  # type: ignore[return-value]
     if not os.path.isfile(path):
         raise PredictError(f"{path}: no such file")
-    from gristmill.data.io import open_binary
-
     return open_binary(path)
 
 
@@ -404,8 +268,6 @@ def _stream(
 
     Malformed lines become error records in place, so the output has one line per input line, in order.
     """
-    from gristmill.progress import progress_bar
-
     if window < 1:
         raise PredictError(f"window must be at least 1, got {window}")
     summary = PredictSummary()
@@ -507,16 +369,12 @@ class Tagger:
     forward_passes: int = 0
 
     def __post_init__(self) -> None:
-        from gristmill.train.tasks import plain, special_ids
-
         plain(self.tokenizer)
         self.pad_id = special_ids(self.tokenizer)[0]
         self._forward = torch_forward(self.model)
 
     def predict_words(self, words_batch: Sequence[Sequence[str]]) -> list[list[tuple[str, float | None]]]:
         """``(tag, probability)`` per word; a word cut off by ``max_length`` gets "O" (or the first label), None."""
-        from gristmill.train.tasks import encode_words
-
         encoded = encode_words(self.tokenizer, [[clean_text(w) for w in words] for words in words_batch],
                                self.max_length)
         fallback = self.labels.index("O") if "O" in self.labels else 0
@@ -607,9 +465,7 @@ class MaskFiller:
     """A pretrained masked-LM (``RUN/`` folder): the top candidates for each ``[MASK]`` of a text."""
 
     def __init__(self, run_dir: str | Path, batch_size: int = 32) -> None:
-        from gristmill.tokenizer.tokdir import load_tokenizer
         from gristmill.train.checkpoint import load_run
-        from gristmill.train.tasks import plain, special_ids
 
         self.model, self.config, tokdir = load_run(run_dir)
         self.model.eval()
@@ -624,8 +480,6 @@ class MaskFiller:
         self.forward_passes = 0
 
     def encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
-        from gristmill.train.tasks import encode_sequences
-
         return encode_sequences(self.tokenizer, [clean_text(t) for t in texts], self.max_length)
 
     def check(self, texts: Sequence[str], max_masks: int = 32) -> list[str | None]:
@@ -665,4 +519,3 @@ class MaskFiller:
                         for s, t in zip(scores, token_ids, strict=True)]})
                     flat += 1
         return results
-

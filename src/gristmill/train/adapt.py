@@ -36,9 +36,13 @@ from typing import Any
 import numpy as np
 
 from gristmill import folders, options
+from gristmill.data.storage import atomic_write_text
 from gristmill.folders import RunFolder
-from gristmill.tokenizer import TokenDataset
+from gristmill.tokenizer import TokenDataset, pack_corpus
+from gristmill.tokenizer.tokdir import TOKENIZER_JSON, TokenizerError, tokenizer_hash
+from gristmill.train.checkpoint import CheckpointError, run_weights_path
 from gristmill.train.pretrain import PretrainConfig, PretrainError, PretrainResult, pretrain
+from gristmill.train.tasks import TaskError, load_sequence_examples
 
 
 class AdaptError(PretrainError):
@@ -75,8 +79,6 @@ class AdaptConfig:
 
 def read_texts(paths: Sequence[str | Path], text_field: str = "text") -> list[tuple[str, str]]:
     """``(id, text)`` of every non-blank document: JSONL(.gz) records' ``text_field``, or lines of other files."""
-    from gristmill.train.tasks import TaskError, load_sequence_examples
-
     if not paths:
         raise AdaptError("give at least one --texts file")
     texts: list[tuple[str, str]] = []
@@ -165,9 +167,6 @@ def open_mix(path: str | Path, tokenizer_hash: str, seq_len: int | None) -> Toke
 
 def check_base_run(run: Path) -> str:
     """The base run must have a config, weights and a tokenizer; returns the tokenizer's hash."""
-    from gristmill.tokenizer.tokdir import TOKENIZER_JSON, TokenizerError, tokenizer_hash
-    from gristmill.train.checkpoint import CheckpointError, run_weights_path
-
     problem = folders.run_problem(run)
     if problem:
         raise AdaptError(f"{problem}; adapt continues a `gristmill pretrain` run")
@@ -224,10 +223,6 @@ def default_seq_len(run: Path) -> int:
 
 def adapt(cfg: AdaptConfig) -> PretrainResult:
     """Pack the texts, then continue pretraining ``cfg.run`` on them (resumable) into ``cfg.out``."""
-    from gristmill.data.io import atomic_write_text
-    from gristmill.tokenizer import pack_corpus
-    from gristmill.tokenizer.tokdir import TokenizerError
-
     message = options.config_problem(cfg, options.ADAPT)  # before any packing: the ranges of pretrain
     if message:
         raise AdaptError(message)

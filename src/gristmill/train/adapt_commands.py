@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from gristmill.console import fail
+
 
 def register(app: typer.Typer) -> None:
     """Add ``adapt`` to the main app; torch is imported only when it runs."""
@@ -35,7 +37,6 @@ def register(app: typer.Typer) -> None:
         """Task-adaptive pretraining: continue RUN's masked-LM training on the task's own unlabelled texts."""
         import torch
 
-        from gristmill.cli import fail
         from gristmill.train.adapt import AdaptConfig, AdaptError
         from gristmill.train.adapt import adapt as run_adapt
         from gristmill.train.checkpoint import CheckpointError

@@ -12,7 +12,10 @@ import typer
 from rich.console import Console
 
 from gristmill.errors import exit_code, require_extra
+from gristmill.folders import RunFolder, read_record
+from gristmill.model.config import ConfigError
 from gristmill.options import COUNT, FRACTION, MASK_PROB, NON_NEGATIVE, POSITIVE, SEED, at_least, ranged
+from gristmill.tokenizer import TokenizerError
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -69,8 +72,6 @@ def register(app: typer.Typer) -> None:
         """Pretrain an encoder (masked LM) or a decoder (--arch decoder, causal LM); also under torchrun."""
         import torch
 
-        from gristmill.model.config import ConfigError
-        from gristmill.tokenizer import TokenizerError
         from gristmill.train.checkpoint import CheckpointError
         from gristmill.train.pretrain import PretrainConfig, PretrainError, TrainingDiverged
         from gristmill.train.pretrain import pretrain as run_pretrain
@@ -113,15 +114,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Turn a local BERT checkpoint into a gristmill run (to continue pretraining or fine-tune)."""
         require_extra("hf", "import-hf", "transformers")
-        from gristmill.model.config import ConfigError
         from gristmill.model.hf import HFError, import_hf
 
         try:
             run = import_hf(hf_dir, out, overwrite=overwrite)
         except (HFError, ConfigError, OSError) as exc:
             raise _fail(str(exc)) from None
-        from gristmill.folders import RunFolder, read_record
-
         info = read_record(RunFolder(run).import_record)
         if info.get("mlm_head_initialised_randomly"):
             console.print("[yellow]the checkpoint has no MLM head (an encoder only): the head starts random; "

@@ -28,6 +28,7 @@ from typing import Any
 from gristmill.folders import RunFolder
 from gristmill.train.baseline import NAME as BASELINE
 from gristmill.train.baseline import tfidf_logreg
+from gristmill.train.checkpoint import CheckpointError, run_weights_path
 from gristmill.train.finetune import (
     FineTuneConfig,
     FineTuneError,
@@ -228,8 +229,6 @@ def run_curve(
     out_dir = Path(out)
     if not data.test:
         raise FineTuneError("a learning curve needs --test (it reports test accuracy)")
-    from gristmill.train.checkpoint import CheckpointError, run_weights_path
-
     config = read_model_config(run)  # first: a folder that is not a run is told so, whatever it lacks
     try:
         run_weights_path(run)
