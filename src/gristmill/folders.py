@@ -30,55 +30,31 @@ TASK = "task.json"
 METRICS = "metrics.json"
 
 
+def _file(name: str, doc: str) -> property:
+    """A folder's path ``root / name`` as a read-only attribute."""
+    return property(lambda self: self.root / name, doc=doc)
+
+
 class RunFolder:
     """``RUN/``, written by ``gristmill pretrain`` (or ``import-hf``, or ``adapt``): the paths of its files."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
 
-    @property
-    def config(self) -> Path:
-        return self.root / CONFIG
-
-    @property
-    def weights(self) -> Path:
-        return self.root / WEIGHTS
-
-    @property
-    def tokenizer(self) -> Path:
-        return self.root / TOKENIZER
-
-    @property
-    def train_record(self) -> Path:
-        """``train.json``: the pretraining settings and provenance (absent in imported runs)."""
-        return self.root / TRAIN
-
-    @property
-    def import_record(self) -> Path:
-        """``import.json``: where ``gristmill import-hf`` took the weights from."""
-        return self.root / IMPORT
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / CHECKPOINTS
-
-    @property
-    def metrics_log(self) -> Path:
-        """``metrics.jsonl``: one line per logged step and evaluation (``gristmill.train.metrics``)."""
-        return self.root / METRICS_LOG
+    config = _file(CONFIG, "``config.json``: the model's shape (``gristmill.model.config``).")
+    weights = _file(WEIGHTS, "``model.safetensors``: the latest weights.")
+    tokenizer = _file(TOKENIZER, "``tokenizer/``: the tokenizer folder the model was trained with.")
+    train_record = _file(TRAIN, "``train.json``: the pretraining settings and provenance (absent in imported runs).")
+    import_record = _file(IMPORT, "``import.json``: where ``gristmill import-hf`` took the weights from.")
+    checkpoints = _file(CHECKPOINTS, "``checkpoints/step-N/``: the training checkpoints.")
+    metrics_log = _file(METRICS_LOG, "``metrics.jsonl``: one line per logged step and evaluation.")
 
 
 class FinetunedFolder(RunFolder):
     """``FT/``, written by ``gristmill finetune``: a run folder's files plus the task and its scores."""
 
-    @property
-    def task(self) -> Path:
-        """``task.json``: task type, labels in index order, field names, max_length, pair option."""
-        return self.root / TASK
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / METRICS
+    task = _file(TASK, "``task.json``: task type, labels in index order, field names, max_length, pair option.")
+    metrics = _file(METRICS, "``metrics.json``: dev/test scores, budget and history.")
 
 
 LEGACY_RUN = (CONFIG, TRAIN)
@@ -110,31 +86,23 @@ def hf_hint(folder: Path) -> str | None:
     return None
 
 
-def run_problem(folder: str | Path) -> str | None:
-    """Why ``folder`` is not a gristmill run folder (a ``RUN/`` or ``FT/``), or None when it is one."""
+def _problem(folder: str | Path, required: str, absent: str, lacking: str) -> str | None:
     root = Path(folder)
     if not root.is_dir():
-        return f"{root}: no such model folder (expected the --out folder of `gristmill pretrain`)"
-    hint = hf_hint(root)
-    if hint:
-        return hint
-    if not RunFolder(root).config.is_file():
-        return (f"{root} has no {CONFIG}: not a gristmill run folder (expected the --out folder of "
-                "`gristmill pretrain` or `gristmill finetune`)")
-    return None
+        return f"{root}: {absent}"
+    return hf_hint(root) or (None if (root / required).is_file() else f"{root} has no {required}: {lacking}")
+
+
+def run_problem(folder: str | Path) -> str | None:
+    """Why ``folder`` is not a gristmill run folder (a ``RUN/`` or ``FT/``), or None when it is one."""
+    return _problem(folder, CONFIG, "no such model folder (expected the --out folder of `gristmill pretrain`)",
+                    "not a gristmill run folder (expected the --out folder of `gristmill pretrain` or "
+                    "`gristmill finetune`)")
 
 
 def finetuned_problem(folder: str | Path) -> str | None:
     """Why ``folder`` is not a fine-tuned model folder, or None when it is one."""
-    root = Path(folder)
-    if not root.is_dir():
-        return f"{root}: no such folder"
-    hint = hf_hint(root)
-    if hint:
-        return hint
-    if not FinetunedFolder(root).task.is_file():
-        return f"{root} has no {TASK}: expected the --out folder of `gristmill finetune`"
-    return None
+    return _problem(folder, TASK, "no such folder", "expected the --out folder of `gristmill finetune`")
 
 
 def is_mlm_run(folder: str | Path) -> bool:
