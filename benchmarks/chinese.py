@@ -291,7 +291,7 @@ def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None]
 
     ``scratch`` needs only the run's config and tokenizer, so it can run while pretraining is still going.
     """
-    from gristmill.train.char_tfidf import char_tfidf_scores
+    from gristmill.train.baseline import tfidf_scores
     from gristmill.train.curve import size_name
     from gristmill.train.finetune import FineTuneConfig, finetune
     from gristmill.train.tasks import load_task
@@ -312,7 +312,7 @@ def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None]
                     continue
                 print(f"per-class {size_name(size)}, seed {seed}, {init}", flush=True)
                 if init == "tfidf":
-                    row = {**char_tfidf_scores(data, size, seed), "per_class": size_name(size), "seed": seed, "init": init}
+                    row = {**tfidf_scores(data, size, seed, analyzer="char"), "per_class": size_name(size), "seed": seed, "init": init}
                 else:
                     m = finetune(run, data, FineTuneConfig(), from_scratch=init == "scratch", per_class=size,
                                  seed=seed).metrics

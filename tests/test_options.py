@@ -95,3 +95,17 @@ def test_api_configs_refuse_what_the_command_line_refuses() -> None:
     for bad in ({"lr": -1.0}, {"lr": math.nan}, {"batch_size": 0}, {"epochs": 0}, {"patience": 0}):
         with pytest.raises(FineTuneError, match="--" + next(iter(bad)).replace("_", "-")):
             FineTuneConfig(**bad)
+
+
+def test_adapt_checks_its_settings_with_pretrains_ranges_before_any_work(tmp_path) -> None:
+    from gristmill.options import ADAPT, PRETRAIN
+    from gristmill.train.adapt import AdaptConfig, AdaptError, adapt
+
+    assert all(ADAPT[name] is PRETRAIN[name] for name in ADAPT if name in PRETRAIN)  # one table, not a copy
+    for bad in ({"steps": 0}, {"lr": math.nan}, {"batch_size": 0}, {"mix_share": 1.5}, {"val_fraction": -0.1},
+                {"seq_len": 100_000}, {"seed": -1}):
+        cfg = AdaptConfig(run=str(tmp_path / "no-run"), texts=[str(tmp_path / "none.txt")], out=str(tmp_path / "o"),
+                          **bad)
+        with pytest.raises(AdaptError, match="--" + next(iter(bad)).replace("_", "-") + " must be"):
+            adapt(cfg)
+    assert not (tmp_path / "o").exists()

@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gristmill.data.run import count_documents
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.quickstart_run import run_fast_quickstart
 
 
 @pytest.mark.slow
 def test_quickstart_fast_runs_the_whole_path(tmp_path):
     out = tmp_path / "qs"
-    env = {**os.environ, "COLUMNS": "300"}  # so that printed paths are not wrapped
-    # One thread: on a machine shared with other jobs, PyTorch's threads spin-waiting for each other's
-    # cores make tiny models many times slower. Own session, so a timeout can stop the whole tree.
-    proc = subprocess.Popen([sys.executable, "-m", "gristmill", "quickstart", "--fast", "--threads", "1",
-                             "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=540)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"the fast quickstart took more than 9 minutes:\n{output[-4000:]}")
-    assert proc.returncode == 0, output[-4000:]
-
-    summary = json.loads((out / "summary.json").read_text())
+    output, summary = run_fast_quickstart(out, timeout=540)
     assert summary["setting"] == "fast"
     for key in ("clean", "tokenizer", "tokens", "pretrain", "ft-pretrained", "ft-scratch", "predictions", "curve"):
         assert Path(summary["artefacts"][key]).exists(), key

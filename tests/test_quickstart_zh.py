@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gristmill.data.run import count_documents
 from gristmill.quickstart import QuickstartError, find_repo, run_quickstart
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.quickstart_run import REPO, run_fast_quickstart
 
 
 def test_unknown_language_is_a_user_error(tmp_path):
@@ -31,19 +26,7 @@ def test_chinese_sample_is_found_from_its_folder():
 @pytest.mark.timeout(1200)
 def test_quickstart_zh_fast_runs_the_whole_path(tmp_path):
     out = tmp_path / "qs"
-    env = {**os.environ, "COLUMNS": "300"}  # so that printed paths are not wrapped
-    proc = subprocess.Popen([sys.executable, "-m", "gristmill", "quickstart", "--lang", "zh", "--fast", "--threads", "1",
-                             "--out", str(out)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=1100)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output, _ = proc.communicate()
-        pytest.fail(f"the fast Chinese quickstart took too long:\n{output[-4000:]}")
-    assert proc.returncode == 0, output[-4000:]
-
-    summary = json.loads((out / "summary.json").read_text())
+    output, summary = run_fast_quickstart(out, "--lang", "zh", timeout=1100)
     assert summary["setting"] == "fast" and summary["lang"] == "zh" and summary["classes"] == 4
     assert summary["recipe"].endswith("web-zh.yaml")
     for key in ("clean", "tokenizer", "tokens", "pretrain", "ft-pretrained", "ft-scratch", "predictions"):

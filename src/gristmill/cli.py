@@ -85,7 +85,7 @@ def run(
     except (RecipeError, RunError, UserError, ValueError, RuntimeError, storage.OutputError) as exc:
         raise fail(str(exc)) from None
     except OSError as exc:
-        if (message := storage.describe_os_error(exc)) is None:
+        if (message := describe_os_error(exc, resumable=True)) is None:
             raise
         raise fail(message) from None
     Console().print(summary_table(result))

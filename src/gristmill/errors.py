@@ -70,9 +70,14 @@ FILE_SYSTEM_ERRORS = {
 """OS errors where the machine, not gristmill, said no: reported as one line naming the path (exit 2)."""
 
 
-def describe_os_error(exc: OSError, path: object = None) -> str | None:
-    """One line for an OS error in :data:`FILE_SYSTEM_ERRORS` (naming ``path`` or the error's own), else None."""
+def describe_os_error(exc: OSError, path: object = None, resumable: bool = False) -> str | None:
+    """One line for an OS error in :data:`FILE_SYSTEM_ERRORS` (naming ``path`` or the error's own), else None.
+
+    ``resumable``: the verb can pick up where it stopped, so the line says how. The one wording of these
+    errors for every verb (``gristmill.cli.main`` catches the rest).
+    """
     if exc.errno not in FILE_SYSTEM_ERRORS:
         return None
     where = " -> ".join(str(f) for f in (path or exc.filename, exc.filename2) if f) or "writing output"
-    return f"{where}: {FILE_SYSTEM_ERRORS[exc.errno]} ({exc.strerror})"
+    again = "; then run again (add --resume where the verb has it)" if resumable else ""
+    return f"{where}: {FILE_SYSTEM_ERRORS[exc.errno]} ({exc.strerror}){again}"

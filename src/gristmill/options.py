@@ -91,6 +91,33 @@ POSITIONS = Range(low=8, high=MAX_POSITIONS, integer=True)
 PORT = Range(low=0, high=65535, integer=True)
 
 
+# The library entry points' settings (dataclass field -> range), so the API refuses what the command line
+# refuses; the flag of a field is ``--`` and its name with dashes.
+PRETRAIN = {"steps": COUNT, "batch_size": COUNT, "grad_accum": COUNT, "lr": POSITIVE,
+            "warmup": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "clip": NON_NEGATIVE,
+            "seed": SEED, "mask_prob": MASK_PROB, "dropout": FRACTION,
+            "eval_every": at_least(0), "eval_batches": COUNT, "log_every": COUNT,
+            "save_every": COUNT, "keep": at_least(0)}
+"""``PretrainConfig`` (``gristmill pretrain``); a warm-up of 1 or more is a step count."""
+ADAPT = {**{name: PRETRAIN[name] for name in ("steps", "batch_size", "lr", "warmup", "seed", "eval_every",
+                                               "log_every", "save_every", "keep")},
+         "mix_share": FRACTION, "val_fraction": FRACTION, "seq_len": POSITIONS}
+"""``AdaptConfig`` (``gristmill adapt``): the pretraining settings it passes on, checked before packing."""
+FINETUNE = {"lr": POSITIVE, "batch_size": COUNT, "epochs": COUNT, "patience": COUNT, "eval_every": COUNT,
+            "min_steps": COUNT, "warmup": FRACTION, "weight_decay": NON_NEGATIVE, "grad_clip": NON_NEGATIVE,
+            "eval_batch_size": COUNT}
+"""``FineTuneConfig`` (``gristmill finetune``); its warm-up is a fraction of the steps."""
+
+
+def config_problem(config: Any, ranges: dict[str, Range]) -> str | None:
+    """The message for the first field of ``config`` outside its range in ``ranges``, else None."""
+    for name, allowed in ranges.items():
+        message = problem("--" + name.replace("_", "-"), getattr(config, name), allowed)
+        if message:
+            return message
+    return None
+
+
 def problem(flag: str, value: Any, allowed: Range) -> str | None:
     """None when ``value`` is allowed, else the one-line message for ``flag``."""
     if value is None or allowed.contains(value):

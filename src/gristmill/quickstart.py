@@ -39,8 +39,7 @@ from gristmill.errors import exit_code
 from gristmill.model.config import ConfigError
 from gristmill.options import COUNT, ranged
 from gristmill.tokenizer.tokdir import TokenizerError
-from gristmill.train.baseline import tfidf_logreg
-from gristmill.train.char_tfidf import char_tfidf_scores
+from gristmill.train.baseline import tfidf_logreg, tfidf_scores
 from gristmill.train.tasks import TaskError, load_sequence_examples, load_task
 
 Log = Callable[[str], None]
@@ -274,11 +273,11 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
 
 
 def _char_tfidf(sample_dir: Path, log: Log) -> tuple[dict[str, Any], float]:
-    """The non-neural peer on the same training file (train.char_tfidf)."""
+    """The non-neural peer on the same training file (train.baseline, character n-grams)."""
     task = sample_dir / "task"
-    log("\n[bold]TF-IDF over character n-grams + logistic regression[/] (gristmill.train.char_tfidf)")
+    log("\n[bold]TF-IDF over character n-grams + logistic regression[/] (gristmill.train.baseline)")
     t0 = time.perf_counter()
-    scores = char_tfidf_scores(load_task(task / "train.jsonl", None, task / "test.jsonl"))
+    scores = tfidf_scores(load_task(task / "train.jsonl", None, task / "test.jsonl"), analyzer="char")
     return scores, time.perf_counter() - t0
 
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from gristmill.cli import app
 from gristmill.serve.onnx import check_texts
-from gristmill.serve.predict import OnnxBackend, TorchBackend, load_classifier, pad_batch
+from gristmill.serve.predict import OnnxBackend, TorchBackend, load_classifier
+from gristmill.train.forward import pad_batch
 
 from .conftest import TASK, THREADS
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import shutil
@@ -217,6 +218,16 @@ def test_generate_and_perplexity_commands(run, tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"id": 1}\n')
     result = runner.invoke(app, ["perplexity", str(run), "--input", str(tmp_path / "bad.jsonl")])
     assert result.exit_code == 2 and "text" in result.output
+    # The one JSONL reader: a bad prompt line stops with one line naming file:line; compressed prompts work.
+    (tmp_path / "bad-prompts.jsonl").write_text(json.dumps({"prompt": "ok"}) + "\n{not json\n")
+    result = runner.invoke(app, ["generate", str(run), "--prompts", str(tmp_path / "bad-prompts.jsonl"), "-n", "1"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2 and "bad-prompts.jsonl:2: invalid JSON" in message and "Traceback" not in message
+    with gzip.open(tmp_path / "prompts.jsonl.gz", "wt") as f:
+        f.write(prompts.read_text())
+    result = runner.invoke(app, ["generate", str(run), "--prompts", str(tmp_path / "prompts.jsonl.gz"), "-n", "2"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["prompt"] for line in result.stdout.splitlines()] == PROMPTS
 
 
 def test_generate_endpoint(generator):

@@ -19,22 +19,20 @@ from typer.testing import CliRunner
 from gristmill.cli import app
 from gristmill.model.config import ModelConfig
 from gristmill.model.transformer import MaskedLM
+from gristmill.serve.predict import PredictError, classifier_from, tagger_from
 from gristmill.tokenizer.tokdir import save_tokdir
 from gristmill.train.checkpoint import save_run_weights
 from gristmill.train.finetune import (
     FineTuneConfig,
-    FineTuneError,
     bio_spans,
     build_model,
     class_weight_tensor,
-    encode_texts,
     entity_metrics,
     finetune,
     load_finetuned,
-    predict_proba,
-    predict_tags,
 )
-from gristmill.train.tasks import Encoded, TaskSpec, load_task
+from gristmill.train.forward import pad_batch
+from gristmill.train.tasks import Encoded, TaskSpec, encode_sequences, load_task
 
 TOPICS = {
     "space": ["rocket", "orbit", "moon", "star", "planet", "comet", "galaxy", "launch", "astronaut", "telescope"],
@@ -191,7 +189,7 @@ def test_finetune_cli_learns_and_metrics_match_sklearn(setup):
     ft = load_finetuned(out)
     assert not ft.model.training and ft.labels == task["labels"] and ft.max_length == 32
     rows = [json.loads(line) for line in setup["test"].read_text().splitlines()]
-    probs = predict_proba(ft, [r["text"] for r in rows])
+    probs = classifier_from(ft).predict_proba([r["text"] for r in rows])
     assert probs.shape == (45, 3) and np.allclose(probs.sum(1), 1, atol=1e-5)
     y_true = [ft.labels.index(r["label"]) for r in rows]
     y_pred = probs.argmax(1).tolist()
@@ -203,15 +201,24 @@ def test_finetune_cli_learns_and_metrics_match_sklearn(setup):
     assert test["accuracy"] >= 0.8  # topic words decide the label (chance: 0.33); a working loop learns it
 
 
-def test_encode_texts_pads_to_longest(setup):
+def test_prediction_has_one_home():
+    # serve's Classifier and Tagger predict; fine-tuning keeps only its evaluation forward.
+    import gristmill.train.finetune as finetune_module
+
+    for name in ("predict_proba", "predict_tags", "encode_texts", "encode_pairs"):
+        assert not hasattr(finetune_module, name), name
+
+
+def test_encoded_texts_pad_to_longest(setup):
+    # The encoding fine-tuning used, padded by the one batched forward (gristmill.train.forward).
     tok = Tokenizer.from_file(str(setup["tokdir"] / "tokenizer.json"))
     texts = ["moon", "rocket moon star", "bread " * 100]
     n = [len(tok.encode(t, add_special_tokens=False).ids) for t in texts]
-    ids, mask = encode_texts(tok, texts, 16)
-    assert ids.dtype == torch.long and ids.shape == (3, 16) and mask.shape == (3, 16)
+    ids, mask, _ = pad_batch(encode_sequences(tok, texts, 16), 0)
+    assert ids.dtype == np.int64 and ids.shape == (3, 16) and mask.shape == (3, 16)
     assert mask.sum(1).tolist() == [n[0] + 2, n[1] + 2, 16]
-    assert ids[0, n[0] + 2 :].eq(0).all() and ids[:, 0].eq(2).all() and ids[2, 15] == 3
-    ids, mask = encode_texts(tok, texts[:2], 16)
+    assert (ids[0, n[0] + 2 :] == 0).all() and (ids[:, 0] == 2).all() and ids[2, 15] == 3
+    ids, mask, _ = pad_batch(encode_sequences(tok, texts[:2], 16), 0)
     assert ids.shape == (2, n[1] + 2)  # padded to the longest of this call only
 
 
@@ -227,7 +234,7 @@ def test_token_classification_end_to_end(setup):
     assert metrics["test"]["entity"]["f1"] >= 0.8
     ft = load_finetuned(out)
     words = [["john", "smith", "lives", "in", "paris"], ["oslo"]]
-    tags = predict_tags(ft, words)
+    tags = tagger_from(ft).predict_words(words)
     assert [len(t) for t in tags] == [5, 1]
 
 
@@ -265,7 +272,7 @@ def test_bad_inputs_give_messages_not_tracebacks(setup, tmp_path):
 
     empty = write_jsonl(tmp_path / "train-empty.jsonl", [{"text": "moon", "label": "a"}, {"text": "", "label": "b"}])
     result, output = cli(*good[:3], "--train", empty, *good[5:])
-    assert result.exit_code == 2 and "line 2: field 'text' is empty" in output
+    assert result.exit_code == 2 and ":2: field 'text' is empty" in output
 
     one = write_jsonl(tmp_path / "one.jsonl", [{"text": "moon", "label": "a"}, {"text": "star", "label": "a"}])
     result, output = cli(*good[:3], "--train", one, *good[5:])
@@ -342,7 +349,7 @@ def test_text_pairs_round_trip(setup, tmp_path):
     assert result.exit_code == 0, output
     ft = load_finetuned(out)
     assert ft.task["pair"] is True and ft.task["text_fields"] == ["text", "text_b"]
-    probs = predict_proba(ft, [r["text"] for r in rows[:5]], pairs=[r["text_b"] for r in rows[:5]])
+    probs = classifier_from(ft).predict_proba([r["text"] for r in rows[:5]], pairs=[r["text_b"] for r in rows[:5]])
     assert probs.shape == (5, 2)
-    with pytest.raises(FineTuneError, match="text pairs"):
-        predict_proba(ft, ["moon"])
+    with pytest.raises(PredictError, match="text pairs"):
+        classifier_from(ft).predict_proba(["moon"])

@@ -12,7 +12,8 @@ from tests.decoder_run import build_decoder_run
 
 from gristmill.model.config import read_config
 from gristmill.model.decoder import DecoderSequenceClassifier
-from gristmill.train.finetune import FineTuneConfig, FineTuneError, finetune, load_finetuned, predict_proba
+from gristmill.serve.predict import classifier_from
+from gristmill.train.finetune import FineTuneConfig, FineTuneError, finetune, load_finetuned
 from gristmill.train.tasks import load_task
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,10 +38,10 @@ def test_finetune_a_decoder_run_and_load_it_back(run, tmp_path):
     torch.testing.assert_close(frozen.model.decoder.embeddings.weight.detach(), pretrained, atol=1e-6, rtol=0)
     ft = load_finetuned(tmp_path / "ft")
     texts = ["The computer crashed again.", "Are we having fun yet?"]
-    probs = predict_proba(ft, texts)
+    probs = classifier_from(ft).predict_proba(texts)
     assert probs.shape == (2, len(ft.labels))
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
-    alone = predict_proba(ft, texts[:1])  # padded in a batch or alone: the same last token
+    alone = classifier_from(ft).predict_proba(texts[:1])  # padded in a batch or alone: the same last token
     np.testing.assert_allclose(probs[:1], alone, atol=1e-5)
 
 

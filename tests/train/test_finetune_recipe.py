@@ -67,9 +67,10 @@ def test_recipe_options_reach_the_saved_model(tmp_path):
 
     from gristmill.cli import app
     from gristmill.model.transformer import MaskedLM
+    from gristmill.serve.predict import classifier_from
     from gristmill.tokenizer.tokdir import save_tokdir
     from gristmill.train.checkpoint import save_run_weights
-    from gristmill.train.finetune import load_finetuned, predict_proba
+    from gristmill.train.finetune import load_finetuned
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "blue", "cat", "dog", "the"]
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
@@ -93,7 +94,7 @@ def test_recipe_options_reach_the_saved_model(tmp_path):
     budget = json.loads((out / "metrics.json").read_text())["budget"]
     assert budget["pooling"] == "mean" and budget["layer_decay"] == 0.8 and budget["reinit_layers"] == 1
     ft = load_finetuned(out)
-    assert ft.config.pooling == "mean" and predict_proba(ft, ["the cat"]).shape == (1, 2)
+    assert ft.config.pooling == "mean" and classifier_from(ft).predict_proba(["the cat"]).shape == (1, 2)
     bad = CliRunner().invoke(app, ["finetune", "--model", str(run), "--train", str(tmp_path / "train.jsonl"),
                                    "--pooling", "max", "--max-length", "16", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "pooling" in bad.output

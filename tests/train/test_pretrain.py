@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from gristmill.model.config import ModelConfig
+from gristmill.serve.predict import MaskFiller
 from gristmill.train import pretrain as pretrain_module
 from gristmill.train.checkpoint import list_checkpoints, load_checkpoint, load_run
-from gristmill.train.commands import fill_mask
 from gristmill.train.metrics import read_metrics
 from gristmill.train.pretrain import PretrainConfig, TrainingDiverged, lr_lambda, param_groups, pretrain
 
@@ -69,9 +69,9 @@ def test_run_layout_learning_and_fill_mask(tokens, model_config, tmp_path):
     model, cfg, tokdir = load_run(run)
     assert cfg.hidden_size == 32 and cfg.dropout == 0.1 and not model.training  # pretrained without dropout
     assert (tokdir / "tokenizer.json").exists()
-    predictions = fill_mask(run, "the [MASK] package provides a library", top_k=3)
-    assert len(predictions) == 1 and len(predictions[0]) == 3
-    assert predictions[0][0]["probability"] >= predictions[0][1]["probability"]
+    predictions = MaskFiller(run).run_batch([("the [MASK] package provides a library", 3)])[0]
+    assert len(predictions) == 1 and len(predictions[0]["candidates"]) == 3
+    assert predictions[0]["candidates"][0]["score"] >= predictions[0]["candidates"][1]["score"]
 
 
 def test_resume_continues_exactly(tokens, model_config, tmp_path, monkeypatch):
@@ -224,6 +224,16 @@ def test_command_line_verbs(tokens, model_config, tmp_path, monkeypatch):
     assert "probability" in text(filled)
     no_mask = cli.invoke(app, ["fill-mask", str(run), "nothing to fill"])
     assert no_mask.exit_code == 2 and "[MASK]" in text(no_mask)
+    # One fill-mask: the CLI's --json is the service's POST /fill-mask response, from the same MaskFiller.
+    as_json = cli.invoke(app, ["fill-mask", str(run), "the [MASK] is [MASK]", "--top-k", "2", "--json"])
+    assert as_json.exit_code == 0, as_json.output
+    printed = json.loads(as_json.stdout)
+    assert printed == {"results": MaskFiller(run).run_batch([("the [MASK] is [MASK]", 2)])}
+    assert [len(m["candidates"]) for m in printed["results"][0]] == [2, 2]
+    assert set(printed["results"][0][0]["candidates"][0]) == {"token", "token_id", "score"}
+    import gristmill.train.commands as train_commands
+
+    assert not hasattr(train_commands, "fill_mask")
     missing = cli.invoke(app, ["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r2")])
     assert missing.exit_code == 2 and "manifest.json" in text(missing)
 

@@ -101,7 +101,7 @@ def test_unknown_label_in_dev_names_label_and_line(tmp_path):
 
 def test_empty_text_names_line(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", [{"text": "x", "label": "a"}, {"text": "  ", "label": "b"}])
-    with pytest.raises(TaskError, match=r"train.jsonl line 2: field 'text' is empty"):
+    with pytest.raises(TaskError, match=r"train.jsonl:2: field 'text' is empty"):
         load_task(train)
 
 
@@ -113,14 +113,14 @@ def test_one_class_training_file(tmp_path):
 
 def test_missing_field_suggests_option(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", [{"body": "x", "label": "a"}])
-    with pytest.raises(TaskError, match=r"line 1: no field 'text' \(fields: body, label\); use --text-field"):
+    with pytest.raises(TaskError, match=r":1: no field 'text' \(fields: body, label\); use --text-field"):
         load_task(train)
 
 
 def test_bad_json_and_empty_file(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": "a"}\n{"text": oops}\n')
-    with pytest.raises(TaskError, match="bad.jsonl line 2: not valid JSON"):
+    with pytest.raises(TaskError, match="bad.jsonl:2: invalid JSON"):
         load_task(bad)
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
@@ -128,6 +128,19 @@ def test_bad_json_and_empty_file(tmp_path):
         load_task(empty)
     with pytest.raises(TaskError, match="no such file"):
         load_task(tmp_path / "missing.jsonl")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl.gz", ".jsonl.zst"])
+def test_compressed_task_files_read_like_plain_ones(tmp_path, suffix):
+    import gzip
+
+    import zstandard
+
+    rows = [{"text": "x", "label": "a"}, {"text": "y", "label": "b"}]
+    body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    path = tmp_path / f"train{suffix}"
+    path.write_bytes(gzip.compress(body) if suffix.endswith(".gz") else zstandard.ZstdCompressor().compress(body))
+    assert load_task(path).spec.labels == load_task(write_jsonl(tmp_path / "plain.jsonl", rows)).spec.labels == ["a", "b"]
 
 
 def test_token_file_length_mismatch(tmp_path):

@@ -36,6 +36,7 @@ import xxhash
 
 import gristmill.data.storage as storage
 from gristmill.data.document import Document
+from gristmill.errors import BadDataError, GristmillError
 
 FORMATS = ("jsonl", "parquet", "text", "warc")
 
@@ -427,12 +428,98 @@ def record_to_document(
     return doc
 
 
-def _lines_until_damage(f: io.BufferedIOBase) -> Iterator[bytes]:
-    """Lines of a file; stops quietly where the file is damaged (the shard planner reported it)."""
+class JsonlError(GristmillError, BadDataError):
+    """A JSONL line that is not a usable record, read with ``errors="raise"``: one line naming file and line."""
+
+
+@dataclass
+class JsonlLine:
+    """One non-blank line of a JSONL file: its record, or the problem (``(rule, detail)``) that kept it from one."""
+
+    number: int
+    raw: bytes
+    record: Any = None
+    problem: tuple[str, str] | None = None
+
+    @property
+    def text(self) -> str:
+        """The line as text (undecodable bytes replaced), for a rejected document."""
+        raw = self.raw[:1_000_000] if self.problem and self.problem[0] == "too_large" else self.raw
+        return raw.decode("utf-8", "replace")
+
+
+FIX_HINTS = {"invalid_utf8": "; re-encode the file as UTF-8",
+             "invalid_unicode": " (an escape such as \\ud800 that is no character); fix or remove the line"}
+"""What to do about a bad line, added where a bad line stops the reading (``errors="raise"``)."""
+
+
+def parse_jsonl_line(raw: bytes, number: int, max_bytes: int | None = None) -> JsonlLine:
+    """Parse one line; whatever the JSON parser or a later writer cannot take becomes ``problem``."""
+    if max_bytes is not None and len(raw) > max_bytes:
+        return JsonlLine(number, raw, problem=("too_large", f"record of {len(raw):,} bytes exceeds "
+                                                             f"input.max_doc_bytes={max_bytes:,}"))
     try:
-        yield from f
-    except Exception:
-        return
+        line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a leading BOM is no text
+    except UnicodeDecodeError as exc:
+        return JsonlLine(number, raw, problem=("invalid_utf8", f"invalid UTF-8 at byte {exc.start}"))
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return JsonlLine(number, raw, problem=("invalid_json", f"invalid JSON: {exc.msg} at column {exc.colno}"))
+    except RecursionError:
+        return JsonlLine(number, raw, problem=("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels"))
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        return JsonlLine(number, raw, problem=("int_out_of_range", str(exc).split(";")[0]))
+    return JsonlLine(number, raw, record, record_problem(raw, record))
+
+
+def jsonl_lines(f: IO[bytes], path: str, errors: str = "record", first: int = 1, start: int = 0,
+                stop: int | None = None, max_bytes: int | None = None) -> Iterator[JsonlLine]:
+    """The non-blank lines of an open JSONL file, numbered from ``first``; lines ``start < n <= stop`` only.
+
+    ``errors="record"`` (corpora): a bad line comes back with its ``problem``, and a damaged file (a
+    truncated .gz) ends with a last line whose problem is ``("damaged", ...)``. ``errors="raise"``: the
+    first bad line, or the damage, is a :class:`JsonlError` naming ``path`` and the line.
+    """
+    if errors not in ("record", "raise"):
+        raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
+    lines = enumerate(f, start=first)
+    number = first - 1
+    while True:
+        try:
+            number, raw = next(lines)
+        except StopIteration:
+            return
+        except Exception as exc:  # zlib, zstd, EOF and OS errors of a damaged file
+            detail = f"the file is damaged ({exc})"
+            if errors == "raise":
+                raise JsonlError(f"{path}:{number + 1}: {detail}") from None
+            yield JsonlLine(number + 1, b"", problem=("damaged", detail))
+            return
+        if number <= start:
+            continue
+        if stop is not None and number > stop:
+            return
+        if not raw.strip():
+            continue
+        line = parse_jsonl_line(raw, number, max_bytes)
+        if line.problem and errors == "raise":
+            raise JsonlError(f"{path}:{number}: {line.problem[1]}{FIX_HINTS.get(line.problem[0], '')}")
+        yield line
+
+
+def read_jsonl(path: str | Path, errors: str = "raise") -> Iterator[JsonlLine]:
+    """The lines of a JSONL file (plain, .gz, .zst or a URL), parsed as :func:`jsonl_lines` does.
+
+    A missing file is a :class:`JsonlError` too (exit 2 would be as right; it names the file either way).
+    """
+    name = str(path)
+    try:
+        f = open_binary(name)
+    except FileNotFoundError:
+        raise JsonlError(f"{name}: no such file") from None
+    with f:
+        yield from jsonl_lines(f, name, errors)
 
 
 def _jsonl_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:
@@ -445,38 +532,13 @@ def _jsonl_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterat
         f = open_binary(shard.path)
         first = 1
     with f:
-        for lineno, raw in enumerate(_lines_until_damage(f), start=first):
-            if lineno <= shard.start:
-                continue
-            if shard.stop is not None and lineno > shard.stop:
-                break
-            if not raw.strip():
-                continue
-            if len(raw) > spec.max_doc_bytes:
-                yield _bad(path, lineno, "too_large", raw[:1_000_000].decode("utf-8", "replace"),
-                           f"record of {len(raw):,} bytes exceeds input.max_doc_bytes={spec.max_doc_bytes:,}")
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield _bad(path, lineno, "invalid_utf8", raw.decode("utf-8", "replace"), f"invalid UTF-8 at byte {exc.start}")
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield _bad(path, lineno, "invalid_json", line, f"invalid JSON: {exc.msg} at column {exc.colno}")
-                continue
-            except RecursionError:
-                yield _bad(path, lineno, "too_deep", line, f"JSON nested deeper than {MAX_DEPTH} levels")
-                continue
-            except ValueError as exc:  # an integer of more than 4,300 digits
-                yield _bad(path, lineno, "int_out_of_range", line, str(exc).split(";")[0])
-                continue
-            problem = record_problem(raw, record)
-            if problem:
-                yield _bad(path, lineno, problem[0], line, problem[1])
-                continue
-            yield record_to_document(record, path, lineno, spec, extract_html)
+        for line in jsonl_lines(f, path, "record", first, shard.start, shard.stop, spec.max_doc_bytes):
+            if line.problem and line.problem[0] == "damaged":
+                return  # the shard planner reported the damage; the lines before it are read
+            if line.problem:
+                yield _bad(path, line.number, line.problem[0], line.text, line.problem[1])
+            else:
+                yield record_to_document(line.record, path, line.number, spec, extract_html)
 
 
 def _parquet_documents(shard: Shard, spec: InputSpec, extract_html: Any) -> Iterator[Document]:

@@ -13,7 +13,6 @@ move is a copy, but a half-written object is never visible under its final name.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -400,25 +399,3 @@ def output_lock(folder: PathLike) -> Iterator[None]:
             Path(lock_path).unlink(missing_ok=True)
             if created and not any(Path(folder).iterdir()):
                 Path(folder).rmdir()
-
-
-_ENVIRONMENT_ERRORS = {
-    errno.ENOSPC: "no space left on the device",
-    errno.EDQUOT: "disk quota exceeded",
-    errno.EROFS: "the filesystem is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.EISDIR: "is a folder, not a file",
-    errno.ENOTDIR: "a part of the path is a file, not a folder",
-}
-
-
-def describe_os_error(exc: OSError) -> str | None:
-    """One line for an error of the machine rather than of gristmill (disk full, read-only, no permission);
-    None for any other error, which stays a bug with its traceback."""
-    what = _ENVIRONMENT_ERRORS.get(exc.errno or -1)
-    if what is None:
-        return None
-    where = exc.filename or "the output"
-    advice = "free some space" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "choose a location you can write"
-    return f"cannot write {where}: {what}; {advice}, then run again (add --resume where the verb has it)"

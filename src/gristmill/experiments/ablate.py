@@ -51,6 +51,7 @@ from gristmill.experiments import report
 from gristmill.experiments.holdout import HoldOut
 from gristmill.experiments.spec import AblationSpec, budget_name
 from gristmill.tokenizer import TokenDataset, pack_corpus, train_tokenizer
+from gristmill.tokenizer.tokdir import TOKENIZER_JSON
 from gristmill.train.metrics import read_metrics
 from gristmill.train.tasks import load_sequence_examples, load_task, stratified_sample
 
@@ -138,7 +139,7 @@ def _decontaminate(spec: AblationSpec) -> list[Step]:
 
 def _tokenizer(spec: AblationSpec, abl: Path, show: bool) -> Path:
     out = abl / "tokenizer"
-    if (out / "gristmill.json").is_file() and (out / "tokenizer.json").is_file():
+    if (out / "gristmill.json").is_file() and (out / TOKENIZER_JSON).is_file():
         return out
     source = abl / "split" / "kept" if spec.tokenizer_train_on == "pool" else \
         abl / "variants" / spec.tokenizer_train_on / "corpus" / "kept"

@@ -1,4 +1,4 @@
-"""The encoder's hyper-parameters: one dataclass, the named BERT-miniature sizes, and its JSON file.
+"""The models' hyper-parameters: encoder and decoder dataclasses on one base, the named sizes, the JSON file.
 
 This module owns the shape of a model (``RUN/config.json``); it knows nothing about training or torch.
 """
@@ -9,9 +9,10 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from gristmill.data.storage import atomic_write_text
+from gristmill.folders import RunFolder
 from gristmill.options import MAX_POSITIONS
 
 # The BERT miniatures (Turc et al., 2019) and BERT-base: name -> (layers, hidden). Heads = hidden / 64,
@@ -32,9 +33,18 @@ class ConfigError(ValueError):
     """A model configuration that cannot describe a working encoder; the message says which field."""
 
 
+C = TypeVar("C", bound="SizedConfig")
+
+
 @dataclass
-class ModelConfig:
-    """Shape of a gristmill encoder. Field meanings follow BERT's ``BertConfig`` where they overlap."""
+class SizedConfig:
+    """What every gristmill model config shares: the size fields, the named sizes and the JSON file.
+
+    :class:`ModelConfig` (the encoder) and :class:`DecoderConfig` add their own fields and checks.
+    """
+
+    KIND: ClassVar[str] = "model"
+    """How messages name the config ("model config: ...", "decoder config: ...")."""
 
     vocab_size: int
     hidden_size: int = 256
@@ -42,6 +52,69 @@ class ModelConfig:
     num_heads: int = 4
     intermediate_size: int = 1024
     max_position: int = 512
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        positive = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position")
+        for key in positive:
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ConfigError(f"{self.KIND} config: {key} must be a positive integer, got {value!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @staticmethod
+    def feed_forward_width(hidden: int) -> int:
+        """The feed-forward units of a named size: 4 x hidden (BERT's GELU network)."""
+        return 4 * hidden
+
+    @classmethod
+    def named(cls: type[C], size: str, vocab_size: int, **overrides: Any) -> C:
+        """One of the named sizes (tiny, mini, small, medium, base) for ``vocab_size`` tokens."""
+        if size not in NAMED_SIZES:
+            raise ConfigError(f"unknown model size {size!r}; choose one of {', '.join(NAMED_SIZES)}")
+        layers, hidden = NAMED_SIZES[size]
+        fields = {"vocab_size": vocab_size, "hidden_size": hidden, "num_layers": layers,
+                  "num_heads": hidden // 64, "intermediate_size": cls.feed_forward_width(hidden), "name": size}
+        fields.update(overrides)
+        return cls(**fields)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{cls.KIND} config: unknown field(s) {', '.join(unknown)}; "
+                              f"known: {', '.join(sorted(known))}")
+        if "vocab_size" not in data:
+            raise ConfigError(f"{cls.KIND} config: vocab_size is required")
+        return cls(**data)
+
+    def to_json(self, path: str | Path) -> None:
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_json(cls: type[C], path: str | Path) -> C:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a JSON object")
+        return cls.from_dict(data)
+
+
+@dataclass
+class ModelConfig(SizedConfig):
+    """Shape of a gristmill encoder. Field meanings follow BERT's ``BertConfig`` where they overlap."""
+
     type_vocab_size: int = 2
     dropout: float = 0.1
     attention_dropout: float = 0.1
@@ -56,15 +129,8 @@ class ModelConfig:
     # What a sequence classifier pools before its head: the [CLS] state (BERT) or the mean of all tokens.
     pooling: str = "cls"
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
-        positive = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position")
-        for key in positive:
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"model config: {key} must be a positive integer, got {value!r}")
+        super().validate()
         if self.max_position > MAX_POSITIONS:
             raise ConfigError(f"model config: max_position {self.max_position} is more than gristmill builds "
                               f"({MAX_POSITIONS}): attention over such sequences would not finish a step")
@@ -83,49 +149,12 @@ class ModelConfig:
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"model config: activation must be one of {ACTIVATIONS}, got {self.activation!r}")
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-    @classmethod
-    def named(cls, size: str, vocab_size: int, **overrides: Any) -> ModelConfig:
-        """One of the named sizes (tiny, mini, small, medium, base) for ``vocab_size`` tokens."""
-        if size not in NAMED_SIZES:
-            raise ConfigError(f"unknown model size {size!r}; choose one of {', '.join(NAMED_SIZES)}")
-        layers, hidden = NAMED_SIZES[size]
-        fields = {"vocab_size": vocab_size, "hidden_size": hidden, "num_layers": layers,
-                  "num_heads": hidden // 64, "intermediate_size": 4 * hidden, "name": size}
-        fields.update(overrides)
-        return cls(**fields)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         if data.get("arch") == "decoder":
             raise ConfigError("this run is a decoder (arch: decoder), not an encoder; use generate, perplexity "
                               "or finetune with it")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"model config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        if "vocab_size" not in data:
-            raise ConfigError("model config: vocab_size is required")
-        return cls(**data)
-
-    def to_json(self, path: str | Path) -> None:
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
-
-    @classmethod
-    def from_json(cls, path: str | Path) -> ModelConfig:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a JSON object")
-        return cls.from_dict(data)
+        return super().from_dict(data)
 
 
 # ---------------------------------------------------------------- the decoder (Llama family)
@@ -138,7 +167,7 @@ def swiglu_width(hidden: int) -> int:
 
 
 @dataclass
-class DecoderConfig:
+class DecoderConfig(SizedConfig):
     """Shape of a gristmill decoder; every field maps onto ``transformers.LlamaConfig`` (see ``hf.py``).
 
     ``arch`` is written to ``RUN/config.json`` so that every verb knows which model a run holds.
@@ -146,12 +175,9 @@ class DecoderConfig:
     document ([SEP]); generation stops at ``eos_id``.
     """
 
-    vocab_size: int
-    hidden_size: int = 256
-    num_layers: int = 4
-    num_heads: int = 4
+    KIND: ClassVar[str] = "decoder"
+
     intermediate_size: int = 704
-    max_position: int = 512
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-6
     dropout: float = 0.0
@@ -162,15 +188,8 @@ class DecoderConfig:
     name: str | None = None
     arch: str = "decoder"
 
-    def __post_init__(self) -> None:
-        self.validate()
-
     def validate(self) -> None:
-        positive = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_position")
-        for key in positive:
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"decoder config: {key} must be a positive integer, got {value!r}")
+        super().validate()
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 2:
             raise ConfigError(f"decoder config: hidden_size {self.hidden_size} must split into num_heads "
                               f"{self.num_heads} heads of an even size (rotary positions rotate pairs)")
@@ -185,36 +204,10 @@ class DecoderConfig:
         if self.arch != "decoder":
             raise ConfigError(f"decoder config: arch must be 'decoder', got {self.arch!r}")
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
-
-    @classmethod
-    def named(cls, size: str, vocab_size: int, **overrides: Any) -> DecoderConfig:
-        """One of the named sizes (tiny, mini, small, ...) for ``vocab_size`` tokens."""
-        if size not in NAMED_SIZES:
-            raise ConfigError(f"unknown model size {size!r}; choose one of {', '.join(NAMED_SIZES)}")
-        layers, hidden = NAMED_SIZES[size]
-        fields = {"vocab_size": vocab_size, "hidden_size": hidden, "num_layers": layers,
-                  "num_heads": hidden // 64, "intermediate_size": swiglu_width(hidden), "name": size}
-        fields.update(overrides)
-        return cls(**fields)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DecoderConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"decoder config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        if "vocab_size" not in data:
-            raise ConfigError("decoder config: vocab_size is required")
-        return cls(**data)
-
-    def to_json(self, path: str | Path) -> None:
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+    @staticmethod
+    def feed_forward_width(hidden: int) -> int:
+        """SwiGLU units of a named size (:func:`swiglu_width`)."""
+        return swiglu_width(hidden)
 
 
 def read_config(path: str | Path) -> ModelConfig | DecoderConfig:
@@ -231,7 +224,7 @@ def read_config(path: str | Path) -> ModelConfig | DecoderConfig:
 
 
 def is_decoder_run(run_dir: str | Path) -> bool:
-    path = Path(run_dir) / "config.json"
+    path = RunFolder(run_dir).config
     try:
         return json.loads(path.read_text(encoding="utf-8")).get("arch") == "decoder"
     except (OSError, json.JSONDecodeError, AttributeError):

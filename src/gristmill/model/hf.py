@@ -19,10 +19,12 @@ from typing import Any
 
 import torch
 
+from gristmill.folders import RunFolder, write_record
 from gristmill.model.config import DecoderConfig, ModelConfig, is_decoder_run
 from gristmill.model.decoder import CausalLM
 from gristmill.model.run_folder import load_decoder_run, load_run, save_run_weights
 from gristmill.model.transformer import MaskedLM
+from gristmill.tokenizer.tokdir import TOKENIZER_JSON
 
 
 class HFError(ValueError):
@@ -148,7 +150,7 @@ def _special_tokens(tokenizer_dir: Path, config: ModelConfig) -> dict[str, str]:
     """Token strings of the special ids ([PAD], [CLS], ...), read from the run's tokenizer.json."""
     from tokenizers import Tokenizer
 
-    path = tokenizer_dir / "tokenizer.json"
+    path = tokenizer_dir / TOKENIZER_JSON
     if not path.exists():
         return {}
     tok = Tokenizer.from_file(str(path))
@@ -186,15 +188,16 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path, overwrite: bool = False) 
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
     src, run = Path(hf_dir), Path(run_dir)
-    if not (src / "config.json").exists():
+    hf_config = src / "config.json"  # the Hugging Face folder's own file (named as ours, by the same convention)
+    if not hf_config.exists():
         raise HFError(f"{src} has no config.json: not a transformers model folder")
     if run.exists() and any(run.iterdir()) and not overwrite:
         raise HFError(f"{run} already exists and is not empty (use --overwrite)")
-    if json.loads((src / "config.json").read_text(encoding="utf-8")).get("model_type") == "llama":
+    if json.loads(hf_config.read_text(encoding="utf-8")).get("model_type") == "llama":
         return import_decoder_hf(src, run)
     bert_config = BertConfig.from_pretrained(src, local_files_only=True)
     config = from_bert_config(bert_config)
-    if not any((src / name).exists() for name in ("tokenizer.json", "vocab.txt")):
+    if not any((src / name).exists() for name in (TOKENIZER_JSON, "vocab.txt")):
         raise HFError(f"{src} has no tokenizer (tokenizer.json or vocab.txt); copy the checkpoint's tokenizer "
                       "files into it")
     bert, info = BertForMaskedLM.from_pretrained(src, local_files_only=True, output_loading_info=True)
@@ -203,23 +206,24 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path, overwrite: bool = False) 
                     and not k.startswith("cls.predictions.decoder.")]
     model = MaskedLM(config)
     model.load_state_dict(from_bert_state_dict(bert.state_dict(), config), strict=True)
+    folder = RunFolder(run)
     run.mkdir(parents=True, exist_ok=True)
-    config.to_json(run / "config.json")
-    save_run_weights(model, run / "model.safetensors")
+    config.to_json(folder.config)
+    save_run_weights(model, folder.weights)
     tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
     if len(tokenizer) > config.vocab_size:
         raise HFError(f"the tokenizer has {len(tokenizer)} tokens but the model only {config.vocab_size}")
-    tokenizer.save_pretrained(run / "tokenizer")
+    tokenizer.save_pretrained(folder.tokenizer)
     # gristmill finds its special tokens by name through special_tokens_map.json.
     names = {f"{key}_token": getattr(tokenizer, f"{key}_token", None) for key in ("pad", "unk", "cls", "sep", "mask")}
     missing = [key for key, value in names.items() if not value]
     if missing:
         raise HFError(f"the tokenizer has no {', '.join(missing)}: gristmill needs pad, unk, cls, sep and mask tokens")
-    (run / "tokenizer" / "special_tokens_map.json").write_text(json.dumps(names, indent=2) + "\n", encoding="utf-8")
-    (run / "import.json").write_text(json.dumps({
+    write_record(folder.tokenizer / "special_tokens_map.json", names)
+    write_record(folder.import_record, {
         "source": str(src.resolve()), "mlm_head_initialised_randomly": bool(head_missing),
         "missing_keys": missing_keys, "unexpected_keys": unexpected_keys,
-    }, indent=2) + "\n", encoding="utf-8")
+    })
     return run
 
 
@@ -325,7 +329,7 @@ def _decoder_special_tokens(tokenizer_dir: Path, config: DecoderConfig) -> dict[
     """bos, eos and pad token strings for the tokenizer config (read from the run's tokenizer.json)."""
     from tokenizers import Tokenizer
 
-    path = tokenizer_dir / "tokenizer.json"
+    path = tokenizer_dir / TOKENIZER_JSON
     if not path.exists():
         return {}
     tok = Tokenizer.from_file(str(path))
@@ -360,10 +364,10 @@ def import_decoder_hf(src: Path, run: Path) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(src, local_files_only=True)
     if len(tokenizer) > config.vocab_size:
         raise HFError(f"the tokenizer has {len(tokenizer)} tokens but the model only {config.vocab_size}")
+    folder = RunFolder(run)
     run.mkdir(parents=True, exist_ok=True)
-    config.to_json(run / "config.json")
-    save_run_weights(model, run / "model.safetensors")
-    tokenizer.save_pretrained(run / "tokenizer")
-    (run / "import.json").write_text(json.dumps({"source": str(src.resolve()), "architecture": "LlamaForCausalLM"},
-                                                indent=2) + "\n", encoding="utf-8")
+    config.to_json(folder.config)
+    save_run_weights(model, folder.weights)
+    tokenizer.save_pretrained(folder.tokenizer)
+    write_record(folder.import_record, {"source": str(src.resolve()), "architecture": "LlamaForCausalLM"})
     return run

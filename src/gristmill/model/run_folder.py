@@ -16,8 +16,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from gristmill import checksums
+from gristmill import checksums, folders
 from gristmill.errors import BadDataError
+from gristmill.folders import RunFolder
 from gristmill.model.config import DecoderConfig, ModelConfig, read_config
 from gristmill.model.decoder import CausalLM
 from gristmill.model.transformer import MaskedLM
@@ -48,7 +49,7 @@ def save_run_weights(model: torch.nn.Module, path: Path) -> None:
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first."""
-    folder = Path(run_dir) / "checkpoints"
+    folder = RunFolder(run_dir).checkpoints
     if not folder.is_dir():
         return []
     found = [p for p in folder.iterdir()
@@ -83,43 +84,48 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 
 def run_weights_path(run_dir: Path) -> Path:
     """RUN/model.safetensors, or the newest checkpoint's weights when the run stopped before writing it."""
-    run = Path(run_dir)
-    if (run / "model.safetensors").exists():
-        return run / "model.safetensors"
-    latest = latest_checkpoint(run)
+    run = RunFolder(run_dir)
+    if run.weights.exists():
+        return run.weights
+    latest = latest_checkpoint(run.root)
     if latest is not None:
-        return latest / "model.safetensors"
-    raise CheckpointError(f"{run} has no model.safetensors and no checkpoint: not a gristmill run folder")
+        return latest / folders.WEIGHTS
+    raise CheckpointError(folders.run_problem(run.root)
+                          or f"{run.root} has no {folders.WEIGHTS} and no checkpoint: not a gristmill run folder")
+
+
+def check_run(run_dir: str | Path) -> RunFolder:
+    """``run_dir`` as a :class:`RunFolder`, or a :class:`CheckpointError` saying why it is not one."""
+    problem = folders.run_problem(run_dir)
+    if problem:
+        raise CheckpointError(problem)
+    return RunFolder(run_dir)
 
 
 def load_run(run_dir: str | Path) -> tuple[MaskedLM, ModelConfig, Path]:
     """A finished (or running) pretraining run -> (MaskedLM in eval mode on CPU, its config, tokenizer dir)."""
-    run = Path(run_dir)
-    if not (run / "config.json").exists():
-        raise CheckpointError(f"{run} has no config.json: not a gristmill run folder")
-    config = ModelConfig.from_json(run / "config.json")
+    run = check_run(run_dir)
+    config = ModelConfig.from_json(run.config)
     model = MaskedLM(config)
-    state = load_state_dict_file(run_weights_path(run))
+    state = load_state_dict_file(run_weights_path(run.root))
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{run}: weights do not match config.json (missing {result.missing_keys[:5]}, "
+        raise CheckpointError(f"{run.root}: weights do not match {folders.CONFIG} (missing {result.missing_keys[:5]}, "
                               f"unexpected {result.unexpected_keys[:5]})")
     model.eval()
-    return model, config, run / "tokenizer"
+    return model, config, run.tokenizer
 
 
 def load_decoder_run(run_dir: str | Path) -> tuple[torch.nn.Module, Any, Path]:
     """A decoder run -> (CausalLM in eval mode on CPU, its DecoderConfig, tokenizer dir)."""
-    run = Path(run_dir)
-    if not (run / "config.json").exists():
-        raise CheckpointError(f"{run} has no config.json: not a gristmill run folder")
-    config = read_config(run / "config.json")
+    run = check_run(run_dir)
+    config = read_config(run.config)
     if not isinstance(config, DecoderConfig):
-        raise CheckpointError(f"{run} holds an encoder; this needs a decoder run (pretrain --arch decoder)")
+        raise CheckpointError(f"{run.root} holds an encoder; this needs a decoder run (pretrain --arch decoder)")
     model = CausalLM(config)
-    result = model.load_state_dict(load_state_dict_file(run_weights_path(run)), strict=False)
+    result = model.load_state_dict(load_state_dict_file(run_weights_path(run.root)), strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{run}: weights do not match config.json (missing {result.missing_keys[:5]}, "
+        raise CheckpointError(f"{run.root}: weights do not match {folders.CONFIG} (missing {result.missing_keys[:5]}, "
                               f"unexpected {result.unexpected_keys[:5]})")
     model.eval()
-    return model, config, run / "tokenizer"
+    return model, config, run.tokenizer

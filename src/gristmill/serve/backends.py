@@ -7,12 +7,14 @@ backend is built.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from gristmill import folders
+from gristmill.folders import FinetunedFolder
+from gristmill.train.forward import torch_forward
 from gristmill.train.tasks import TaskSpec
 
 BACKENDS = ("torch", "onnx")
@@ -55,14 +57,7 @@ class TorchBackend:
         model.eval()
         self.model = quantize_torch_int8(model) if quantize == "int8" else model
         self.name = "torch-int8" if quantize == "int8" else "torch"
-
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask),
-                             token_type_ids=torch.from_numpy(token_type_ids))
-            return out.float().numpy()
+        self.logits = torch_forward(self.model)
 
 
 class OnnxBackend:
@@ -90,12 +85,12 @@ def is_onnx_export(path: Path) -> bool:
 
 def read_task(folder: Path, allow_token: bool = False) -> Any:
     """The :class:`~gristmill.train.tasks.TaskSpec` in ``task.json`` of an FT or export folder."""
-    task_file = folder / "task.json"
-    if not task_file.is_file():
-        raise PredictError(f"{folder} has no task.json: expected a fine-tuned model folder (gristmill finetune --out) "
-                           "or an ONNX export folder (gristmill export --format onnx)")
+    problem = folders.finetuned_problem(folder)
+    if problem:
+        raise PredictError(f"{problem} (or an ONNX export folder: gristmill export --format onnx)")
+    task_file = FinetunedFolder(folder).task
     try:
-        spec = TaskSpec.from_json(json.loads(task_file.read_text(encoding="utf-8")))
+        spec = TaskSpec.from_json(folders.read_record(task_file))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise PredictError(f"{task_file} is not a readable task description: {exc}") from None
     if len(spec.labels) < 2:

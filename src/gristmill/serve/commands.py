@@ -1,4 +1,4 @@
-"""Command-line verbs of gristmill.serve: ``predict``, ``export`` and ``serve`` (registered by gristmill.cli).
+"""Command-line verbs of gristmill.serve: ``predict``, ``fill-mask``, ``export`` and ``serve`` (registered by gristmill.cli).
 
 Each verb parses options, calls one function of :mod:`gristmill.serve.predict`, :mod:`gristmill.serve.onnx`
 or :mod:`gristmill.serve.server`, and prints the result; errors the user can fix become messages.
@@ -14,6 +14,7 @@ import typer
 from gristmill.console import console, fail
 from gristmill.data import storage
 from gristmill.errors import exit_code, require_extra
+from gristmill.folders import TASK, is_finetuned, is_mlm_run
 from gristmill.model.config import ConfigError, is_decoder_run
 from gristmill.options import COUNT, NON_NEGATIVE, PORT, POSITIVE, ranged
 from gristmill.serve.model_card import write_model_card
@@ -23,7 +24,6 @@ from gristmill.serve.predict import (
     QUANTIZE,
     MaskFiller,
     PredictError,
-    is_mlm_run,
     load_classifier,
     load_tagger,
     predict_file,
@@ -152,10 +152,10 @@ def register(app: typer.Typer) -> None:
             if out.exists() and storage.has_content(out):
                 if not overwrite:
                     raise _fail(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
-                storage.remove_output(out, "export", legacy=("model.onnx", "task.json", "export.json"))
+                storage.remove_output(out, "export", legacy=("model.onnx", TASK, "export.json"))
         except storage.OutputError as exc:
             raise _fail(str(exc)) from None
-        is_classifier = (model / "task.json").is_file()
+        is_classifier = is_finetuned(model)
         try:
             if format == "hf":
                 if quantize != "none":
@@ -179,6 +179,40 @@ def register(app: typer.Typer) -> None:
             raise _fail(str(exc), exit_code(exc)) from None
         storage.mark_complete(out, "export")
         _print_report(report, out)
+
+    @app.command("fill-mask")
+    def fill_mask_command(
+        run: Path = typer.Argument(..., help="A pretraining run folder (RUN)."),
+        text: str = typer.Argument(..., help="Text with one or more [MASK] tokens."),
+        top_k: int = typer.Option(5, "--top-k", "-k", callback=ranged(COUNT)),
+        as_json: bool = typer.Option(False, "--json", help="Print the JSON of `gristmill serve`'s POST /fill-mask "
+                                     "({\"results\": [[{position, candidates: [{token, token_id, score}]}]]})."),
+    ) -> None:
+        """Print the model's top-k predictions for each [MASK] in the text."""
+        import json
+
+        from rich.console import Console
+        from rich.table import Table
+
+        try:
+            filler = MaskFiller(run)
+            problem = filler.check([text])[0]
+            if problem:
+                raise _fail(f"cannot fill the text: {problem}")
+            masks = filler.run_batch([(text, top_k)])[0]
+        except _user_errors() as exc:
+            raise _fail(str(exc), exit_code(exc)) from None
+        if as_json:
+            print(json.dumps({"results": [masks]}, ensure_ascii=False))
+            return
+        for n, mask in enumerate(masks, 1):
+            table = Table(title=f"[MASK] {n}" if len(masks) > 1 else None)
+            table.add_column("#", justify="right")
+            table.add_column("token")
+            table.add_column("probability", justify="right")
+            for rank, candidate in enumerate(mask["candidates"], 1):
+                table.add_row(str(rank), candidate["token"], f"{candidate['score']:.4f}")
+            Console().print(table)
 
     @app.command()
     def serve(

@@ -16,7 +16,6 @@ last tokens (see docs/decoder.md). This module owns generation only; the model i
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import torch
 
+from gristmill.data.io import JsonlError, read_jsonl
 from gristmill.model.decoder import KVCache, positions_from_mask
 from gristmill.tokenizer import load_tokenizer
 from gristmill.train.checkpoint import CheckpointError, load_decoder_run
@@ -287,15 +287,13 @@ class TextGenerator:
 
 
 def read_prompts(path: str | Path, field_name: str = "prompt") -> Iterator[str]:
-    """Prompts from a JSONL file: objects with a ``prompt`` (or ``text``) field, or plain JSON strings."""
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise GenerateError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+    """Prompts from a JSONL file (plain, .gz, .zst): objects with a ``prompt`` (or ``text``) field, or JSON strings.
+
+    A bad line stops the run with one line naming the file and line (``gristmill.data.io.read_jsonl``).
+    """
+    try:
+        for line in read_jsonl(path, errors="raise"):
+            record, n = line.record, line.number
             if isinstance(record, str):
                 yield record
                 continue
@@ -305,3 +303,5 @@ def read_prompts(path: str | Path, field_name: str = "prompt") -> Iterator[str]:
             if not isinstance(value, str):
                 raise GenerateError(f"{path}:{n}: no string field {field_name!r} (or 'text')")
             yield value
+    except JsonlError as exc:
+        raise GenerateError(str(exc)) from None

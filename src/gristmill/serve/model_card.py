@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from gristmill.data.storage import atomic_write_text
+from gristmill.folders import FinetunedFolder, RunFolder
 
 LICENCE_NOTE = ("license: other  # set this to the licence of your input text (an SPDX id such as cc-by-4.0); "
                 "gristmill cannot know it")
@@ -33,7 +34,7 @@ def _json(path: Path) -> dict[str, Any]:
 
 def _last_eval(run: Path) -> dict[str, Any]:
     last: dict[str, Any] = {}
-    path = run / "metrics.jsonl"
+    path = RunFolder(run).metrics_log
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
@@ -56,11 +57,12 @@ def _parameters(config: dict[str, Any]) -> int:
 
 def model_card(source: Path, exported_as: str) -> str:
     """The card of a pretraining RUN or fine-tuned FT folder ``source``, exported as ``exported_as``."""
-    task = _json(source / "task.json")
-    finetuned = _json(source / "metrics.json") if task else {}
+    folder = FinetunedFolder(source)
+    task = _json(folder.task)
+    finetuned = _json(folder.metrics) if task else {}
     run = Path(finetuned["model"]) if finetuned.get("model") else source
-    config = _json(source / "config.json")
-    train = _json(run / "train.json")
+    config = _json(folder.config)
+    train = _json(RunFolder(run).train_record)
     manifest = _json(Path(train["data"]) / "manifest.json") if train.get("data") else {}
     corpus = (manifest.get("source") or {}).get("run_stats") or {}
     last = _last_eval(run)

@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from gristmill import folders
+from gristmill.folders import FinetunedFolder
 from gristmill.serve.backends import ONNX_FP32, ONNX_INT8, OnnxBackend, PredictError, TorchBackend, read_task
 from gristmill.serve.classifier import Classifier
 from gristmill.train.tasks import TaskError, load_sequence_examples
@@ -38,13 +40,15 @@ OPSET = 18
 
 
 def _copy_task_files(ft: Path, out: Path) -> None:
+    """An export folder keeps the FT folder's task, config and tokenizer under the same names."""
+    source, target = FinetunedFolder(ft), FinetunedFolder(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("task.json", "config.json"):
+    for name in (folders.TASK, folders.CONFIG):
         if (ft / name).is_file():
             shutil.copy2(ft / name, out / name)
-    if (out / "tokenizer").exists():
-        shutil.rmtree(out / "tokenizer")
-    shutil.copytree(ft / "tokenizer", out / "tokenizer")
+    if target.tokenizer.exists():
+        shutil.rmtree(target.tokenizer)
+    shutil.copytree(source.tokenizer, target.tokenizer)
 
 
 @contextlib.contextmanager
@@ -266,7 +270,7 @@ def export_hf_classifier(ft_dir: str | Path, out_dir: str | Path) -> Path:
         raise AssertionError(f"name map incomplete: missing {missing}, unexpected {result.unexpected_keys}")
     out.mkdir(parents=True, exist_ok=True)
     bert.save_pretrained(out)
-    for item in (ft / "tokenizer").iterdir():
+    for item in FinetunedFolder(ft).tokenizer.iterdir():
         if item.is_file():
             shutil.copy2(item, out / item.name)
     # The pipeline truncates at the tokenizer's model_max_length; make it the length the model was tuned with.

@@ -16,8 +16,6 @@ This module owns scoring only; reading files is ``read_documents``, the command 
 
 from __future__ import annotations
 
-import gzip
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from gristmill.data.io import JsonlError, read_jsonl
 from gristmill.tokenizer import load_tokenizer
 from gristmill.train.checkpoint import load_decoder_run
 
@@ -99,21 +98,18 @@ def score_documents(model: torch.nn.Module, config: Any, token_lists: list[list[
 
 
 def read_documents(path: str | Path, text_field: str = "text", id_field: str = "id") -> Iterator[tuple[str, str]]:
-    """(id, text) from a JSONL(.gz) file; a record without an id gets its line number."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
+    """(id, text) from a JSONL file (plain, .gz, .zst); a record without an id gets its line number.
+
+    A bad line stops the run with one line naming the file and line (``gristmill.data.io.read_jsonl``).
+    """
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise PerplexityError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
-                if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
-                    raise PerplexityError(f"{path}:{n}: no string field {text_field!r}")
-                yield str(record.get(id_field, n)), record[text_field]
+        for line in read_jsonl(path, errors="raise"):
+            record, n = line.record, line.number
+            if not isinstance(record, dict) or not isinstance(record.get(text_field), str):
+                raise PerplexityError(f"{path}:{n}: no string field {text_field!r}")
+            yield str(record.get(id_field, n)), record[text_field]
+    except JsonlError as exc:
+        raise PerplexityError(str(exc)) from None
     except OSError as exc:
         raise PerplexityError(f"cannot read {path}: {exc}") from None
 

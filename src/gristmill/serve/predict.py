@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from gristmill import folders
 from gristmill.data.io import open_binary
 from gristmill.errors import describe_os_error
+from gristmill.folders import FinetunedFolder
 from gristmill.progress import progress_bar
 from gristmill.serve.backends import (
     BACKENDS,
@@ -44,23 +46,17 @@ from gristmill.serve.backends import (
     quantize_torch_int8,
     read_task,
 )
-from gristmill.serve.classifier import (
-    PASS_COST_TOKENS,
-    Classifier,
-    clean_text,
-    pad_batch,
-    plan_batches,
-    softmax,
-)
+from gristmill.serve.classifier import Classifier, clean_text
 from gristmill.serve.onnx import export_onnx
 from gristmill.tokenizer.tokdir import load_tokenizer
+from gristmill.train.forward import batched_logits, length_sorted_batches, pad_batch, softmax, torch_forward
 from gristmill.train.tasks import encode_sequences, encode_words, plain, special_ids
 
 __all__ = [
-    "BACKENDS", "ONNX_FP32", "ONNX_INT8", "PASS_COST_TOKENS", "QUANTIZE", "Backend", "Classifier", "OnnxBackend",
-    "PredictError", "TorchBackend", "clean_text", "is_onnx_export", "pad_batch", "plan_batches", "quantize_torch_int8",
-    "read_task", "softmax",
-    "load_classifier", "predict_file", "load_tagger", "predict_tags_file", "task_type_of", "MaskFiller", "is_mlm_run",
+    "BACKENDS", "ONNX_FP32", "ONNX_INT8", "QUANTIZE", "Backend", "Classifier", "OnnxBackend",
+    "PredictError", "TorchBackend", "clean_text", "is_onnx_export", "quantize_torch_int8", "read_task",
+    "load_classifier", "classifier_from", "predict_file", "Tagger", "load_tagger", "tagger_from", "predict_tags_file",
+    "task_type_of", "MaskFiller",
 ]
 
 
@@ -89,7 +85,7 @@ def load_classifier(
         if backend != "onnx":
             raise PredictError(f"{folder} is an ONNX export; use --backend onnx (the torch backend needs the FT folder)")
         return _load_onnx_export(folder, quantize, batch_size, threads)
-    spec = read_task(folder)
+    read_task(folder)  # refuses a token model or a broken task.json before anything is loaded
     if backend == "onnx":
         tmp = Path(tempfile.mkdtemp(prefix="gristmill-onnx-"))
         if log:
@@ -104,10 +100,17 @@ def load_classifier(
         return clf
     from gristmill.train.finetune import load_finetuned
 
-    ft = load_finetuned(folder)
+    return classifier_from(load_finetuned(folder), quantize, batch_size)
+
+
+def classifier_from(ft: Any, quantize: str = "none", batch_size: int = 32) -> Classifier:
+    """The :class:`Classifier` of a loaded :class:`~gristmill.train.finetune.FineTuned` sequence model (PyTorch)."""
+    spec = ft.spec
+    if spec.type != "sequence":
+        raise PredictError(f"{ft.path} is a {spec.type!r} classification model; use a Tagger (load_tagger)")
     return Classifier(TorchBackend(ft.model, quantize), ft.tokenizer, list(spec.labels), int(spec.max_length),
                       batch_size=batch_size, pair_field=spec.pair_field, text_field=spec.text_field,
-                      source=str(folder))
+                      source=str(ft.path))
 
 
 def _load_onnx_export(folder: Path, quantize: str, batch_size: int, threads: int | None) -> Classifier:
@@ -368,30 +371,26 @@ class Tagger:
     def __post_init__(self) -> None:
         plain(self.tokenizer)
         self.pad_id = special_ids(self.tokenizer)[0]
-        self.model.eval()
+        self._forward = torch_forward(self.model)
 
     def predict_words(self, words_batch: Sequence[Sequence[str]]) -> list[list[tuple[str, float | None]]]:
         """``(tag, probability)`` per word; a word cut off by ``max_length`` gets "O" (or the first label), None."""
-        import torch
-
         encoded = encode_words(self.tokenizer, [[clean_text(w) for w in words] for words in words_batch],
                                self.max_length)
         fallback = self.labels.index("O") if "O" in self.labels else 0
-        out: list[list[tuple[str, float | None]]] = [[] for _ in encoded]
-        lengths = np.array([len(ids) for ids, _ in encoded], dtype=np.int64)
-        order = np.argsort(lengths, kind="stable")
-        for start, stop in plan_batches(lengths[order], self.batch_size):
-            rows = order[start:stop]
-            ids, mask, types = pad_batch([(encoded[i][0], [0] * len(encoded[i][0])) for i in rows], self.pad_id)
-            with torch.inference_mode():
-                logits = self.model(torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
-                                    token_type_ids=torch.from_numpy(types))
-            probs = softmax(logits.float().numpy())
+
+        def forward(ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
             self.forward_passes += 1
-            for k, i in enumerate(rows):
-                positions = (list(encoded[i][1]) + [-1] * len(words_batch[i]))[: len(words_batch[i])]
-                out[i] = [(self.labels[int(probs[k, p].argmax())], round(float(probs[k, p].max()), 6)) if p >= 0
-                          else (self.labels[fallback], None) for p in positions]
+            return self._forward(ids, mask, types)
+
+        logits = batched_logits([(ids, [0] * len(ids)) for ids, _ in encoded], self.pad_id, forward,
+                                self.batch_size, per_token=True)
+        out: list[list[tuple[str, float | None]]] = []
+        for (_, word_positions), words, lg in zip(encoded, words_batch, logits, strict=True):
+            probs = softmax(lg)
+            positions = (list(word_positions) + [-1] * len(words))[: len(words)]
+            out.append([(self.labels[int(probs[p].argmax())], round(float(probs[p].max()), 6)) if p >= 0
+                        else (self.labels[fallback], None) for p in positions])
         return out
 
 
@@ -403,16 +402,23 @@ def load_tagger(path: str | Path, quantize: str = "none", batch_size: int = 32) 
     spec = read_task(folder, allow_token=True)
     if spec.type != "token":
         raise PredictError(f"{folder} is not a token-classification model")
-    ft = load_finetuned(folder)
+    return tagger_from(load_finetuned(folder), quantize, batch_size)
+
+
+def tagger_from(ft: Any, quantize: str = "none", batch_size: int = 32) -> Tagger:
+    """The :class:`Tagger` of a loaded :class:`~gristmill.train.finetune.FineTuned` token model."""
+    spec = ft.spec
+    if spec.type != "token":
+        raise PredictError(f"{ft.path} is not a token-classification model")
     model = quantize_torch_int8(ft.model) if quantize == "int8" else ft.model
     return Tagger(model, ft.tokenizer, list(spec.labels), int(spec.max_length), spec.tokens_field, spec.tags_field,
-                  batch_size, str(folder))
+                  batch_size, str(ft.path))
 
 
 def task_type_of(path: str | Path) -> str:
     """``sequence`` or ``token`` for an FT or export folder (``sequence`` when it cannot tell)."""
     try:
-        return str(json.loads((Path(path) / "task.json").read_text(encoding="utf-8")).get("type", "sequence"))
+        return str(folders.read_record(FinetunedFolder(path).task).get("type", "sequence"))
     except (OSError, ValueError, AttributeError):
         return "sequence"
 
@@ -495,10 +501,7 @@ class MaskFiller:
 
         encoded = self.encode([t for t, _ in items])
         results: list[list[dict[str, Any]]] = [[] for _ in items]
-        lengths = np.array([len(ids) for ids, _ in encoded], dtype=np.int64)
-        order = np.argsort(lengths, kind="stable")
-        for start, stop in plan_batches(lengths[order], self.batch_size):
-            rows = order[start:stop]
+        for rows in length_sorted_batches(encoded, self.batch_size):
             ids, mask, types = pad_batch([encoded[i] for i in rows], self.pad_id)
             masked = ids == self.mask_id
             with torch.inference_mode():
@@ -516,8 +519,3 @@ class MaskFiller:
                         for s, t in zip(scores, token_ids, strict=True)]})
                     flat += 1
         return results
-
-
-def is_mlm_run(path: Path) -> bool:
-    """A pretraining RUN folder: weights and config, but no task.json."""
-    return (path / "config.json").is_file() and (path / "model.safetensors").is_file() and not (path / "task.json").exists()

@@ -12,8 +12,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from gristmill.data.storage import OutputError, describe_os_error
-from gristmill.errors import exit_code
+from gristmill.data.storage import OutputError
+from gristmill.errors import describe_os_error, exit_code
 from gristmill.options import COUNT, FRACTION, POSITIONS, at_least, ranged
 from gristmill.tokenizer import TokenDataset, TokenizerError, load_tokenizer, pack_corpus, train_tokenizer
 
@@ -31,7 +31,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _os_fail(exc: OSError) -> typer.Exit:
     """Disk full, read-only or no permission: one line; any other OSError is a bug and keeps its traceback."""
-    if (message := describe_os_error(exc)) is None:
+    if (message := describe_os_error(exc, resumable=True)) is None:
         raise exc
     return _fail(message)
 

@@ -20,6 +20,10 @@ SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]"
 """The special tokens of every gristmill tokenizer, ids 0..4 in this order."""
 
 
+TOKENIZER_JSON = "tokenizer.json"
+"""The file of a TOKDIR that holds the whole tokenizer (the Hugging Face ``tokenizers`` format)."""
+
+
 class TokenizerError(ValueError):
     """A problem with a tokenizer folder or token shards that the user can fix."""
 
@@ -27,7 +31,7 @@ class TokenizerError(ValueError):
 def tokenizer_file(tokdir: str | Path) -> Path:
     """``tokenizer.json`` of a TOKDIR (or the file itself when given)."""
     path = Path(tokdir)
-    file = path / "tokenizer.json" if path.is_dir() else path
+    file = path / TOKENIZER_JSON if path.is_dir() else path
     if not file.is_file():
         raise TokenizerError(f"{tokdir} is not a tokenizer folder: {file} does not exist "
                              "(train one with `gristmill tokenizer train`)")
@@ -106,7 +110,7 @@ def save_tokdir(tok: Tokenizer, out: Path, *, lowercase: bool, model_max_length:
         **specials,
     }
     files = {
-        "tokenizer.json": tok.to_str(pretty=True),
+        TOKENIZER_JSON: tok.to_str(pretty=True),
         "tokenizer_config.json": json.dumps(config, indent=2),
         "special_tokens_map.json": json.dumps(specials, indent=2),
     }

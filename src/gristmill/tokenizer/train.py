@@ -27,7 +27,13 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 
 from gristmill.data import storage
 from gristmill.tokenizer.source import plan_units, read_unit, resolve_input
-from gristmill.tokenizer.tokdir import SPECIAL_TOKENS, TokenizerError, save_tokdir, tokenizer_file
+from gristmill.tokenizer.tokdir import (
+    SPECIAL_TOKENS,
+    TOKENIZER_JSON,
+    TokenizerError,
+    save_tokdir,
+    tokenizer_file,
+)
 
 KINDS = ("wordpiece", "bpe", "unigram")
 ALPHABETS = ("cjk",)
@@ -171,7 +177,7 @@ def unk_rate(tokenizer: Tokenizer, texts: list[str]) -> tuple[int, int]:
     return unknown, total
 
 
-LEGACY_TOKENIZER = ("gristmill.json", "tokenizer.json")
+LEGACY_TOKENIZER = ("gristmill.json", TOKENIZER_JSON)
 """A tokenizer folder made before output markers: replaceable like a marked one."""
 
 
@@ -216,7 +222,7 @@ def train_tokenizer(input: str | Path | list[str | Path], out: str | Path, kind:
         storage.require_complete(item, allow_incomplete)
     with storage.output_lock(out):
         if storage.has_content(out):
-            if (out / "tokenizer.json").exists() and not overwrite:
+            if (out / TOKENIZER_JSON).exists() and not overwrite:
                 raise TokenizerError(f"{out} already holds a tokenizer; pass --overwrite to replace it "
                                      "(token shards made with the old one will refuse the new one)")
             if overwrite:

@@ -35,9 +35,11 @@ from typing import Any
 
 import numpy as np
 
+from gristmill import folders, options
 from gristmill.data.storage import atomic_write_text
+from gristmill.folders import RunFolder
 from gristmill.tokenizer import TokenDataset, pack_corpus
-from gristmill.tokenizer.tokdir import TokenizerError, tokenizer_hash
+from gristmill.tokenizer.tokdir import TOKENIZER_JSON, TokenizerError, tokenizer_hash
 from gristmill.train.checkpoint import CheckpointError, run_weights_path
 from gristmill.train.pretrain import PretrainConfig, PretrainError, PretrainResult, pretrain
 from gristmill.train.tasks import TaskError, load_sequence_examples
@@ -83,7 +85,7 @@ def read_texts(paths: Sequence[str | Path], text_field: str = "text") -> list[tu
     for path in map(Path, paths):
         if not path.is_file():
             raise AdaptError(f"{path}: no such file")
-        if path.name.endswith((".jsonl", ".jsonl.gz", ".json")):
+        if path.name.endswith((".jsonl", ".jsonl.gz", ".jsonl.zst", ".json")):
             try:
                 found = [(f"{path.name}:{e.line}", e.text)
                          for e in load_sequence_examples(path, text_field=text_field, labelled=False)]
@@ -165,16 +167,17 @@ def open_mix(path: str | Path, tokenizer_hash: str, seq_len: int | None) -> Toke
 
 def check_base_run(run: Path) -> str:
     """The base run must have a config, weights and a tokenizer; returns the tokenizer's hash."""
-    if not (run / "config.json").is_file():
-        raise AdaptError(f"{run}: not a pretraining run (no config.json); adapt continues a `gristmill pretrain` run")
+    problem = folders.run_problem(run)
+    if problem:
+        raise AdaptError(f"{problem}; adapt continues a `gristmill pretrain` run")
     try:
         run_weights_path(run)
     except CheckpointError:
-        raise AdaptError(f"{run} has no model.safetensors and no checkpoint: nothing to continue from") from None
-    if not (run / "tokenizer" / "tokenizer.json").is_file():
+        raise AdaptError(f"{run} has no {folders.WEIGHTS} and no checkpoint: nothing to continue from") from None
+    if not (RunFolder(run).tokenizer / TOKENIZER_JSON).is_file():
         raise AdaptError(f"{run} has no tokenizer/ folder; adapt packs the texts with the run's own tokenizer")
     try:
-        return tokenizer_hash(run / "tokenizer")
+        return tokenizer_hash(RunFolder(run).tokenizer)
     except TokenizerError as exc:
         raise AdaptError(str(exc)) from None
 
@@ -203,7 +206,7 @@ def prepare_out(cfg: AdaptConfig, digest: str) -> None:
 def default_lr(run: Path) -> float:
     """The base run's own peak learning rate; 1e-4 for runs without train.json (imported checkpoints)."""
     try:
-        return float(json.loads((run / "train.json").read_text(encoding="utf-8"))["lr"])
+        return float(folders.read_record(RunFolder(run).train_record)["lr"])
     except (OSError, ValueError, KeyError, TypeError):
         return 1e-4
 
@@ -211,17 +214,18 @@ def default_lr(run: Path) -> float:
 def default_seq_len(run: Path) -> int:
     """The sequence length the base run was pretrained on; else 128 (or fewer if the model has fewer positions)."""
     try:
-        data = json.loads((run / "train.json").read_text(encoding="utf-8"))["data"]
+        data = folders.read_record(RunFolder(run).train_record)["data"]
         return int(json.loads((Path(data) / "manifest.json").read_text(encoding="utf-8"))["seq_len"])
     except (OSError, ValueError, KeyError, TypeError):
-        config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+        config = folders.read_record(RunFolder(run).config)
         return min(128, int(config.get("max_position", 128)))
 
 
 def adapt(cfg: AdaptConfig) -> PretrainResult:
     """Pack the texts, then continue pretraining ``cfg.run`` on them (resumable) into ``cfg.out``."""
-    if not 0.0 <= cfg.mix_share < 1.0:
-        raise AdaptError("--mix-share must be in [0, 1)")
+    message = options.config_problem(cfg, options.ADAPT)  # before any packing: the ranges of pretrain
+    if message:
+        raise AdaptError(message)
     if cfg.mix_share > 0 and not cfg.mix:
         raise AdaptError("--mix-share needs --mix TOKENS (the corpus the run was pretrained on)")
     base, out = Path(cfg.run).resolve(), Path(cfg.out)

@@ -29,10 +29,13 @@ from typing import Any
 
 import torch
 
+from gristmill import folders
+from gristmill.folders import RunFolder
 from gristmill.model.run_folder import (  # noqa: F401  (re-exported: the training side names them from here)
     CHECKPOINT_PREFIX,
     CheckpointDataError,
     CheckpointError,
+    check_run,
     check_weights,
     latest_checkpoint,
     list_checkpoints,
@@ -82,13 +85,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     scheduler: Any, state: TrainingState, keep: int) -> Path:
     """Write ``RUN/checkpoints/step-N`` atomically, refresh ``RUN/model.safetensors``, keep the last ``keep``."""
-    folder = Path(run_dir) / "checkpoints"
+    folder = RunFolder(run_dir).checkpoints
     final = folder / step_dir_name(state.step)
     tmp = folder / f".{final.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    save_run_weights(model, tmp / "model.safetensors")
+    save_run_weights(model, tmp / folders.WEIGHTS)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(rng_state(), tmp / "rng.pt")
@@ -99,7 +102,7 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         os.replace(final, old)
         shutil.rmtree(old)
     os.replace(tmp, final)
-    save_run_weights(model, Path(run_dir) / "model.safetensors")
+    save_run_weights(model, RunFolder(run_dir).weights)
     for stale in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(stale, ignore_errors=True)
     return final
@@ -117,7 +120,7 @@ class LoadedCheckpoint:
 
 def load_checkpoint(path: Path) -> LoadedCheckpoint:
     path = Path(path)
-    model_state = load_state_dict_file(path / "model.safetensors")
+    model_state = load_state_dict_file(path / folders.WEIGHTS)
     try:
         return LoadedCheckpoint(
             path=path,

@@ -1,22 +1,21 @@
-"""Command-line verbs of gristmill.train: ``pretrain``, ``fill-mask`` and ``import-hf``.
+"""Command-line verbs of gristmill.train: ``pretrain`` and ``import-hf``.
 
-Each verb parses its options and calls one function (``pretrain.pretrain``, :func:`fill_mask`,
-``model.hf.import_hf``); torch and transformers are imported inside the commands. Errors a user can
+Each verb parses its options and calls one function (``pretrain.pretrain``, ``model.hf.import_hf``); torch and transformers are imported inside the commands. Errors a user can
 cause are printed as one message, not a traceback.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 
 from gristmill.errors import exit_code, require_extra
+from gristmill.folders import RunFolder, read_record
 from gristmill.model.config import ConfigError
 from gristmill.options import COUNT, FRACTION, MASK_PROB, NON_NEGATIVE, POSITIVE, SEED, at_least, ranged
-from gristmill.tokenizer import TokenizerError, load_tokenizer, special_ids
+from gristmill.tokenizer import TokenizerError
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -24,29 +23,6 @@ console = Console(stderr=True, soft_wrap=True)
 def _fail(message: str, code: int = 2) -> typer.Exit:
     console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
-
-
-def fill_mask(run_dir: str | Path, text: str, top_k: int = 5) -> list[list[dict[str, Any]]]:
-    """Top-k predictions at each [MASK] of ``text``: per mask, a list of {token, id, probability}."""
-    import torch
-
-    from gristmill.train.checkpoint import CheckpointError, load_run
-
-    model, config, tokdir = load_run(run_dir)
-    if not tokdir.is_dir():
-        raise CheckpointError(f"{run_dir} has no tokenizer/ folder")
-    tok = load_tokenizer(tokdir)
-    mask_id = special_ids(tokdir)["mask"]
-    ids = tok.encode(text).ids[: config.max_position]
-    positions = torch.tensor([i == mask_id for i in ids])[None, :]
-    if not bool(positions.any()):
-        mask_token = tok.id_to_token(mask_id)
-        raise CheckpointError(f"the text has no {mask_token} token to fill in")
-    with torch.no_grad():
-        probs = model(torch.tensor([ids]), masked_positions=positions).float().softmax(-1)
-    top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-    return [[{"token": tok.id_to_token(int(i)), "id": int(i), "probability": float(p)}
-             for p, i in zip(ps, is_)] for ps, is_ in zip(top.values, top.indices)]
 
 
 def register(app: typer.Typer) -> None:
@@ -130,30 +106,6 @@ def register(app: typer.Typer) -> None:
         console.print(summary)
         console.print(f"run: {result.run_dir}  (model.safetensors, metrics.jsonl, loss.png, checkpoints/)")
 
-    @app.command("fill-mask")
-    def fill_mask_command(
-        run: Path = typer.Argument(..., help="A pretraining run folder (RUN)."),
-        text: str = typer.Argument(..., help="Text with one or more [MASK] tokens."),
-        top_k: int = typer.Option(5, "--top-k", "-k", callback=ranged(COUNT)),
-    ) -> None:
-        """Print the model's top-k predictions for each [MASK] in the text."""
-        from rich.table import Table
-
-        from gristmill.train.checkpoint import CheckpointError
-
-        try:
-            predictions = fill_mask(run, text, top_k)
-        except (CheckpointError, TokenizerError) as exc:
-            raise _fail(str(exc), exit_code(exc)) from None
-        for n, options in enumerate(predictions, 1):
-            table = Table(title=f"[MASK] {n}" if len(predictions) > 1 else None)
-            table.add_column("#", justify="right")
-            table.add_column("token")
-            table.add_column("probability", justify="right")
-            for rank, option in enumerate(options, 1):
-                table.add_row(str(rank), option["token"], f"{option['probability']:.4f}")
-            Console().print(table)
-
     @app.command("import-hf")
     def import_hf_command(
         hf_dir: Path = typer.Argument(..., help="Local Hugging Face BERT folder (config.json, weights, tokenizer)."),
@@ -168,9 +120,7 @@ def register(app: typer.Typer) -> None:
             run = import_hf(hf_dir, out, overwrite=overwrite)
         except (HFError, ConfigError, OSError) as exc:
             raise _fail(str(exc)) from None
-        import json
-
-        info = json.loads((run / "import.json").read_text(encoding="utf-8"))
+        info = read_record(RunFolder(run).import_record)
         if info.get("mlm_head_initialised_randomly"):
             console.print("[yellow]the checkpoint has no MLM head (an encoder only): the head starts random; "
                           "pretrain a little (--init-from) before using fill-mask[/]")

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from gristmill.folders import RunFolder
 from gristmill.train.baseline import NAME as BASELINE
 from gristmill.train.baseline import tfidf_logreg
 from gristmill.train.checkpoint import CheckpointError, run_weights_path
@@ -228,14 +229,14 @@ def run_curve(
     out_dir = Path(out)
     if not data.test:
         raise FineTuneError("a learning curve needs --test (it reports test accuracy)")
+    config = read_model_config(run)  # first: a folder that is not a run is told so, whatever it lacks
     try:
         run_weights_path(run)
     except CheckpointError:
         raise FineTuneError(f"{run} has no pretrained weights: a curve compares pretrained with scratch") from None
     tokdir = resolve_tokenizer_dir(run, Path(tokenizer_dir) if tokenizer_dir else None)
-    config = read_model_config(run / "config.json")
     tokenizer = load_tokenizer_dir(tokdir)
-    check_tokenizer(tokenizer, config, tokdir, run / "tokenizer")
+    check_tokenizer(tokenizer, config, tokdir, RunFolder(run).tokenizer)
 
     setup = {"model": str(run.resolve()), "tokenizer": str(tokdir.resolve()), "data": data.paths,
              "task": data.spec.to_json(), "budget": asdict(cfg)}

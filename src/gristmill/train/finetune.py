@@ -15,13 +15,13 @@ Output folder ``FT/``::
     FT/metrics.json       dev/test accuracy, macro-F1, per-class report, confusion matrix, budget, history
     FT/curves.png         train/dev loss and dev accuracy per evaluation; FT/confusion.png: the confusion matrix
 
-:func:`load_finetuned` and :func:`encode_texts` are the contract with ``gristmill.serve``. This
+:func:`load_finetuned` is the contract with ``gristmill.serve``, which owns prediction (its ``Classifier``
+and ``Tagger``); evaluation here batches through the same forward (``gristmill.train.forward``). This
 module does not parse command lines (``finetune_commands``) and does not pretrain.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -35,9 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from gristmill import checksums, options
+from gristmill import checksums, folders, options
 from gristmill.data import storage
 from gristmill.errors import BadDataError
+from gristmill.folders import FinetunedFolder, RunFolder
 from gristmill.model.config import ConfigError, DecoderConfig, ModelConfig, read_config
 from gristmill.model.decoder import DecoderSequenceClassifier
 from gristmill.model.transformer import SequenceClassifier, TokenClassifier, init_weights
@@ -50,6 +51,7 @@ from gristmill.train.checkpoint import (
     load_encoder_into,
     run_weights_path,
 )
+from gristmill.train.forward import batched_logits, torch_forward
 from gristmill.train.pictures import plot_confusion, plot_finetune_curves
 from gristmill.train.tasks import (
     IGNORE_INDEX,
@@ -57,9 +59,7 @@ from gristmill.train.tasks import (
     TaskData,
     TaskError,
     TaskSpec,
-    TokenExample,
     encode_examples,
-    encode_sequences,
     entity_type,
     label_counts,
     plain,
@@ -68,10 +68,6 @@ from gristmill.train.tasks import (
 )
 
 Log = Callable[[str], None]
-
-
-LEGACY_FT = ("task.json", "metrics.json", "model.safetensors")
-"""A fine-tuned folder made before output markers: replaceable like a marked one."""
 
 
 class FineTuneError(TaskError):
@@ -112,14 +108,9 @@ class FineTuneConfig:
 
     def __post_init__(self) -> None:
         # The command line's ranges (gristmill.options), so the API refuses what the command line refuses.
-        for name, allowed in (("lr", options.POSITIVE), ("batch_size", options.COUNT), ("epochs", options.COUNT),
-                              ("patience", options.COUNT), ("eval_every", options.COUNT),
-                              ("min_steps", options.COUNT), ("warmup", options.FRACTION),
-                              ("weight_decay", options.NON_NEGATIVE), ("grad_clip", options.NON_NEGATIVE),
-                              ("eval_batch_size", options.COUNT)):
-            message = options.problem("--" + name.replace("_", "-"), getattr(self, name), allowed)
-            if message:
-                raise FineTuneError(message)
+        message = options.config_problem(self, options.FINETUNE)
+        if message:
+            raise FineTuneError(message)
 
     def resolved(self, config: ModelConfig) -> FineTuneConfig:
         """A copy with the learning rate filled in for ``config``."""
@@ -162,12 +153,13 @@ def load_tokenizer_dir(tokdir: Path) -> Any:
         raise FineTuneError(str(exc)) from None
 
 
-def read_model_config(path: Path) -> ModelConfig:
-    if not path.is_file():
-        raise FineTuneError(f"{path.parent} has no config.json: expected a folder written by "
-                            "`gristmill pretrain --out` (or `gristmill finetune --out`)")
+def read_model_config(folder: Path) -> ModelConfig:
+    """The ModelConfig of a RUN or FT folder; a folder that is not one is a :class:`FineTuneError`."""
+    problem = folders.run_problem(folder)
+    if problem:
+        raise FineTuneError(problem)
     try:
-        return read_config(path)  # type: ignore[return-value]  # a DecoderConfig for decoder runs
+        return read_config(RunFolder(folder).config)  # type: ignore[return-value]  # a DecoderConfig for decoder runs
     except ConfigError as exc:
         raise FineTuneError(str(exc)) from None
 
@@ -212,7 +204,7 @@ def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int,
     scratch run with one seed differ only in the encoder weights. ``pooling`` overrides the model's;
     ``reinit_layers`` re-initialises that many top blocks of a pretrained encoder.
     """
-    config = read_model_config(run_dir / "config.json")
+    config = read_model_config(run_dir)
     if pooling is not None and spec.type == "sequence":
         try:
             config = replace(config, pooling=pooling)
@@ -229,14 +221,14 @@ def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int,
         try:
             run_weights_path(run_dir)
         except CheckpointError:
-            raise FineTuneError(f"{run_dir} has no model.safetensors and no checkpoint: nothing pretrained to "
+            raise FineTuneError(f"{run_dir} has no {folders.WEIGHTS} and no checkpoint: nothing pretrained to "
                                 "start from (--from-scratch trains without it)") from None
         try:
             load_encoder_into(model, run_dir)
         except BadDataError:
             raise  # a damaged file, not a mismatch: its own message and exit status
         except (CheckpointError, RuntimeError, KeyError, ValueError) as exc:
-            raise FineTuneError(f"{run_dir}: the pretrained weights do not fit config.json: {exc}") from None
+            raise FineTuneError(f"{run_dir}: the pretrained weights do not fit {folders.CONFIG}: {exc}") from None
         reinit_top_layers(model, config, reinit_layers)
     return model, config
 
@@ -269,27 +261,6 @@ def collate(batch: Sequence[Encoded], pad_id: int, token_task: bool) -> dict[str
     return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types, "labels": labels}
 
 
-def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[CLS] text [SEP]`` ids cut to ``max_length`` and padded to the longest text: (input_ids, attention_mask).
-
-    Exactly the encoding fine-tuning used; both tensors are int64 ``[len(texts), longest]``.
-    """
-    ids, mask, _ = encode_pairs(tokenizer, texts, max_length, None)
-    return ids, mask
-
-
-def encode_pairs(tokenizer: Any, texts: Sequence[str], max_length: int,
-                 pairs: Sequence[str] | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Like :func:`encode_texts`, with optional second texts: (input_ids, attention_mask, token_type_ids)."""
-    pad, _, _ = special_ids(tokenizer)
-    encoded = [Encoded(i, t, [0]) for i, t in encode_sequences(tokenizer, texts, max_length, pairs)]
-    if not encoded:
-        empty = torch.zeros((0, 0), dtype=torch.long)
-        return empty, empty, empty
-    batch = collate(encoded, pad, token_task=False)
-    return batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]
-
-
 def class_weight_tensor(encoded: Sequence[Encoded], num_labels: int) -> torch.Tensor:
     """scikit-learn's "balanced" weights, n / (k * count), over the labels that count in the loss."""
     counts = np.zeros(num_labels)
@@ -303,20 +274,11 @@ def class_weight_tensor(encoded: Sequence[Encoded], num_labels: int) -> torch.Te
     return torch.tensor(weights, dtype=torch.float32)
 
 
-@torch.no_grad()
 def predict_logits(model: nn.Module, encoded: Sequence[Encoded], pad_id: int, token_task: bool,
                    batch_size: int = 64) -> list[np.ndarray]:
-    """Logits per example in input order; batches are formed from length-sorted examples."""
-    model.eval()
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].input_ids))
-    out: list[np.ndarray] = [np.empty(0)] * len(encoded)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        batch = collate([encoded[i] for i in rows], pad_id, token_task)
-        logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).float().numpy()
-        for k, i in enumerate(rows):
-            out[i] = logits[k, : len(encoded[i].input_ids)] if token_task else logits[k]
-    return out
+    """Logits per example in input order, through the one batched forward (``gristmill.train.forward``)."""
+    pairs = [(e.input_ids, e.token_type_ids) for e in encoded]
+    return batched_logits(pairs, pad_id, torch_forward(model), batch_size, per_token=token_task)
 
 
 # ----------------------------------------------------------------------------------------------- metrics
@@ -540,8 +502,8 @@ class FineTuneResult:
 def resolve_tokenizer_dir(run_dir: Path, tokenizer_dir: Path | None) -> Path:
     if tokenizer_dir is not None:
         return tokenizer_dir
-    if (run_dir / "tokenizer").is_dir():
-        return run_dir / "tokenizer"
+    if RunFolder(run_dir).tokenizer.is_dir():
+        return RunFolder(run_dir).tokenizer
     raise FineTuneError(f"{run_dir} has no tokenizer/ folder; name the model's tokenizer with --tokenizer")
 
 
@@ -567,8 +529,8 @@ def finetune(
     """
     cfg = cfg or FineTuneConfig()
     run = Path(run_dir)
-    if not run.is_dir():
-        raise FineTuneError(f"{run}: no such model folder (expected the --out folder of `gristmill pretrain`)")
+    if not run.is_dir():  # the rest of run_problem after the output checks: a refusal there costs nothing
+        raise FineTuneError(folders.run_problem(run) or f"{run}: no such model folder")
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise FineTuneError(f"{out_dir} is a file; --out names the folder to create")
@@ -578,15 +540,15 @@ def finetune(
         try:  # before training, so a refusal costs nothing
             storage.check_not_input(out_dir, [run, tokenizer_dir, *data.paths.values()])
             if out_dir.exists() and storage.has_content(out_dir):
-                storage.removable(out_dir, "finetune", legacy=LEGACY_FT)
+                storage.removable(out_dir, "finetune", legacy=folders.LEGACY_FT)
         except storage.OutputError as exc:
             raise FineTuneError(str(exc)) from None
     spec = data.spec
+    config = read_model_config(run)  # first: a folder that is not a run is told so, whatever it lacks
     tokdir = resolve_tokenizer_dir(run, Path(tokenizer_dir) if tokenizer_dir else None)
-    config = read_model_config(run / "config.json")
     if tokenizer is None:
         tokenizer = load_tokenizer_dir(tokdir)
-        check_tokenizer(tokenizer, config, tokdir, run / "tokenizer")
+        check_tokenizer(tokenizer, config, tokdir, RunFolder(run).tokenizer)
     pad_id, _, _ = special_ids(tokenizer)
 
     sample = sample_training(data.train, per_class, seed)
@@ -647,16 +609,17 @@ def save_finetuned(out: Path, model: nn.Module, config: ModelConfig, spec: TaskS
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    config.to_json(tmp / "config.json")
-    (tmp / "task.json").write_text(json.dumps(spec.to_json(), indent=2) + "\n", encoding="utf-8")
-    save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "gristmill": "finetuned"})
-    checksums.record_sidecar(tmp / "model.safetensors")
-    shutil.copytree(tokdir, tmp / "tokenizer")
-    (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    ft = FinetunedFolder(tmp)
+    config.to_json(ft.config)
+    folders.write_record(ft.task, spec.to_json())
+    save_model(model, str(ft.weights), metadata={"format": "pt", "gristmill": "finetuned"})
+    checksums.record_sidecar(ft.weights)
+    shutil.copytree(tokdir, ft.tokenizer)
+    folders.write_record(ft.metrics, metrics)
     write_pictures(tmp, metrics, out.name)
     storage.mark_complete(tmp, "finetune")
     if out.exists():
-        storage.remove_output(out, "finetune", legacy=LEGACY_FT, whole=True)
+        storage.remove_output(out, "finetune", legacy=folders.LEGACY_FT, whole=True)
     os.replace(tmp, out)
 
 
@@ -700,23 +663,22 @@ def load_finetuned(ft_dir: str | Path) -> FineTuned:
     from safetensors.torch import load_model
 
     folder = Path(ft_dir)
-    if not folder.is_dir():
-        raise FineTuneError(f"{folder}: no such folder")
-    task_file = folder / "task.json"
-    if not task_file.is_file():
-        raise FineTuneError(f"{folder} has no task.json: expected the --out folder of `gristmill finetune`")
+    problem = folders.finetuned_problem(folder)
+    if problem:
+        raise FineTuneError(problem)
+    ft = FinetunedFolder(folder)
     try:
-        task = json.loads(task_file.read_text(encoding="utf-8"))
+        task = folders.read_record(ft.task)
         spec = TaskSpec.from_json(task)
     except (ValueError, KeyError, TypeError) as exc:
-        raise FineTuneError(f"{task_file} is not a valid task description: {exc}") from None
-    config = read_model_config(folder / "config.json")
-    tokenizer = load_tokenizer_dir(folder / "tokenizer")
-    check_tokenizer(tokenizer, config, folder / "tokenizer", None)
+        raise FineTuneError(f"{ft.task} is not a valid task description: {exc}") from None
+    config = read_model_config(folder)
+    tokenizer = load_tokenizer_dir(ft.tokenizer)
+    check_tokenizer(tokenizer, config, ft.tokenizer, None)
     model = build_classifier(config, spec)
-    weights = folder / "model.safetensors"
+    weights = ft.weights
     if not weights.is_file():
-        raise FineTuneError(f"{folder} has no model.safetensors")
+        raise FineTuneError(f"{folder} has no {folders.WEIGHTS}")
     check_weights(weights)
     try:
         load_model(model, str(weights))
@@ -724,39 +686,7 @@ def load_finetuned(ft_dir: str | Path) -> FineTuned:
         raise CheckpointDataError(f"{weights} is damaged or not a safetensors file ({exc}); restore it or "
                                   "fine-tune again") from None
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise FineTuneError(f"{weights} does not match {folder / 'config.json'} and task.json: {exc}") from None
+        raise FineTuneError(f"{weights} does not match {ft.config} and {folders.TASK}: {exc}") from None
     model.eval()
     return FineTuned(model=model, tokenizer=tokenizer, labels=list(spec.labels), max_length=spec.max_length,
                      task=task, config=config, path=folder)
-
-
-@torch.no_grad()
-def predict_proba(ft: FineTuned, texts: Sequence[str], pairs: Sequence[str] | None = None,
-                  batch_size: int = 64) -> np.ndarray:
-    """Class probabilities ``[len(texts), len(labels)]`` of a sequence model, in input order."""
-    spec = ft.spec
-    if spec.type != "sequence":
-        raise FineTuneError(f"{ft.path} is a {spec.type} model; use predict_tags")
-    if spec.pair_field and pairs is None:
-        raise FineTuneError(f"{ft.path} was trained on text pairs; give the second texts too")
-    pad, _, _ = special_ids(ft.tokenizer)
-    encoded = [Encoded(i, t, [0]) for i, t in encode_sequences(ft.tokenizer, texts, spec.max_length, pairs)]
-    logits = predict_logits(ft.model, encoded, pad, False, batch_size)
-    if not logits:
-        return np.zeros((0, len(ft.labels)), dtype=np.float32)
-    return torch.softmax(torch.from_numpy(np.stack(logits)), -1).numpy()
-
-
-@torch.no_grad()
-def predict_tags(ft: FineTuned, words: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[str]]:
-    """One tag per word for a token model; words cut off by ``max_length`` get "O" (or the first label)."""
-    spec = ft.spec
-    if spec.type != "token":
-        raise FineTuneError(f"{ft.path} is a {spec.type} model; use predict_proba")
-    examples = [TokenExample(tokens=tuple(w), tags=tuple(spec.labels[0] for _ in w)) for w in words]
-    encoded = encode_examples(ft.tokenizer, examples, spec)
-    pad, _, _ = special_ids(ft.tokenizer)
-    fallback = spec.label2id.get("O", 0)
-    logits = predict_logits(ft.model, encoded, pad, True, batch_size)
-    return [[spec.labels[int(lg[pos].argmax()) if pos >= 0 else fallback] for pos in enc.word_positions]
-            for enc, lg in zip(encoded, logits, strict=True)]

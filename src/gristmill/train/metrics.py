@@ -17,10 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gristmill import folders
+from gristmill.folders import RunFolder
 from gristmill.model.config import is_decoder_run
 from gristmill.train.pictures import plot_pretraining
 
-METRICS_FILE = "metrics.jsonl"
+METRICS_FILE = folders.METRICS_LOG
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -96,7 +98,7 @@ def plot_loss(run_dir: Path, out: Path | None = None) -> Path | None:
     """Draw loss, learning rate and masked accuracy against steps into RUN/loss.png (see ``pictures``)."""
     run = Path(run_dir)
     try:
-        setup = json.loads((run / "train.json").read_text(encoding="utf-8"))
+        setup = folders.read_record(RunFolder(run).train_record)
     except (OSError, json.JSONDecodeError):
         setup = {}
     size = setup.get("model_size") if not setup.get("config_file") else Path(setup["config_file"]).stem

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import shutil
@@ -41,16 +40,17 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from rich.console import Console
 
-from gristmill import options
+from gristmill import folders, options
 from gristmill.data import storage
 from gristmill.errors import BadDataError, describe_os_error
+from gristmill.folders import RunFolder
 from gristmill.model.config import DecoderConfig, ModelConfig, read_config
 from gristmill.model.decoder import CausalLM
 from gristmill.model.transformer import MaskedLM
 from gristmill.progress import progress_bar
 from gristmill.provenance import provenance
 from gristmill.tokenizer import TokenDataset
-from gristmill.tokenizer.tokdir import tokenizer_hash
+from gristmill.tokenizer.tokdir import TOKENIZER_JSON, tokenizer_hash
 from gristmill.train import checkpoint as ckpt
 from gristmill.train.causal import causal_loss_sum, evaluate_causal, make_causal_batch
 from gristmill.train.masking import MaskingSpec, MaskNoise, apply_mask, draw_noise, nsp_pairs
@@ -121,21 +121,13 @@ class PretrainConfig:
 
     def check(self) -> None:
         """Refuse out-of-range settings before any work, with the command line's ranges and messages."""
-        for name, allowed in _RANGES.items():
-            message = options.problem("--" + name.replace("_", "-"), getattr(self, name), allowed)
-            if message:
-                raise PretrainError(message)
+        message = options.config_problem(self, options.PRETRAIN)
+        if message:
+            raise PretrainError(message)
         if self.arch not in ("encoder", "decoder"):
             raise PretrainError(f"--arch must be encoder or decoder, not {self.arch!r}")
         if self.schedule not in ("linear", "cosine", "constant"):
             raise PretrainError(f"--schedule must be linear, cosine or constant, not {self.schedule!r}")
-
-
-_RANGES = {"steps": options.COUNT, "batch_size": options.COUNT, "grad_accum": options.COUNT, "lr": options.POSITIVE,
-           "warmup": options.NON_NEGATIVE, "weight_decay": options.NON_NEGATIVE, "clip": options.NON_NEGATIVE,
-           "seed": options.SEED, "mask_prob": options.MASK_PROB, "dropout": options.FRACTION,
-           "eval_every": options.at_least(0), "eval_batches": options.COUNT, "log_every": options.COUNT,
-           "save_every": options.COUNT, "keep": options.at_least(0)}
 
 
 @dataclass
@@ -266,8 +258,10 @@ def make_micro_batch(dataset: Any, indices: np.ndarray, noise: MaskNoise, spec: 
 
 def build_model_config(cfg: PretrainConfig, dataset: Any) -> ModelConfig | DecoderConfig:
     """The model's shape, as saved in RUN/config.json (its dropout is the one for fine-tuning)."""
+    if cfg.init_from and (problem := folders.run_problem(cfg.init_from)):
+        raise PretrainError(f"--init-from: {problem}")
     if cfg.init_from or cfg.config_file:
-        config = read_config(Path(cfg.init_from) / "config.json" if cfg.init_from else str(cfg.config_file))
+        config = read_config(RunFolder(cfg.init_from).config if cfg.init_from else str(cfg.config_file))
         if isinstance(config, DecoderConfig) != (cfg.arch == "decoder"):
             raise PretrainError(f"{cfg.init_from or cfg.config_file} describes "
                                 f"{'a decoder' if isinstance(config, DecoderConfig) else 'an encoder'}; "
@@ -394,29 +388,30 @@ def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Pat
         if storage.has_content(run) and not cfg.resume:
             if not cfg.overwrite:
                 raise PretrainError(f"{run} already exists; continue it with --resume or replace it with --overwrite")
-            storage.remove_output(run, "pretrain", legacy=("config.json", "train.json"))
+            storage.remove_output(run, "pretrain", legacy=folders.LEGACY_RUN)
         run.mkdir(parents=True, exist_ok=True)
         if cfg.resume:
             # A checkpoint or weights file half-written by a killed run (.step-N.tmp-PID) is never used: drop it.
-            for folder in (run, run / "checkpoints"):
+            for folder in (run, RunFolder(run).checkpoints):
                 storage.remove_stale_temporaries(folder)
         storage.mark_output(run, "pretrain")  # incomplete until the last step is saved
     except storage.OutputError as exc:
         raise PretrainError(str(exc)) from None
     except OSError as exc:
         raise PretrainError(describe_os_error(exc, run) or f"cannot create {run}: {exc.strerror or exc}") from None
-    if cfg.resume and (run / "config.json").exists():
+    folder = RunFolder(run)
+    if cfg.resume and folder.config.exists():
         return
-    config.to_json(run / "config.json")
+    config.to_json(folder.config)
     record = {**dataclasses.asdict(cfg), "provenance": {**provenance(device=device), "processes": world}}
-    (run / "train.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    folders.write_record(folder.train_record, record)
     if tokenizer_dir is not None and Path(tokenizer_dir).is_dir():
-        shutil.copytree(tokenizer_dir, run / "tokenizer", dirs_exist_ok=True)
+        shutil.copytree(tokenizer_dir, folder.tokenizer, dirs_exist_ok=True)
 
 
 def check_same_tokenizer(run_tokenizer: Path, dataset: Any) -> None:
     """Continuing from another run (``--init-from``) only makes sense on tokens of the same tokenizer."""
-    if not (run_tokenizer / "tokenizer.json").exists() or not getattr(dataset, "manifest", None):
+    if not (run_tokenizer / TOKENIZER_JSON).exists() or not getattr(dataset, "manifest", None):
         return
     if tokenizer_hash(run_tokenizer) != dataset.manifest["tokenizer"]["hash"]:
         raise PretrainError(f"the tokens in {dataset.root} were made with another tokenizer than "
@@ -470,8 +465,8 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
         raise PretrainError(f"--batch-size {G} (global) must be divisible by processes x --grad-accum "
                             f"= {world.world} x {cfg.grad_accum}")
     micro = G // (world.world * cfg.grad_accum)
-    if cfg.resume and (run / "config.json").exists():
-        config = read_config(run / "config.json")
+    if cfg.resume and RunFolder(run).config.exists():
+        config = read_config(RunFolder(run).config)
         if isinstance(config, DecoderConfig) != (cfg.arch == "decoder"):
             raise PretrainError(f"{run} holds {'a decoder' if isinstance(config, DecoderConfig) else 'an encoder'}; "
                                 "resume it with the same --arch")
@@ -479,7 +474,7 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
         config = build_model_config(cfg, train)
     check_compatible(config, train)
     if cfg.init_from:
-        check_same_tokenizer(Path(cfg.init_from) / "tokenizer", train)
+        check_same_tokenizer(RunFolder(cfg.init_from).tokenizer, train)
     special = {k: int(v) for k, v in train.special.items()}
     spec = MaskingSpec(vocab_size=int(train.vocab_size), mask_id=special["mask"],
                        special_ids=tuple(sorted(set(special.values()))), mask_prob=cfg.mask_prob,

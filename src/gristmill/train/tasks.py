@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gristmill import options
+from gristmill.data import io as corpus_io
 from gristmill.errors import BadDataError
 
 IGNORE_INDEX = -100
@@ -119,7 +120,7 @@ class TaskData:
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, record)`` for each non-blank line.
+    """Yield ``(line_number, record)`` for each non-blank line (plain, .gz, .zst), read by ``gristmill.data.io``.
 
     A line that is not UTF-8, not JSON, not an object, or holds a lone surrogate (``"\\ud800"``, which no
     tokenizer can encode) is a :class:`TaskDataError` naming the file and line.
@@ -127,46 +128,13 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     p = Path(path)
     if not p.is_file():
         raise TaskError(f"{p}: no such file")
-    opener: Any = open
-    if p.suffix == ".gz":
-        import gzip
-
-        opener = gzip.open
-    with opener(p, "rb") as f:
-        yield from _records(p, f)
-
-
-def _records(p: Path, f: Any) -> Iterator[tuple[int, dict[str, Any]]]:
-    lines = enumerate(f, start=1)
-    while True:
-        try:
-            number, raw = next(lines)
-        except StopIteration:
-            return
-        except (OSError, EOFError) as exc:  # a truncated or corrupt .gz
-            raise TaskDataError(f"{p}: the file is damaged ({exc})") from None
-        try:
-            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")  # a leading BOM is no text
-        except UnicodeDecodeError as exc:
-            raise TaskDataError(f"{p} line {number}: not UTF-8 (byte {exc.start + 1} of the line); "
-                                "re-encode the file as UTF-8") from None
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:  # JSONDecodeError, or an integer of more than 4,300 digits
-            raise TaskDataError(f"{p} line {number}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
-        except RecursionError:
-            raise TaskDataError(f"{p} line {number}: JSON nested too deeply") from None
-        if not isinstance(record, dict):
-            raise TaskDataError(f"{p} line {number}: expected a JSON object, got {type(record).__name__}")
-        try:
-            # Escapes such as "\ud800" decode to lone surrogates, which no tokenizer can encode.
-            json.dumps(record, ensure_ascii=False).encode("utf-8")
-        except UnicodeEncodeError:
-            raise TaskDataError(f"{p} line {number}: a string holds a lone surrogate (an escape such as "
-                                "\\ud800 that is no character); fix or remove the line") from None
-        yield number, record
+    try:
+        for line in corpus_io.read_jsonl(p, errors="raise"):
+            if not isinstance(line.record, dict):
+                raise TaskDataError(f"{p}:{line.number}: expected a JSON object, got {type(line.record).__name__}")
+            yield line.number, line.record
+    except corpus_io.JsonlError as exc:
+        raise TaskDataError(str(exc)) from None
 
 
 def _field(record: dict[str, Any], name: str, where: str, option: str) -> Any:
@@ -203,7 +171,7 @@ def load_sequence_examples(
     """Read a sequence-classification JSONL file; every record needs a non-empty text (and label)."""
     examples = []
     for number, record in read_jsonl(path):
-        where = f"{path} line {number}"
+        where = f"{path}:{number}"
         text = _text(_field(record, text_field, where, "--text-field"), where, text_field)
         pair = None
         if pair_field is not None:
@@ -219,7 +187,7 @@ def load_token_examples(path: str | Path, tokens_field: str = "tokens", tags_fie
     """Read an NER-style JSONL file: a list of words and a list of tags of the same length per line."""
     examples = []
     for number, record in read_jsonl(path):
-        where = f"{path} line {number}"
+        where = f"{path}:{number}"
         tokens = _field(record, tokens_field, where, "--tokens-field")
         tags = _field(record, tags_field, where, "--tags-field")
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):

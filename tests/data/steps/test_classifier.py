@@ -179,7 +179,7 @@ def test_training_data_errors(tmp_path: Path) -> None:
         train_folder(tmp_path / "m", positive=[one])
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "x", "label": "a"}\nnot json\n')
-    with pytest.raises(TrainingDataError, match="line 2"):
+    with pytest.raises(TrainingDataError, match="bad.jsonl:2: invalid JSON"):
         train_folder(tmp_path / "m", inputs=[str(bad)])
 
 

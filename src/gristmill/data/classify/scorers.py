@@ -33,6 +33,7 @@ import numpy as np
 
 from gristmill.data.classify.linear import KIND as LINEAR_KIND
 from gristmill.data.classify.linear import ModelFolderError, read_config
+from gristmill.folders import FinetunedFolder, read_record
 
 ENTRY_POINT_GROUP = "gristmill.scorers"
 AGGREGATIONS = ("max", "mean", "first")
@@ -93,21 +94,22 @@ def folder_kind(folder: str | Path) -> str:
     if not folder.is_dir():
         raise ModelFolderError(f"model folder {folder} does not exist")
     config: dict[str, Any] = {}
-    if (folder / "config.json").is_file():
+    ft = FinetunedFolder(folder)
+    if ft.config.is_file():
         config = read_config(folder)
     if config.get("kind") == LINEAR_KIND:
         return LINEAR
     if config.get("kind") == "gristmill-ngram-lm":
         return NGRAM_LM
-    if (folder / "task.json").is_file():
-        if not (folder / "tokenizer").is_dir():
+    if ft.task.is_file():
+        if not ft.tokenizer.is_dir():
             raise ModelFolderError(f"{folder} has task.json but no tokenizer/ folder: not a complete fine-tuned "
                                    "model or export")
         if (folder / "model.onnx").is_file() or (folder / "model.int8.onnx").is_file():
             return ONNX
-        if (folder / "model.safetensors").is_file():
+        if ft.weights.is_file():
             return ENCODER
-    elif (folder / "model.safetensors").is_file() and config:
+    elif ft.weights.is_file() and config:
         return ENCODER_PLL
     raise ModelFolderError(
         f"{folder} is not a model folder gristmill can score with: expected a linear classifier "
@@ -195,9 +197,9 @@ def folder_labels(folder: str | Path, kind: str) -> list[str]:
         labels = read_config(folder).get("labels")
     elif kind in (ENCODER, ONNX):
         try:
-            labels = json.loads((folder / "task.json").read_text(encoding="utf-8")).get("labels")
+            labels = read_record(FinetunedFolder(folder).task).get("labels")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
-            raise ModelFolderError(f"{folder / 'task.json'} is not readable JSON: {exc}") from None
+            raise ModelFolderError(f"{FinetunedFolder(folder).task} is not readable JSON: {exc}") from None
     else:
         raise ModelFolderError(f"{folder} is a {kind!r} model folder, not a classifier")
     if not isinstance(labels, list) or len(labels) < 2:

@@ -19,7 +19,7 @@ import numpy as np
 
 from gristmill.data.classify.linear import LinearClassifier, VectorizerConfig, train_linear
 from gristmill.data.classify.ngram_lm import train_ngram_lm
-from gristmill.data.io import open_binary, read_texts
+from gristmill.data.io import JsonlError, read_jsonl, read_texts
 
 
 class TrainingDataError(ValueError):
@@ -32,24 +32,19 @@ def read_labelled(path: str, text_field: str = "text", label_field: str | None =
     texts: list[str] = []
     labels: list[str] = []
     try:
-        f = open_binary(path)
-    except OSError as exc:
-        raise TrainingDataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    with f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise TrainingDataError(f"{path} line {lineno}: not a JSON record") from None
+        for line in read_jsonl(path, errors="raise"):
+            record = line.record
             text = record.get(text_field) if isinstance(record, dict) else None
             value = label if label is not None else (record.get(label_field) if isinstance(record, dict) else None)
             if not isinstance(text, str) or value is None:
-                raise TrainingDataError(f"{path} line {lineno}: needs a string {text_field!r}"
+                raise TrainingDataError(f"{path}:{line.number}: needs a string {text_field!r}"
                                         + ("" if label is not None else f" and a {label_field!r}"))
             texts.append(text)
             labels.append(str(value))
+    except JsonlError as exc:
+        raise TrainingDataError(str(exc)) from None
+    except OSError as exc:
+        raise TrainingDataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not texts:
         raise TrainingDataError(f"{path} has no records")
     return texts, labels

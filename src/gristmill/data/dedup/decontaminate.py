@@ -15,7 +15,6 @@ occurs in several evaluation files, the first file in ``paths`` is named.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import numpy as np
 from gristmill.data.dedup.shuffle import fresh_dir, load_array, save_array
 from gristmill.data.dedup.text import batches_by_bytes, ngram_hashes, tokenize_batch, window_hashes
 from gristmill.data.document import Document
-from gristmill.data.io import open_binary
+from gristmill.data.io import jsonl_lines, open_binary
 from gristmill.data.pipeline import CorpusStep, StepStats, register
 
 if TYPE_CHECKING:
@@ -47,20 +46,13 @@ def read_examples(path: str, text_field: str) -> tuple[list[str], list[int], int
     lines: list[int] = []
     bad = 0
     with open_binary(path) as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                bad += 1
-                continue
-            text = record.get(text_field) if isinstance(record, dict) else None
+        for line in jsonl_lines(f, path, errors="record"):
+            text = line.record.get(text_field) if isinstance(line.record, dict) and not line.problem else None
             if not isinstance(text, str) or not text.strip():
                 bad += 1
                 continue
             texts.append(text)
-            lines.append(lineno)
+            lines.append(line.number)
     return texts, lines, bad
 
 
