@@ -248,3 +248,14 @@ def test_without_tensorboard_the_run_says_so_once_and_records_it(tokens, model_c
     assert (run / "metrics.jsonl").exists() and (run / "loss.png").exists()
     err = capsys.readouterr().err
     assert err.count("tensorboard is not installed") == 1 and 'gristmill[tensorboard]' in err
+
+
+def test_the_run_tokenizer_says_the_length_the_model_was_trained_on(tokens, model_config, tmp_path):
+    from gristmill.tokenizer.tokdir import model_max_length
+
+    run = tmp_path / "run"
+    pretrain(config(tokens, run, model_config, steps=1, eval_every=0, save_every=1))
+    source = json.loads((tokens / "manifest.json").read_text())
+    assert source["seq_len"] == 32 and model_max_length(tokens / "tokenizer") == 512  # the input is left as it was
+    assert model_max_length(run / "tokenizer") == 32
+    assert json.loads((run / "tokenizer" / "tokenizer_config.json").read_text())["model_max_length"] == 32
