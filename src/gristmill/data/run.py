@@ -310,8 +310,6 @@ class Pipeline:
                     tasks = [ShardTask(s_idx, int(f.stem.split("-")[-1]), stage_steps, self.input, None, str(f), out,
                                        str(work), kept_dir, fmt, self.batch_size) for f in files]
                     total = kept
-                if s_idx == 1 and isinstance(stage_steps[0] if stage_steps else None, CorpusStep):
-                    raise RunError("a corpus step cannot be the first step: put a per-document step before it, or use 'noop'")
                 task_id = bar.add_task(f"stage {s_idx}/{len(stages)}", total=total, rate="")
                 stage_kept = 0
                 started = time.perf_counter()
