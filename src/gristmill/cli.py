@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from gristmill.errors import GristmillError, exit_code
+from gristmill.options import COUNT, PROGRESS_HELP, ranged
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference.")
@@ -48,17 +50,19 @@ def _main_options(
 @app.command()
 def run(
     recipe: Path = typer.Argument(..., help="Recipe YAML: input, steps, output."),
-    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes (or Ray tasks in flight)."),
+    workers: int = typer.Option(1, "--workers", "-w", callback=ranged(COUNT),
+                                help="Worker processes (or Ray tasks in flight)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run in the same output folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing output folder first."),
-    output: str | None = typer.Option(None, "--output", "-o", help="Override the recipe's output path (a folder or a URL "
-                                      "such as s3://bucket/clean)."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Override the recipe's output path (a folder or a URL "
+                                   "such as s3://bucket/clean)."),
+    output: str | None = typer.Option(None, "--output", hidden=True, help="Old spelling of --out."),
     input: list[str] | None = typer.Option(None, "--input", "-i", help="Override the recipe's input paths (paths, globs, URLs)."),
     work_dir: str | None = typer.Option(None, "--work-dir", help="Local folder for the resume state (default OUT/_work, or "
                                         "~/.cache/gristmill/work/... when OUT is a URL)."),
-    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    executor: Literal["local", "ray"] = typer.Option("local", "--executor", help="Run shards in local processes or on Ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Read inputs from an unfinished gristmill "
                                           "output (a killed run) as they are."),
 ) -> None:
@@ -70,7 +74,7 @@ def run(
 
     register_builtin_scorers()  # the classifier step's encoder back-ends, also where package metadata is stale
     try:
-        pipeline = load_recipe(recipe, output_override=output, input_override=input)
+        pipeline = load_recipe(recipe, output_override=out or output, input_override=input)
         if work_dir:
             pipeline.output.work_dir = work_dir
         result = run_pipeline(pipeline, workers=workers, resume=resume, overwrite=overwrite,
@@ -98,7 +102,7 @@ def run(
 
 @app.command()
 def rescore(
-    out: Path = typer.Argument(..., help="A finished run whose filters had `annotate: true`."),
+    run_out: Path = typer.Argument(..., metavar="RUN_OUT", help="A finished corpus run whose filters had `annotate: true`."),
     set_: list[str] = typer.Option(..., "--set", help="STEP.PARAM=VALUE, e.g. gopher_quality.min_words=30 (repeatable)."),
     dest: Path = typer.Option(..., "--out", "-o", help="The re-decided run to write."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output run."),
@@ -108,7 +112,7 @@ def rescore(
     from gristmill.data.rescore import rescore as rescore_run
 
     try:
-        stats = rescore_run(out, parse_settings(set_), dest, overwrite=overwrite)
+        stats = rescore_run(run_out, parse_settings(set_), dest, overwrite=overwrite)
     except RescoreError as exc:
         raise fail(str(exc)) from None
     t = stats["totals"]

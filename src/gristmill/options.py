@@ -28,6 +28,12 @@ MAX_SEED = 2**32 - 1
 """numpy's legacy generators and some samplers take 32-bit seeds."""
 
 
+# Help texts of the flags every verb spells alike (--progress, --threads, --seed).
+PROGRESS_HELP = "Show a progress bar on stderr (-q/--quiet hides it too)."
+THREADS_HELP = "CPU threads for PyTorch (default: PyTorch's choice)."
+SEED_HELP = "Random seed: the same seed and inputs give the same result."
+
+
 class OptionError(ValueError):
     """A setting outside its range; the message names the flag."""
 

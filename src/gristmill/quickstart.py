@@ -149,7 +149,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
     log(f"gristmill quickstart ({'fast' if fast else 'full'} setting, {lang}) -> {out_dir}")
 
     seconds["clean"] = run_step("clean", [
-        "run", str(recipe), "--input", str(sample_dir / "corpus.jsonl.gz"), "--output", str(paths["clean"]),
+        "run", str(recipe), "--input", str(sample_dir / "corpus.jsonl.gz"), "--out", str(paths["clean"]),
         "--overwrite", "--no-progress"], root, log, logfile)
     seconds["tokenizer"] = run_step("tokenizer", [
         "tokenizer", "train", "--input", str(paths["clean"] / "kept"), "--kind", "wordpiece",
@@ -180,7 +180,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
 
     seconds["predict"] = run_step("predict", [
         "predict", str(paths["ft-pretrained"]), "--input", str(sample_dir / "task" / "test.jsonl"),
-        "--output", str(paths["predictions"]), "--no-progress", *thread_args], root, log, logfile)
+        "--out", str(paths["predictions"]), "--no-progress", *thread_args], root, log, logfile)
 
     total = time.perf_counter() - t_start
     summary = {

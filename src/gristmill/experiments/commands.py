@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from gristmill.options import COUNT, PROGRESS_HELP, THREADS_HELP, ranged
+
 console = Console(stderr=True, soft_wrap=True)
 
 
@@ -18,8 +20,8 @@ def register(app: typer.Typer) -> None:
         spec: Path = typer.Argument(..., help="Ablation spec YAML: corpus, variants, pretrain budgets, task (docs/ablate.md)."),
         out: Path = typer.Option(..., "--out", "-o", help="ABL folder: every intermediate run, results.jsonl, summary.md, ablation.png."),
         resume: bool = typer.Option(False, "--resume", help="Continue a killed ablation; finished cells are not redone."),
-        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     ) -> None:
         """Pretrain and fine-tune once per data variant at equal token budgets; compare them paired by seed."""
         from gristmill.data.recipe import RecipeError

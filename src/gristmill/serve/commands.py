@@ -7,13 +7,12 @@ or :mod:`gristmill.serve.server`, and prints the result; errors the user can fix
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
 from gristmill.errors import exit_code, require_extra
-from gristmill.options import COUNT, NON_NEGATIVE, PORT, POSITIVE, ranged
-from gristmill.serve.predict import BACKENDS, QUANTIZE
+from gristmill.options import COUNT, NON_NEGATIVE, PORT, POSITIVE, PROGRESS_HELP, THREADS_HELP, ranged
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -56,11 +55,6 @@ def _threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _choice(value: str, allowed: tuple[str, ...], option: str) -> None:
-    if value not in allowed:
-        raise _fail(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
-
-
 def register(app: typer.Typer) -> None:
     """Add this package's verbs to the main app. Import heavy modules inside each command."""
 
@@ -68,18 +62,19 @@ def register(app: typer.Typer) -> None:
     def predict(
         model: Path = typer.Argument(..., help="FT folder (gristmill finetune --out) or ONNX export folder."),
         input: str = typer.Option(..., "--input", "-i", help="JSONL (.gz/.zst too) with a text field; - for stdin."),
-        output: str = typer.Option(..., "--output", "-o", help="JSONL to write (.gz to compress); - for stdout."),
-        backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
-        quantize: str = typer.Option("none", "--quantize", help="none or int8 (torch: dynamic quantization in "
-                                     "process; onnx: model.int8.onnx)."),
+        out: str | None = typer.Option(None, "--out", "-o", help="JSONL to write (.gz to compress); - for stdout."),
+        output: str | None = typer.Option(None, "--output", hidden=True, help="Old spelling of --out."),
+        backend: Literal["torch", "onnx"] = typer.Option("torch", "--backend", help="The runtime for the model."),
+        quantize: Literal["none", "int8"] = typer.Option("none", "--quantize", help="int8: torch: dynamic quantization "
+                                                         "in process; onnx: model.int8.onnx."),
         batch_size: int = typer.Option(32, "--batch-size", callback=ranged(COUNT), help="Texts per forward pass."),
         window: int = typer.Option(4096, "--window", callback=ranged(COUNT), help="Lines read, length-sorted and written back at a time."),
         text_field: str | None = typer.Option(None, "--text-field", help="Default: the field the model was tuned on."),
         label_field: str = typer.Option("label", "--label-field", help="Gold label field; when present, accuracy "
                                         "is printed."),
         drop_text: bool = typer.Option(False, "--drop-text", help="Leave the text out of the output records."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the model (default: all)."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     ) -> None:
         """Predict a label and class probabilities for every line of a JSONL file, streaming.
 
@@ -95,8 +90,9 @@ def register(app: typer.Typer) -> None:
             task_type_of,
         )
 
-        _choice(backend, BACKENDS, "--backend")
-        _choice(quantize, QUANTIZE, "--quantize")
+        output = out or output
+        if output is None:
+            raise _fail("give --out FILE.jsonl (- for stdout)")
         if backend == "onnx":
             require_extra("serve", "--backend onnx", *ONNX_MODULES)
         _threads(threads)
@@ -127,19 +123,17 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def export(
         model: Path = typer.Argument(..., help="FT folder (classifier) or, for --format hf, a pretraining RUN folder."),
-        format: str = typer.Option(..., "--format", help="onnx or hf (transformers folder)."),
-        out: Path = typer.Option(..., "--out", help="Output folder."),
-        quantize: str = typer.Option("none", "--quantize", help="onnx: also write model.int8.onnx (int8)."),
+        format: Literal["onnx", "hf"] = typer.Option(..., "--format", help="onnx, or hf (a transformers folder)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+        quantize: Literal["none", "int8"] = typer.Option("none", "--quantize", help="onnx: also write model.int8.onnx (int8)."),
         eval_file: Path | None = typer.Option(None, "--eval", help="onnx: labelled JSONL to compare accuracies on."),
         eval_limit: int | None = typer.Option(None, "--eval-limit", callback=ranged(COUNT), help="Use only the first N examples of --eval."),
         torch_int8: bool = typer.Option(False, "--torch-int8", help="onnx: also compare PyTorch dynamic int8."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing, non-empty folder."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the parity check (default: all)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP + " For the parity check."),
     ) -> None:
         """Export a model: ONNX (dynamic batch and sequence axes, optional int8) or a transformers folder."""
-        _choice(format, ("onnx", "hf"), "--format")
         _threads(threads)
-        _choice(quantize, QUANTIZE, "--quantize")
         if format == "hf":
             require_extra("hf", "export --format hf", "transformers")
         else:
@@ -192,17 +186,18 @@ def register(app: typer.Typer) -> None:
                                      "folder (POST /fill-mask; a decoder RUN: POST /generate)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is reachable only "
                                  "from this machine."),
-        port: int = typer.Option(8000, "--port", callback=ranged(PORT)),
-        backend: str = typer.Option("torch", "--backend", help="torch or onnx (classifiers)."),
-        quantize: str = typer.Option("none", "--quantize", help="none or int8."),
+        port: int = typer.Option(8000, "--port", callback=ranged(PORT), help="TCP port to listen on."),
+        backend: Literal["torch", "onnx"] = typer.Option("torch", "--backend", help="The runtime for a classifier."),
+        quantize: Literal["none", "int8"] = typer.Option("none", "--quantize", help="int8: a dynamically quantized classifier."),
         batch_size: int = typer.Option(32, "--batch-size", callback=ranged(COUNT), help="Texts per forward pass."),
         max_batch: int = typer.Option(64, "--max-batch", callback=ranged(COUNT), help="Texts gathered from concurrent requests per micro-batch."),
         max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", callback=ranged(NON_NEGATIVE), help="How long a request may wait for others to "
                                           "join its batch."),
         max_texts: int = typer.Option(64, "--max-texts", callback=ranged(COUNT), help="Texts per request (more: 413)."),
         max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", callback=ranged(COUNT), help="Request body size (more: 413)."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the model (default: all)."),
-        log_level: str = typer.Option("info", "--log-level"),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
+        log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = typer.Option(
+            "info", "--log-level", help="uvicorn's log level."),
         token: str | None = typer.Option(None, "--token", envvar="GRISTMILL_TOKEN", show_envvar=True,
                                          help="Require 'Authorization: Bearer TOKEN' (all but GET /health); prefer "
                                          "the environment variable, which `ps` does not show."),
@@ -224,8 +219,6 @@ def register(app: typer.Typer) -> None:
         from gristmill.serve.predict import MaskFiller, is_mlm_run, load_classifier
         from gristmill.serve.server import Access, Limits, classifier_engine, fill_mask_engine, run_server
 
-        _choice(backend, BACKENDS, "--backend")
-        _choice(quantize, QUANTIZE, "--quantize")
         if backend == "onnx":
             require_extra("serve", "--backend onnx", *ONNX_MODULES)
         _threads(threads)
