@@ -92,3 +92,40 @@ def test_a_bad_choice_is_refused_by_the_parser_with_the_valid_values(args: list[
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
     assert "Invalid value" in message and valid in message, message
+
+
+# ---------------------------------------------------------------- global flags and machine-readable results
+
+
+def test_global_quiet_verbose_and_shell_completion() -> None:
+    root = {o for p in typer.main.get_command(app).params for o in p.opts}
+    assert {"-q", "--quiet", "-v", "--verbose", "--install-completion", "--show-completion"} <= root
+
+
+def test_quiet_keeps_errors_and_verbose_adds_the_traceback(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from gristmill import verbosity
+
+    try:
+        plain = CliRunner().invoke(app, ["report", str(tmp_path / "missing")])
+        quiet = CliRunner().invoke(app, ["-q", "report", str(tmp_path / "missing")])
+        loud = CliRunner().invoke(app, ["-v", "report", str(tmp_path / "missing")])
+    finally:
+        verbosity.set_level()
+    for result in (plain, quiet, loud):
+        assert result.exit_code == 2 and "no stats.json" in " ".join(result.stderr.split())
+    assert "Traceback" not in plain.stderr and "Traceback" not in quiet.stderr
+    assert "Traceback" in loud.stderr and "ReportError" in loud.stderr
+
+
+def test_steps_json_is_one_object_on_stdout() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["steps", "--json"])
+    assert result.exit_code == 0, result.output
+    steps = json.loads(result.stdout)["steps"]
+    assert steps["exact_dedup"]["description"] and "normalize" in steps["exact_dedup"]["parameters"]
+    assert steps["gopher_quality"]["parameters"]["min_words"] == 50

@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from gristmill.errors import GristmillError, exit_code
-from gristmill.options import COUNT, PROGRESS_HELP, ranged
+from gristmill.options import COUNT, JSON_HELP, PROGRESS_HELP, ranged
+from gristmill.verbosity import error_output, print_json, set_level
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference.")
 console = Console(stderr=True, soft_wrap=True)
 
@@ -27,7 +28,8 @@ class UserError(GristmillError):
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -43,8 +45,11 @@ def _print_version(value: bool) -> None:
 def _main_options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print gristmill's version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only: no progress bars, no info lines."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Say more: tracebacks of errors, debug logging."),
 ) -> None:
     """gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference."""
+    set_level(quiet=quiet, verbose=verbose)
 
 
 @app.command()
@@ -65,6 +70,7 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Read inputs from an unfinished gristmill "
                                           "output (a killed run) as they are."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run a corpus recipe: every input document ends in OUT/kept or OUT/rejected (with step:reason)."""
     from gristmill.data import storage
@@ -86,10 +92,17 @@ def run(
         if (message := storage.describe_os_error(exc)) is None:
             raise
         raise fail(message) from None
-    Console().print(summary_table(result))
+    if not json_out:
+        Console().print(summary_table(result))
     from gristmill.report.run_report import finish_run
 
     report, card, report_seconds = finish_run(result.out)
+    if json_out:
+        print_json({"out": str(result.out), "docs_in": result.docs_in, "kept": result.kept,
+                    "rejected": result.rejected, "quarantined": result.quarantined, "exit_code": result.exit_code,
+                    "kept_path": storage.join(result.out, "kept"), "rejected_path": storage.join(result.out, "rejected"),
+                    "stats_path": storage.join(result.out, "stats.json"), "report": str(report), "card": str(card),
+                    "seconds": result.stats["totals"]["seconds"]})
     console.print(f"kept:     {storage.join(result.out, 'kept')}  ({result.kept:,} documents)")
     console.print(f"rejected: {storage.join(result.out, 'rejected')}  ({result.rejected:,} documents)")
     console.print(f"stats:    {storage.join(result.out, 'stats.json')}")
@@ -121,7 +134,9 @@ def rescore(
 
 
 @app.command()
-def steps() -> None:
+def steps(
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """List the steps a recipe can name, with their parameters and defaults."""
     import dataclasses
 
@@ -129,6 +144,14 @@ def steps() -> None:
 
     from gristmill.data.pipeline import load_builtin_steps
 
+    if json_out:
+        print_json({"steps": {name: {
+            "parameters": {f.name: (None if f.default is dataclasses.MISSING else f.default)
+                           for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+            if dataclasses.is_dataclass(cls) else {},
+            "description": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""}
+            for name, cls in sorted(load_builtin_steps().items())}})
+        return
     table = Table(title="recipe steps")
     table.add_column("step")
     table.add_column("parameters (defaults)")
@@ -162,7 +185,8 @@ def main() -> None:
     try:
         app()
     except GristmillError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        with error_output(console):
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exit_code(exc))
     except OSError as exc:
         # Where the machine, not gristmill, said no (disk full, permissions, a file where a folder should
@@ -172,5 +196,6 @@ def main() -> None:
         message = describe_os_error(exc)
         if message is None:
             raise
-        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        with error_output(console):
+            console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         sys.exit(2)

@@ -9,7 +9,9 @@ ranges, so the API refuses what the command line refuses. Floats must always be 
 ``MAX_POSITIONS`` is the longest sequence gristmill builds a model for; token packing, fine-tuning and
 pretraining refuse lengths beyond it (a 100,000-token sequence would build 100,000 position embeddings
 and quadratic attention that never finishes a step). This module must not import torch or any package
-of gristmill (typer reads the callback's annotations, so typer is imported at the top).
+of gristmill (typer reads the callback's annotations, so typer is imported at the top). It also holds
+the help texts of the flags every verb shares (``--progress``, ``--threads``, ``--seed``, ``--json``), so
+they read the same everywhere.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ MAX_SEED = 2**32 - 1
 PROGRESS_HELP = "Show a progress bar on stderr (-q/--quiet hides it too)."
 THREADS_HELP = "CPU threads for PyTorch (default: PyTorch's choice)."
 SEED_HELP = "Random seed: the same seed and inputs give the same result."
+JSON_HELP = "Print the result as one JSON object on stdout (and nothing else there)."
 
 
 class OptionError(ValueError):

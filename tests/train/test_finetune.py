@@ -203,6 +203,17 @@ def test_finetune_cli_learns_and_metrics_match_sklearn(setup):
     assert test["accuracy"] >= 0.8  # topic words decide the label (chance: 0.33); a working loop learns it
 
 
+def test_finetune_json_summary(setup):
+    out = setup["root"] / "ft-json"
+    result = CliRunner().invoke(app, [str(a) for a in (
+        "finetune", "--model", setup["run"], "--train", setup["train"], "--dev", setup["dev"], "--test", setup["test"],
+        "-o", out, *FAST, "--epochs", "1", "--json")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # one JSON object and nothing else on stdout
+    assert summary["out"] == str(out) and summary["init"] == "pretrained" and summary["task"] == "sequence"
+    assert summary["test"] == json.loads((out / "metrics.json").read_text())["test"]
+
+
 def test_encode_texts_pads_to_longest(setup):
     tok = Tokenizer.from_file(str(setup["tokdir"] / "tokenizer.json"))
     texts = ["moon", "rocket moon star", "bread " * 100]

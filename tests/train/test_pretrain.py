@@ -259,3 +259,18 @@ def test_the_run_tokenizer_says_the_length_the_model_was_trained_on(tokens, mode
     assert source["seq_len"] == 32 and model_max_length(tokens / "tokenizer") == 512  # the input is left as it was
     assert model_max_length(run / "tokenizer") == 32
     assert json.loads((run / "tokenizer" / "tokenizer_config.json").read_text())["model_max_length"] == 32
+
+
+def test_pretrain_json_summary(tokens, model_config, tmp_path):
+    from typer.testing import CliRunner
+
+    from gristmill.cli import app
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["pretrain", "--data", str(tokens), "-o", str(run), "--config", str(model_config),
+                                      "--steps", "2", "--batch-size", "8", "--eval-every", "2", "--eval-batches", "1",
+                                      "--no-progress", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # one JSON object and nothing else on stdout
+    assert summary["run"] == str(run) and summary["step"] == 2 and summary["tokens"] == 2 * 8 * 32
+    assert summary["eval"]["loss"] > 0 and summary["train_loss"] > 0 and summary["arch"] == "encoder"

@@ -53,6 +53,7 @@ from gristmill.data.pipeline import CorpusStep, Step, StepStats, batched, run_st
 from gristmill.data.schema import harmonize
 from gristmill.progress import progress_bar
 from gristmill.provenance import provenance
+from gristmill.verbosity import info_console
 
 QUARANTINE_EXIT = 3
 LEGACY_RUN = ("_work/recipe.json",)
@@ -204,7 +205,7 @@ class Pipeline:
             executor: Executor | None = None, progress: bool = True, console: Console | None = None,
             allow_incomplete: bool = False) -> RunResult:
         """Run the pipeline into its output; ``allow_incomplete`` reads inputs from unfinished gristmill outputs."""
-        console = console or Console(stderr=True, soft_wrap=True)
+        console = console or info_console()
         out = self.output.path if storage.is_url(self.output.path) else str(Path(self.output.path))
         work = self.output.resolved_work_dir()
         paths = expand_paths(self.input.paths)

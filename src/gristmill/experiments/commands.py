@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 
 from gristmill.options import COUNT, PROGRESS_HELP, THREADS_HELP, ranged
+from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -36,6 +37,7 @@ def register(app: typer.Typer) -> None:
             parsed = load_spec(spec)
             ablate(parsed, out, resume=resume, progress=progress, console=console, threads=threads)
         except (SpecError, AblationError, RecipeError, RunError, TokenizerError, PretrainError, FineTuneError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            with error_output(console):
+                console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
         console.print(f"results: {out / 'results.jsonl'}\nsummary: {out / 'summary.md'}\nplot:    {out / 'ablation.png'}")

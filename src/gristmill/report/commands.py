@@ -12,12 +12,14 @@ import typer
 from rich.console import Console
 
 from gristmill.options import COUNT, SEED, SEED_HELP, ranged
+from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
 
 

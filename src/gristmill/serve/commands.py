@@ -12,7 +12,17 @@ from typing import Any, Literal
 import typer
 
 from gristmill.errors import exit_code, require_extra
-from gristmill.options import COUNT, NON_NEGATIVE, PORT, POSITIVE, PROGRESS_HELP, THREADS_HELP, ranged
+from gristmill.options import (
+    COUNT,
+    JSON_HELP,
+    NON_NEGATIVE,
+    PORT,
+    POSITIVE,
+    PROGRESS_HELP,
+    THREADS_HELP,
+    ranged,
+)
+from gristmill.verbosity import print_json
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -75,6 +85,7 @@ def register(app: typer.Typer) -> None:
         drop_text: bool = typer.Option(False, "--drop-text", help="Leave the text out of the output records."),
         threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
         progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+        json_out: bool = typer.Option(False, "--json", help=JSON_HELP + " Needs --out FILE, not -."),
     ) -> None:
         """Predict a label and class probabilities for every line of a JSONL file, streaming.
 
@@ -93,6 +104,8 @@ def register(app: typer.Typer) -> None:
         output = out or output
         if output is None:
             raise _fail("give --out FILE.jsonl (- for stdout)")
+        if json_out and output == "-":
+            raise _fail("--json prints the summary on stdout: write the predictions to a file (--out FILE.jsonl)")
         if backend == "onnx":
             require_extra("serve", "--backend onnx", *ONNX_MODULES)
         _threads(threads)
@@ -108,6 +121,9 @@ def register(app: typer.Typer) -> None:
         except _user_errors() as exc:
             raise _fail(str(exc), exit_code(exc)) from None
         s = summary.as_dict()
+        if json_out:
+            print_json({"out": output, "backend": backend_name, **s})
+            raise typer.Exit(3 if summary.errors else 0)
         rate = f", {s['texts_per_second']:,} texts/s" if s["texts_per_second"] else ""
         _log(f"{summary.predicted:,} predicted in {summary.seconds:.1f}s{rate} ({backend_name}, "
              f"{summary.forward_passes:,} forward passes) -> {output}")

@@ -16,6 +16,7 @@ from rich.console import Console
 from gristmill.data.storage import OutputError, describe_os_error
 from gristmill.errors import exit_code
 from gristmill.options import COUNT, FRACTION, POSITIONS, PROGRESS_HELP, at_least, ranged
+from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer (Hugging Face format) and inspect token shards.")
@@ -25,7 +26,8 @@ ALLOW_INCOMPLETE = "Read an unfinished gristmill output (a killed run) as it is.
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
 
 

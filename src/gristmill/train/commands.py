@@ -17,6 +17,7 @@ from gristmill.errors import exit_code, require_extra
 from gristmill.options import (
     COUNT,
     FRACTION,
+    JSON_HELP,
     MASK_PROB,
     NON_NEGATIVE,
     POSITIVE,
@@ -27,12 +28,14 @@ from gristmill.options import (
     at_least,
     ranged,
 )
+from gristmill.verbosity import error_output, print_json
 
 console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
 
 
@@ -103,6 +106,7 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
         verify: bool = typer.Option(False, "--verify", help="Check every shard's checksum before training "
                                     "(default: each shard on its first use)."),
+        json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Pretrain an encoder (masked LM) or a decoder (--arch decoder, causal LM); also under torchrun."""
         import torch
@@ -132,6 +136,10 @@ def register(app: typer.Typer) -> None:
         import os
 
         if os.environ.get("RANK", "0") != "0":
+            return
+        if json_out:
+            print_json({"run": str(result.run_dir), "arch": arch, "step": result.step, "tokens": result.tokens,
+                        "seconds": result.seconds, "train_loss": result.train_loss, "eval": result.eval or None})
             return
         summary = f"step {result.step}, {result.tokens:,} tokens, {result.seconds:.0f}s"
         if result.train_loss is not None:

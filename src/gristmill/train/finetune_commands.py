@@ -12,7 +12,8 @@ from typing import Any, Literal
 import typer
 
 from gristmill.errors import exit_code
-from gristmill.options import COUNT, POSITIONS, POSITIVE, SEED, SEED_HELP, THREADS_HELP, ranged
+from gristmill.options import COUNT, JSON_HELP, POSITIONS, POSITIVE, SEED, SEED_HELP, THREADS_HELP, ranged
+from gristmill.verbosity import print_json
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -115,6 +116,7 @@ def register(app: typer.Typer) -> None:
         layer_decay: float | None = _layer_decay(),
         reinit_layers: int | None = _reinit_layers(),
         pooling: Literal["cls", "mean"] | None = _pooling(),
+        json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Fine-tune a pretrained encoder on a labelled JSONL task; writes FT/ with weights and metrics.json."""
         from rich.console import Console
@@ -134,6 +136,9 @@ def register(app: typer.Typer) -> None:
         except _user_errors() as exc:
             raise fail(str(exc), exit_code(exc)) from None
         m = result.metrics
+        if json_out:
+            print_json({"out": str(out), "metrics_path": str(out / "metrics.json"), **m})
+            return
         Console().print(metrics_table(m, f"{m['init']} {m['task']} classifier, {m['train_examples']:,} training examples"))
         _log(f"model:   {out}  (config.json, task.json, model.safetensors, tokenizer/)")
         _log(f"metrics: {out / 'metrics.json'}")

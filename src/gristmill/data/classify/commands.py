@@ -12,12 +12,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from gristmill.verbosity import error_output
+
 console = Console(stderr=True)
 classify_app = typer.Typer(no_args_is_help=True, help="Train the models of the classifier and perplexity steps.")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
 
 
