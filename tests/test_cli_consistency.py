@@ -85,13 +85,17 @@ def test_long_running_verbs_have_the_common_flags() -> None:
     (["tokenizer", "train", "-i", "x", "-o", "y", "--kind", "sentencepiece"], "unigram"),
     (["quickstart", "--lang", "fr"], "zh"),
 ])
-def test_a_bad_choice_is_refused_by_the_parser_with_the_valid_values(args: list[str], valid: str) -> None:
+def test_a_bad_choice_is_refused_by_the_parser_with_the_valid_values(args: list[str], valid: str, tmp_path,
+                                                                    monkeypatch) -> None:
     from typer.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)  # were a choice not checked, the verb would start writing its relative paths here
 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
     message = " ".join(result.output.split())
     assert "Invalid value" in message and valid in message, message
+    assert not list(tmp_path.iterdir())  # refused before any work
 
 
 # ---------------------------------------------------------------- global flags and machine-readable results
@@ -129,3 +133,12 @@ def test_steps_json_is_one_object_on_stdout() -> None:
     steps = json.loads(result.stdout)["steps"]
     assert steps["exact_dedup"]["description"] and "normalize" in steps["exact_dedup"]["parameters"]
     assert steps["gopher_quality"]["parameters"]["min_words"] == 50
+
+
+def test_every_verb_is_in_the_readme_table() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `gristmill ([a-z-]+(?: [a-z-]+)?)(?: [A-Z_]+)*` \|", readme, flags=re.MULTILINE)
+    assert sorted(set(rows)) == sorted(COMMANDS), "README.md's command-line table and the app's verbs differ"

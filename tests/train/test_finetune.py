@@ -36,6 +36,9 @@ from gristmill.train.finetune import (
 )
 from gristmill.train.tasks import Encoded, TaskSpec, load_task
 
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = pytest.mark.slow
+
 TOPICS = {
     "space": ["rocket", "orbit", "moon", "star", "planet", "comet", "galaxy", "launch", "astronaut", "telescope"],
     "food": ["bread", "cheese", "apple", "soup", "butter", "pasta", "salad", "onion", "garlic", "pepper"],

@@ -15,7 +15,8 @@ from gristmill.model.decoder import DecoderSequenceClassifier
 from gristmill.train.finetune import FineTuneConfig, FineTuneError, finetune, load_finetuned, predict_proba
 from gristmill.train.tasks import load_task
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 TASK = Path(__file__).resolve().parents[2] / "sample" / "task"
 
 

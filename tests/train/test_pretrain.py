@@ -17,7 +17,8 @@ from gristmill.train.commands import fill_mask
 from gristmill.train.metrics import read_metrics
 from gristmill.train.pretrain import PretrainConfig, TrainingDiverged, lr_lambda, param_groups, pretrain
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 @pytest.fixture
