@@ -78,7 +78,7 @@ class MeasuringExecutor:
 
 
 def default_recipe_text(corpus: str, out: str) -> str:
-    from gristmill.data.pipeline import load_builtin_steps
+    from gristmill.data.recipe import load_builtin_steps
 
     registry = load_builtin_steps()
     steps = [name for name in FILTERS if name in registry] + ["minhash_dedup"]

@@ -13,6 +13,7 @@ already in ``--workdir`` so a killed run resumes:
                 and by ``blocklist`` + ``classifier``, and the share of clean documents of 50+ words
                 wrongly rejected.
 ``speed``       documents per CPU-second of the ``classifier`` step beside the rest of ``web-en``.
+``encoder-speed`` the same for the step with an encoder (tiny, mini; PyTorch and ONNX, fp32 and int8).
 ``perplexity``  the ``perplexity`` score's correlation with the corpus's defect labels, and its throughput.
 
 Usage::
@@ -399,6 +400,57 @@ def speed(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+def encoder_speed(args: argparse.Namespace) -> dict[str, Any]:
+    """Documents per CPU-second of the ``classifier`` step with an encoder: PyTorch fp32 and dynamic int8,
+    ONNX fp32 and int8, for ``tiny`` and ``mini``. Throughput does not depend on the weights' quality, so
+    each encoder is pretrained only briefly (on the offensive texts) and fine-tuned one epoch on offensive."""
+    from gristmill.data.document import Document
+    from gristmill.data.pipeline import StepStats
+    from gristmill.data.recipe import build_step
+
+    work = args.workdir / "encoder-speed"
+    work.mkdir(parents=True, exist_ok=True)
+    tok, tokens = work / "tokenizer", work / "tokens"
+    if not (tok / "tokenizer.json").is_file():
+        gristmill("tokenizer", "train", "--input", str(OFFENSIVE / "train.jsonl"), "--kind", "wordpiece",
+                  "--vocab-size", "8000", "--out", str(tok), "--overwrite", "--no-progress")
+    if not (tokens / "manifest.json").is_file():
+        gristmill("tokenize", "--input", str(OFFENSIVE / "train.jsonl"), "--tokenizer", str(tok), "--seq-len", "128",
+                  "--out", str(tokens), "--overwrite", "--no-progress")
+    rows = [d for d, _ in corpus_with_labels()][: args.speed_docs]
+    words_per_doc = statistics.mean(words(d["text"]) for d in rows)
+    res: dict[str, Any] = {"docs": len(rows), "mean_words": round(words_per_doc, 1), "models": {}}
+    for size in ("tiny", "mini"):
+        run, ft, onnx = work / f"run-{size}", work / f"ft-{size}", work / f"onnx-{size}"
+        if not (run / "config.json").is_file():
+            gristmill("pretrain", "--data", str(tokens), "--model-size", size, "--steps", "20", "--eval-every", "0",
+                      "--out", str(run), "--overwrite", "--no-progress", "--threads", "1")
+        if not (ft / "task.json").is_file():
+            gristmill("finetune", "--model", str(run), "--train", str(OFFENSIVE / "train.jsonl"), "--dev",
+                      str(OFFENSIVE / "dev.jsonl"), "--per-class", "64", "--epochs", "1", "--out", str(ft),
+                      "--overwrite", "--threads", "1")
+        if not (onnx / "model.int8.onnx").is_file():
+            gristmill("export", str(ft), "--format", "onnx", "--quantize", "int8", "--out", str(onnx), "--overwrite",
+                      "--threads", "1")
+        for chunks in (1, 8):
+            for backend, folder, quantize in (("torch fp32", ft, "none"), ("torch int8", ft, "int8"),
+                                              ("onnx fp32", onnx, "none"), ("onnx int8", onnx, "int8")):
+                step = build_step("classifier", {"model": str(folder), "mode": "annotate", "quantize": quantize,
+                                                 "chunk_words": 100, "max_chunks": chunks, "threads": 1})
+                step.setup(None, "part-00000")
+                t0 = time.process_time()
+                for lo in range(0, len(rows), 500):
+                    docs = [Document(d["id"], d["text"], {}) for d in rows[lo:lo + 500]]
+                    step.process(docs, StepStats())
+                cpu = time.process_time() - t0
+                key = f"{size}, {backend}, up to {chunks} chunk(s) of 100 words"
+                res["models"][key] = {"cpu_s": round(cpu, 2), "docs_per_cpu_s": round(len(rows) / cpu, 1)}
+                print(key, res["models"][key], flush=True)
+    (work / "results.json").write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+    return res
+
+
 def finetune32(run: Path, outs: dict[int, Path], dev: Path, threads: int, scratch: bool = False) -> float:
     """``gristmill finetune`` on fortunes at 32 labels per class, one process per seed, in parallel
     (the learning curve's budget); returns their CPU seconds. Seeds already done are skipped."""
@@ -435,7 +487,7 @@ def last_validation(run: Path) -> dict[str, Any] | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("part", choices=["domain", "toxicity", "speed", "perplexity", "all"])
+    parser.add_argument("part", choices=["domain", "toxicity", "speed", "encoder-speed", "perplexity", "all"])
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/gm_selection"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--fraction", type=float, default=0.2, help="select_domain: share of documents kept.")
@@ -450,7 +502,8 @@ def main() -> None:
     if not (CORPUS / "docs.jsonl.gz").is_file():
         sys.exit(f"needs the shared data in {SHARED}")
     args.workdir = args.workdir.resolve()
-    parts = {"toxicity": toxicity, "perplexity": perplexity, "speed": speed, "domain": domain}
+    parts = {"toxicity": toxicity, "perplexity": perplexity, "speed": speed, "encoder-speed": encoder_speed,
+             "domain": domain}
     for name, fn in parts.items():
         if args.part in (name, "all"):
             fn(args)

@@ -2,6 +2,12 @@
 
 Data verbs live here; the other packages add theirs through a ``register(app)`` function in their
 ``commands`` module, so heavy imports (torch, onnxruntime) happen only when their verbs run.
+
+Import rule: gristmill modules import each other at the top of the file; an import sits inside a
+function only when it would load a heavy package (torch, transformers, onnx/onnxruntime, ray, sklearn,
+matplotlib, fastapi/uvicorn) on a path that does not need it, such as ``import gristmill.cli`` or the
+corpus steps, or when it loads plugins (``data.recipe.load_builtin_steps``); tests/test_layers.py checks
+the layering and that ``import gristmill.cli`` stays light.
 """
 
 from __future__ import annotations
@@ -14,29 +20,33 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gristmill.errors import GristmillError, exit_code
+from gristmill import __version__, quickstart
+from gristmill.console import UserError, console, fail
+from gristmill.data import storage
+from gristmill.data.classify import commands as classify_commands
+from gristmill.data.recipe import RecipeError, load_builtin_steps, load_recipe
+from gristmill.data.rescore import RescoreError, parse_settings
+from gristmill.data.rescore import rescore as rescore_run
+from gristmill.data.run import RunError, run_pipeline, summary_table
+from gristmill.errors import GristmillError, describe_os_error, exit_code
+from gristmill.experiments import commands as experiments_commands
 from gristmill.options import COUNT, JSON_HELP, PROGRESS_HELP, ranged
+from gristmill.report import commands as report_commands
+from gristmill.report.run_report import finish_run
+from gristmill.serve import commands as serve_commands
+from gristmill.serve import decoder_commands
+from gristmill.serve.scorers import register_builtin_scorers
+from gristmill.tokenizer import commands as tokenizer_commands
+from gristmill.train import adapt_commands, finetune_commands
+from gristmill.train import commands as train_commands
 from gristmill.verbosity import error_output, print_json, set_level
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference.")
-console = Console(stderr=True, soft_wrap=True)
-
-
-class UserError(GristmillError):
-    """An error the user can fix; printed as a message, never as a traceback."""
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    with error_output(console):
-        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code)
 
 
 def _print_version(value: bool) -> None:
     if value:
-        from gristmill import __version__
-
         typer.echo(f"gristmill {__version__}")
         raise typer.Exit()
 
@@ -73,11 +83,6 @@ def run(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run a corpus recipe: every input document ends in OUT/kept or OUT/rejected (with step:reason)."""
-    from gristmill.data import storage
-    from gristmill.data.recipe import RecipeError, load_recipe
-    from gristmill.data.run import RunError, run_pipeline, summary_table
-    from gristmill.serve.scorers import register_builtin_scorers
-
     register_builtin_scorers()  # the classifier step's encoder back-ends, also where package metadata is stale
     try:
         pipeline = load_recipe(recipe, output_override=out or output, input_override=input)
@@ -94,8 +99,6 @@ def run(
         raise fail(message) from None
     if not json_out:
         Console().print(summary_table(result))
-    from gristmill.report.run_report import finish_run
-
     report, card, report_seconds = finish_run(result.out)
     if json_out:
         print_json({"out": str(result.out), "docs_in": result.docs_in, "kept": result.kept,
@@ -121,9 +124,6 @@ def rescore(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output run."),
 ) -> None:
     """Change a filter's thresholds from the stored values: the result of a fresh run, without rerunning it."""
-    from gristmill.data.rescore import RescoreError, parse_settings
-    from gristmill.data.rescore import rescore as rescore_run
-
     try:
         stats = rescore_run(run_out, parse_settings(set_), dest, overwrite=overwrite)
     except RescoreError as exc:
@@ -141,8 +141,6 @@ def steps(
     import dataclasses
 
     from rich.table import Table
-
-    from gristmill.data.pipeline import load_builtin_steps
 
     if json_out:
         print_json({"steps": {name: {
@@ -164,16 +162,7 @@ def steps(
 
 
 def _register_package_commands() -> None:
-    from gristmill.data.classify import commands as classify_commands
-    from gristmill.experiments import commands as experiments_commands
-    from gristmill.report import commands as report_commands
-    from gristmill.serve import commands as serve_commands
-    from gristmill.serve import decoder_commands
-    from gristmill.tokenizer import commands as tokenizer_commands
-    from gristmill.train import adapt_commands, finetune_commands
-    from gristmill.train import commands as train_commands
-
-    for module in (tokenizer_commands, train_commands, adapt_commands, finetune_commands, serve_commands,
+    for module in (tokenizer_commands, train_commands, adapt_commands, finetune_commands, quickstart, serve_commands,
                    decoder_commands, classify_commands, experiments_commands, report_commands):
         module.register(app)
 
@@ -191,8 +180,6 @@ def main() -> None:
     except OSError as exc:
         # Where the machine, not gristmill, said no (disk full, permissions, a file where a folder should
         # be): one line naming the path. Other OS errors keep their traceback.
-        from gristmill.errors import describe_os_error
-
         message = describe_os_error(exc)
         if message is None:
             raise

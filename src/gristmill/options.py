@@ -9,9 +9,9 @@ ranges, so the API refuses what the command line refuses. Floats must always be 
 ``MAX_POSITIONS`` is the longest sequence gristmill builds a model for; token packing, fine-tuning and
 pretraining refuse lengths beyond it (a 100,000-token sequence would build 100,000 position embeddings
 and quadratic attention that never finishes a step). This module must not import torch or any package
-of gristmill (typer reads the callback's annotations, so typer is imported at the top). It also holds
-the help texts of the flags every verb shares (``--progress``, ``--threads``, ``--seed``, ``--json``), so
-they read the same everywhere.
+of gristmill above the base modules (gristmill.console prints the error; typer reads the callback's annotations, so typer is imported at the top).
+It also holds the help texts of the flags every verb shares (``--progress``, ``--threads``, ``--seed``, ``--json``),
+so they read the same everywhere.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import typer
+
+from gristmill.console import fail
 
 MAX_POSITIONS = 8192
 """Longest sequence (tokens) a gristmill model may be asked to hold: 16x BERT's 512."""
@@ -119,8 +121,6 @@ def ranged(allowed: Range) -> Callable[..., Any]:
         flag = max(param.opts, key=len) if param.opts else f"--{param.name}"
         message = problem(flag, value, allowed)
         if message:
-            from gristmill.cli import fail
-
             raise fail(message)
         return value
 

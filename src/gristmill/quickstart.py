@@ -30,7 +30,18 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import typer
+
+from gristmill.console import console, fail
+from gristmill.errors import exit_code
+from gristmill.model.config import ConfigError
+from gristmill.options import COUNT, THREADS_HELP, ranged
+from gristmill.tokenizer.tokdir import TokenizerError
+from gristmill.train.baseline import tfidf_logreg
+from gristmill.train.char_tfidf import char_tfidf_scores
+from gristmill.train.tasks import TaskError, load_sequence_examples, load_task
 
 Log = Callable[[str], None]
 
@@ -205,7 +216,6 @@ def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Sett
     import torch
 
     from gristmill.train.finetune import FineTuneConfig, finetune
-    from gristmill.train.tasks import load_task
 
     if threads:
         torch.set_num_threads(threads)
@@ -236,9 +246,6 @@ def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Sett
 
 def _baseline(sample_dir: Path) -> dict[str, Any]:
     """TF-IDF + logistic regression on the same training file, scored on the same test file."""
-    from gristmill.train.baseline import tfidf_logreg
-    from gristmill.train.tasks import load_sequence_examples
-
     task = sample_dir / "task"
     train = load_sequence_examples(task / "train.jsonl")
     scores = tfidf_logreg(train, load_sequence_examples(task / "test.jsonl"))
@@ -250,7 +257,6 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
     """A small learning curve (a few labels per class, pretrained vs scratch, one seed): OUT/curve/curve.png."""
     from gristmill.train.curve import run_curve
     from gristmill.train.finetune import FineTuneConfig
-    from gristmill.train.tasks import load_task
 
     task = sample_dir / "task"
     sizes = list(setting.curve_per_class)
@@ -269,9 +275,6 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
 
 def _char_tfidf(sample_dir: Path, log: Log) -> tuple[dict[str, Any], float]:
     """The non-neural peer on the same training file (train.char_tfidf)."""
-    from gristmill.train.char_tfidf import char_tfidf_scores
-    from gristmill.train.tasks import load_task
-
     task = sample_dir / "task"
     log("\n[bold]TF-IDF over character n-grams + logistic regression[/] (gristmill.train.char_tfidf)")
     t0 = time.perf_counter()
@@ -311,3 +314,29 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) ->
         f"(summary: {paths['clean'].parent / 'summary.json'})")
     log("does cleaning help on your own data? `gristmill ablate SPEC.yaml --out ABL/` compares recipes at equal compute "
         "(docs/ablate.md)")
+
+
+def _print(message: str) -> None:
+    console.print(message, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``quickstart`` verb (called by gristmill.cli, like the packages' ``commands.register``)."""
+
+    @app.command()
+    def quickstart(
+        out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="Folder for every artefact."),
+        fast: bool = typer.Option(False, "--fast", help="Shortened setting (about 2 minutes) for CI and a first look."),
+        sample: Path | None = typer.Option(None, "--sample", help="The bundled sample folder (default: found next to the package)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
+        lang: Literal["en", "zh"] = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
+    ) -> None:
+        """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
+        from gristmill.train.checkpoint import CheckpointError
+
+        try:
+            if lang != "en" and out == Path("runs/quickstart"):
+                out = Path(f"runs/quickstart-{lang}")
+            run_quickstart(out, fast=fast, sample=sample, threads=threads, log=_print, lang=lang)
+        except (QuickstartError, TaskError, ConfigError, TokenizerError, CheckpointError) as exc:
+            raise fail(str(exc), exit_code(exc)) from None

@@ -32,8 +32,7 @@ ray = pytest.importorskip("ray")
 
 from gristmill.data.executors import make_executor  # noqa: E402
 from gristmill.data.io import read_documents  # noqa: E402
-from gristmill.data.pipeline import load_builtin_steps  # noqa: E402
-from gristmill.data.recipe import load_recipe  # noqa: E402
+from gristmill.data.recipe import load_builtin_steps, load_recipe  # noqa: E402
 
 HELPERS = Path(__file__).parent / "ray"
 sys.path.insert(0, str(HELPERS))  # Ray workers on this machine inherit the driver's sys.path

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.experiments.ablate import Cell, budget_name, plan_cells
-from gristmill.experiments.spec import parse_spec
+from gristmill.experiments.ablate import Cell, plan_cells
+from gristmill.experiments.spec import budget_name, parse_spec
 from tests.sample import write_sample_head
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from gristmill.data.schema import harmonize
-from gristmill.report.cards import model_card
+from gristmill.serve.model_card import model_card
 from tests.report.conftest import run, write_corpus, write_recipe
 
 

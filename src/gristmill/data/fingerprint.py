@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import xxhash
 
-from gristmill.data import storage
+import gristmill.data.storage as storage
 
 BLOCK = 1 << 16
 SAMPLES = 8

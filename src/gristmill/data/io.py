@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from gristmill.data import storage
+import gristmill.data.storage as storage
 from gristmill.data.document import Document
 
 FORMATS = ("jsonl", "parquet", "text", "warc")
@@ -214,7 +214,7 @@ def _stage_compressed_jsonl(path: str, shard_size: int, staging: Path) -> tuple[
         error = f"cannot be read ({exc})" if n == 0 else f"file is truncated or corrupt after line {n}: {exc}"
     if lines:
         flush()
-    atomic_write_text(marker, json.dumps({"chunks": chunks, "error": error}))
+    storage.atomic_write_text(marker, json.dumps({"chunks": chunks, "error": error}))
     return chunks, error
 
 
@@ -882,10 +882,6 @@ def write_documents(docs: Sequence[Document], path: Path | str, fmt: str = "parq
                                                          .encode("utf-8")))
     else:
         raise ValueError(f"unknown output format {fmt!r}: use parquet or jsonl")
-
-
-def atomic_write_text(path: Path | str, text: str) -> None:
-    storage.atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def output_files(folder: Path | str) -> list[str]:

@@ -10,7 +10,8 @@ distributed) and writes its decisions to a work folder; then ``process`` applies
 shard by shard like any other step. The pipeline cuts the step list into stages at each corpus step.
 
 This module owns the protocol and the per-shard batch loop; it does not read files or start
-processes (that is ``io`` and ``executors``).
+processes (that is ``io`` and ``executors``), and it imports no step: the step modules import it and
+register themselves; ``recipe.load_builtin_steps`` imports the built-in ones.
 """
 
 from __future__ import annotations
@@ -150,15 +151,6 @@ def register(name: str) -> Callable[[type[Step]], type[Step]]:
         return cls
 
     return wrap
-
-
-def load_builtin_steps() -> dict[str, type[Step]]:
-    """Import the packages whose modules register the built-in steps."""
-    import gristmill.data.dedup  # noqa: F401
-    import gristmill.data.select  # noqa: F401
-    import gristmill.data.steps  # noqa: F401
-
-    return STEP_REGISTRY
 
 
 def text_bytes(docs: Iterable[Document]) -> int:

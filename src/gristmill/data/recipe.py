@@ -33,8 +33,32 @@ from typing import Any
 import yaml
 
 from gristmill.data.io import FORMATS, InputSpec
-from gristmill.data.pipeline import Step, load_builtin_steps
+from gristmill.data.pipeline import STEP_REGISTRY, Step
 from gristmill.data.run import OutputSpec, Pipeline
+
+
+def load_builtin_steps() -> dict[str, type[Step]]:
+    """Import the modules whose ``@register`` adds the built-in steps; return every registered step.
+
+    Imported here, when a recipe is read, so that the step base classes in ``pipeline`` never import
+    their own plugins.
+    """
+    from gristmill.data.dedup import decontaminate, exact, lines, minhash  # noqa: F401
+    from gristmill.data.select import dsir  # noqa: F401
+    from gristmill.data.steps import (  # noqa: F401
+        basic,
+        blocklist,
+        boilerplate,
+        classifier,
+        language,
+        normalize,
+        perplexity,
+        pii,
+        quality,
+        spam,
+    )
+
+    return STEP_REGISTRY
 
 
 class RecipeError(Exception):

@@ -32,7 +32,6 @@ import yaml
 from gristmill.data.document import Document
 from gristmill.data.io import (
     InputSpec,
-    atomic_write_text,
     plan_shards,
     read_documents,
     read_shard,
@@ -41,6 +40,7 @@ from gristmill.data.io import (
 from gristmill.data.pipeline import CorpusStep, Step, StepStats, run_steps
 from gristmill.data.recipe import RecipeError, build_step
 from gristmill.data.steps import text as tx
+from gristmill.data.storage import atomic_write_text
 
 PART_SIZE = 10_000
 

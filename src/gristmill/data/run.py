@@ -32,7 +32,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from gristmill.data import storage
+import gristmill.data.storage as storage
 from gristmill.data.document import Document
 from gristmill.data.executors import Executor, make_executor
 from gristmill.data.fingerprint import InputChanged, check_inputs_unchanged, input_fingerprints
@@ -41,7 +41,6 @@ from gristmill.data.io import (
     InputError,
     InputSpec,
     Shard,
-    atomic_write_text,
     expand_paths,
     output_files,
     plan_shards,
@@ -51,6 +50,7 @@ from gristmill.data.io import (
 )
 from gristmill.data.pipeline import CorpusStep, Step, StepStats, batched, run_steps, split_stages
 from gristmill.data.schema import harmonize
+from gristmill.data.storage import atomic_write_text
 from gristmill.progress import progress_bar
 from gristmill.provenance import provenance
 from gristmill.verbosity import info_console

@@ -16,7 +16,8 @@ from collections import Counter
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from gristmill.data import storage
+import gristmill.data.storage as storage
+from gristmill.data.io import output_files
 
 TAIL = ("reason", "detail")
 
@@ -83,8 +84,6 @@ class _Mixed(Exception):
 
 def harmonize(folder: str) -> int:
     """Rewrite the Parquet files of ``folder`` that differ from its union schema; returns how many."""
-    from gristmill.data.io import output_files
-
     files = [f for f in output_files(folder) if f.endswith(".parquet")]
     schema = folder_schema(files)
     if schema is None:

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from gristmill import __version__
+
 PathLike = str | Path
 
 
@@ -179,6 +181,11 @@ def atomic_write(path: PathLike, write: Callable[[IO[Any]], None], mode: str = "
         write(f)
 
 
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` as UTF-8, atomically (a reader sees the old file or the new one, never a part)."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 # ------------------------------------------------------------------ output folders: marker, lock, the one deletion
 #
 # Every output folder a gristmill verb creates carries MARKER (kind, created, complete). Deleting an
@@ -263,8 +270,6 @@ def mark_output(folder: PathLike, kind: str, complete: bool = False) -> None:
     """Write the marker that makes ``folder`` a gristmill ``kind`` output (incomplete until ``mark_complete``)."""
     import json
     import time
-
-    from gristmill import __version__
 
     old = read_marker(folder) or {}
     created = old.get("created") if old.get("kind") == kind else None

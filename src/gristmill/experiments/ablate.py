@@ -42,26 +42,21 @@ from typing import Any
 
 from rich.console import Console
 
-from gristmill.data.io import InputSpec, atomic_write_text
+from gristmill.data.io import InputSpec
 from gristmill.data.pipeline import Step
 from gristmill.data.recipe import build_step
 from gristmill.data.run import OutputSpec, Pipeline
+from gristmill.data.storage import atomic_write_text
+from gristmill.experiments import report
 from gristmill.experiments.holdout import HoldOut
-from gristmill.experiments.spec import AblationSpec
+from gristmill.experiments.spec import AblationSpec, budget_name
+from gristmill.tokenizer import TokenDataset, pack_corpus, train_tokenizer
+from gristmill.train.metrics import read_metrics
+from gristmill.train.tasks import load_sequence_examples, load_task, stratified_sample
 
 
 class AblationError(Exception):
     """A problem with the output folder or a phase that the user can fix."""
-
-
-def budget_name(tokens: int) -> str:
-    """A folder-safe, readable budget: 2000000 -> 2M, 500000 -> 500k."""
-    for scale, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
-        text = f"{tokens / scale:.3g}"
-        # Only when the short name means exactly this budget (1234 stays 1234, not 1.23k).
-        if tokens >= scale and round(float(text) * scale) == tokens:
-            return f"{text}{suffix}"
-    return str(tokens)
 
 
 @dataclass
@@ -135,8 +130,6 @@ def _decontaminate(spec: AblationSpec) -> list[Step]:
 
 
 def _tokenizer(spec: AblationSpec, abl: Path, show: bool) -> Path:
-    from gristmill.tokenizer import train_tokenizer
-
     out = abl / "tokenizer"
     if (out / "gristmill.json").is_file() and (out / "tokenizer.json").is_file():
         return out
@@ -149,8 +142,6 @@ def _tokenizer(spec: AblationSpec, abl: Path, show: bool) -> Path:
 
 
 def _pack(kept: Path, tokdir: Path, out: Path, spec: AblationSpec, show: bool, console: Console) -> dict[str, Any]:
-    from gristmill.tokenizer import pack_corpus
-
     manifest = out / "manifest.json"
     if manifest.is_file():
         return json.loads(manifest.read_text())
@@ -160,8 +151,6 @@ def _pack(kept: Path, tokdir: Path, out: Path, spec: AblationSpec, show: bool, c
 
 def _task(spec: AblationSpec, abl: Path) -> Any:
     """The task's splits; dev is cut to ``dev_per_class`` per class (early stopping only) when asked."""
-    from gristmill.train.tasks import load_sequence_examples, load_task, stratified_sample
-
     dev = Path(spec.task["dev"])
     if spec.dev_per_class:
         subset = abl / "task" / f"dev-{spec.dev_per_class}-per-class.jsonl"
@@ -179,9 +168,7 @@ def _task(spec: AblationSpec, abl: Path) -> Any:
 def _pretrain_cell(spec: AblationSpec, cell: Cell, tokens_dir: Path, heldout: Any, run_dir: Path,
                    show: bool) -> dict[str, Any]:
     """Pretrain for exactly the cell's budget (resuming a killed run), return the held-out evaluation."""
-    from gristmill.tokenizer import TokenDataset
     from gristmill.train import checkpoint as ckpt
-    from gristmill.train.metrics import read_metrics
     from gristmill.train.pretrain import PretrainConfig, pretrain
 
     batch = int(spec.pretrain.get("batch_size", 32))
@@ -246,8 +233,6 @@ def prepare_folder(spec: AblationSpec, abl: Path, resume: bool) -> None:
 def ablate(spec: AblationSpec, out: str | Path, resume: bool = False, progress: bool = True,
            console: Console | None = None, threads: int | None = None) -> list[dict[str, Any]]:
     """Run (or resume) the whole ablation; returns the result rows also written to ``results.jsonl``."""
-    from gristmill.experiments import report
-
     console = console or Console(stderr=True, soft_wrap=True)
     abl = Path(out)
     prepare_folder(spec, abl, resume)
@@ -286,8 +271,6 @@ def ablate(spec: AblationSpec, out: str | Path, resume: bool = False, progress: 
                                             abl / "variants" / variant.name / "tokens", spec, progress, console)
     with phases.measure("tokenize"):
         _pack(abl / "heldout" / "corpus" / "kept", tokdir, abl / "heldout" / "tokens", spec, progress, console)
-    from gristmill.tokenizer import TokenDataset
-
     heldout = TokenDataset(abl / "heldout" / "tokens", "train")
     if not len(heldout):
         raise AblationError("no held-out text survived cleaning: raise heldout.fraction")

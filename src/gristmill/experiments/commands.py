@@ -7,7 +7,13 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from gristmill.data.recipe import RecipeError
+from gristmill.data.run import RunError
+from gristmill.experiments.ablate import AblationError
+from gristmill.experiments.ablate import ablate as run_ablate
+from gristmill.experiments.spec import SpecError, load_spec
 from gristmill.options import COUNT, PROGRESS_HELP, THREADS_HELP, ranged
+from gristmill.tokenizer import TokenizerError
 from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
@@ -25,17 +31,12 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     ) -> None:
         """Pretrain and fine-tune once per data variant at equal token budgets; compare them paired by seed."""
-        from gristmill.data.recipe import RecipeError
-        from gristmill.data.run import RunError
-        from gristmill.experiments.ablate import AblationError, ablate
-        from gristmill.experiments.spec import SpecError, load_spec
-        from gristmill.tokenizer import TokenizerError
         from gristmill.train.finetune import FineTuneError
         from gristmill.train.pretrain import PretrainError
 
         try:
             parsed = load_spec(spec)
-            ablate(parsed, out, resume=resume, progress=progress, console=console, threads=threads)
+            run_ablate(parsed, out, resume=resume, progress=progress, console=console, threads=threads)
         except (SpecError, AblationError, RecipeError, RunError, TokenizerError, PretrainError, FineTuneError) as exc:
             with error_output(console):
                 console.print(f"[bold red]error:[/] {exc}")

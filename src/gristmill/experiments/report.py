@@ -13,15 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gristmill.data.io import atomic_write_text
+from gristmill.data.storage import atomic_write_text
 from gristmill.experiments.pairing import Difference, bootstrap_interval, paired_differences
-from gristmill.experiments.spec import AblationSpec
-
-
-def _budget(tokens: int) -> str:
-    from gristmill.experiments.ablate import budget_name
-
-    return budget_name(tokens)
+from gristmill.experiments.spec import AblationSpec, budget_name
 
 
 def _mean_sd(values: Sequence[float]) -> str:
@@ -79,12 +73,12 @@ def markdown(spec: AblationSpec, rows: Sequence[dict[str, Any]], phases: dict[st
     for v in spec.variants:
         kept = context.get("corpus", {}).get(v.name, {}).get("kept")
         toks = context.get("manifests", {}).get(v.name, {}).get("tokens")
-        epochs = ", ".join(f"{_budget(r['tokens'])}: {r['epochs']:.3g}" for r in per_run
+        epochs = ", ".join(f"{budget_name(r['tokens'])}: {r['epochs']:.3g}" for r in per_run
                            if r["variant"] == v.name and r["pretrain_seed"] == spec.pretrain_seeds[0])
         steps = ", ".join(n for n, _ in v.steps) or "(none)"
         lines.append(f"| {v.name} | {steps} | {_count(kept)} | {_count(toks)} | {epochs or '-'} |")
     lines += ["", "## Held-out masked-LM loss (lower is better)", "",
-              "| variant | " + " | ".join(_budget(b) for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
+              "| variant | " + " | ".join(budget_name(b) for b in budgets) + " |", "|---" * (len(budgets) + 1) + "|"]
     for name in variants:
         cells = [_mean_sd([r["heldout_loss"] for r in per_run if r["variant"] == name and r["tokens"] == b])
                  for b in budgets]
@@ -92,7 +86,7 @@ def markdown(spec: AblationSpec, rows: Sequence[dict[str, Any]], phases: dict[st
     sizes = list(dict.fromkeys(r["per_class"] for r in pretrained))
     for metric, title in (("test_accuracy", "Test accuracy"), ("test_macro_f1", "Test macro-F1")):
         lines += ["", f"## {title} (mean ± sd over pretraining x task seeds)", "",
-                  "| variant | labels per class | " + " | ".join(_budget(b) for b in budgets) + " |",
+                  "| variant | labels per class | " + " | ".join(budget_name(b) for b in budgets) + " |",
                   "|---|---" + "|---" * len(budgets) + "|"]
         for size in sizes:
             for name in variants:
@@ -108,7 +102,7 @@ def markdown(spec: AblationSpec, rows: Sequence[dict[str, Any]], phases: dict[st
               "|---|---|---|---|---|---|"]
     for d in diffs:
         scale, unit = (1.0, "") if d.metric == "heldout_loss" else (100.0, " points")
-        lines.append(f"| {d.variant} | {d.metric} | {_budget(d.group['tokens'])} | {d.group.get('per_class', '')} | "
+        lines.append(f"| {d.variant} | {d.metric} | {budget_name(d.group['tokens'])} | {d.group.get('per_class', '')} | "
                      f"{d.pairs} | {_interval_words(d, scale, unit)} |")
     if not diffs:
         lines.append("| (no complete pairs yet) | | | | | |")

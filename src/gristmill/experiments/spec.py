@@ -43,7 +43,17 @@ from gristmill.data import storage
 from gristmill.data.io import FORMATS, InputSpec, expand_paths
 from gristmill.data.pipeline import CorpusStep, Step
 from gristmill.data.recipe import RecipeError, build_step, resolve_step_class
+from gristmill.model.config import NAMED_SIZES
 
+
+def budget_name(tokens: int) -> str:
+    """A folder-safe, readable budget: 2000000 -> 2M, 500000 -> 500k."""
+    for scale, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+        text = f"{tokens / scale:.3g}"
+        # Only when the short name means exactly this budget (1234 stays 1234, not 1.23k).
+        if tokens >= scale and round(float(text) * scale) == tokens:
+            return f"{text}{suffix}"
+    return str(tokens)
 
 class SpecError(Exception):
     """An ablation spec that cannot run; the message names the file and, where known, the line."""
@@ -326,8 +336,6 @@ def parse_spec(text: str, source: str = "<spec>") -> AblationSpec:
                         f"({', '.join(variants)})")
 
     # -- pretraining: budgets, seeds, model, and any PretrainConfig field
-    from gristmill.model.config import NAMED_SIZES
-
     pre_node = top["pretrain"]
     pre = _plain(pre_node)
     where = _where(source, pre_node)

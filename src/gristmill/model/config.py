@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gristmill.data.storage import atomic_write_text
 from gristmill.options import MAX_POSITIONS
 
 # The BERT miniatures (Turc et al., 2019) and BERT-base: name -> (layers, hidden). Heads = hidden / 64,
@@ -114,8 +115,6 @@ class ModelConfig:
         return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
-        from gristmill.data.io import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
@@ -215,8 +214,6 @@ class DecoderConfig:
         return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
-        from gristmill.data.io import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
 

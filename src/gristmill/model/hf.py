@@ -20,6 +20,9 @@ from typing import Any
 import torch
 
 from gristmill.model.config import DecoderConfig, ModelConfig, is_decoder_run
+from gristmill.model.decoder import CausalLM
+from gristmill.model.run_folder import load_decoder_run, load_run, save_run_weights
+from gristmill.model.transformer import MaskedLM
 
 
 class HFError(ValueError):
@@ -160,8 +163,6 @@ def export_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write ``out_dir`` with config.json, model.safetensors and the tokenizer, loadable by BertForMaskedLM."""
     from transformers import BertForMaskedLM
 
-    from gristmill.train.checkpoint import load_run
-
     if is_decoder_run(run_dir):
         return export_decoder_hf(run_dir, out_dir)
     model, config, tokenizer_dir = load_run(run_dir)
@@ -183,9 +184,6 @@ def export_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
 def import_hf(hf_dir: str | Path, run_dir: str | Path, overwrite: bool = False) -> Path:
     """Turn a local BERT checkpoint folder into a RUN (config.json, model.safetensors, tokenizer/)."""
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
-
-    from gristmill.model.transformer import MaskedLM
-    from gristmill.train.checkpoint import save_run_weights
 
     src, run = Path(hf_dir), Path(run_dir)
     if not (src / "config.json").exists():
@@ -349,8 +347,6 @@ def export_decoder_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write ``out_dir`` (config.json, model.safetensors, tokenizer) that LlamaForCausalLM loads."""
     from transformers import GenerationConfig
 
-    from gristmill.train.checkpoint import load_decoder_run
-
     model, config, tokenizer_dir = load_decoder_run(run_dir)
     out = Path(out_dir)
     llama = to_llama(model, config)
@@ -366,9 +362,6 @@ def export_decoder_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
 def import_decoder_hf(src: Path, run: Path) -> Path:
     """A local LlamaForCausalLM folder -> a decoder RUN (config.json, model.safetensors, tokenizer/)."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from gristmill.model.decoder import CausalLM
-    from gristmill.train.checkpoint import save_run_weights
 
     config = from_llama_config(LlamaConfig.from_pretrained(src, local_files_only=True))
     llama = LlamaForCausalLM.from_pretrained(src, local_files_only=True)

@@ -173,7 +173,7 @@ class TriggerFinder:
     def __init__(self, stats: dict[str, Any]) -> None:
         self.steps: dict[str, Any] = {}
         try:
-            from gristmill.data.pipeline import load_builtin_steps
+            from gristmill.data.recipe import load_builtin_steps
 
             registry = load_builtin_steps()
         except ImportError:  # pragma: no cover - a partial install still gets a report

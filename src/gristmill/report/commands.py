@@ -11,7 +11,14 @@ from typing import Literal
 import typer
 from rich.console import Console
 
+from gristmill.data import storage
 from gristmill.options import COUNT, SEED, SEED_HELP, ranged
+from gristmill.report.bias import corpus_bias, markdown_summary
+from gristmill.report.collect import ReportError, collect
+from gristmill.report.html_page import render_html
+from gristmill.report.markdown import render_markdown
+from gristmill.report.probe import ProbeError, probe_model
+from gristmill.report.run_report import write_report
 from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
@@ -35,11 +42,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rebuild a run's report: funnel, rejections with examples, lengths, languages, duplicates, PII, time."""
         import sys
-
-        from gristmill.report.collect import ReportError, collect
-        from gristmill.report.html_page import render_html
-        from gristmill.report.markdown import render_markdown
-        from gristmill.report.run_report import write_report
 
         output = out or output
         try:
@@ -67,16 +69,10 @@ def register(app: typer.Typer) -> None:
         import json
         import sys
 
-        from gristmill.data import storage
-        from gristmill.report.bias import corpus_bias, markdown_summary
-        from gristmill.report.collect import ReportError
-
         try:
             output = out or output
             result = corpus_bias(corpus, by=by, max_docs=max_docs, resamples=resamples, seed=seed)
             if model is not None:
-                from gristmill.report.probe import ProbeError, probe_model
-
                 try:
                     result["model_probe"] = probe_model(model, resamples=resamples, seed=seed)
                 except ProbeError as exc:

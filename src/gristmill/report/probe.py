@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from gristmill.tokenizer import load_tokenizer, special_ids
+
 MEASURES = ("The share of templated sentence pairs on which the model gives a higher pseudo-log-likelihood to "
             "the stereotyped variant (CrowS-Pairs metric, Nangia et al. 2020); 50% = no preference.")
 LIMITS = ("Only these few English templates and group words; not harm in use, not other groups or phrasings. A "
@@ -135,7 +137,6 @@ def probe_model(run_dir: str | Path, resamples: int = 1000, seed: int = 0) -> di
     """Probe the pretrained encoder in ``run_dir`` (a RUN folder) with :data:`PAIRS`."""
     import torch
 
-    from gristmill.tokenizer import load_tokenizer, special_ids
     from gristmill.train.checkpoint import CheckpointError, load_run
 
     run = Path(run_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from gristmill.data import storage
-from gristmill.data.io import atomic_write_text
+from gristmill.data.storage import atomic_write_text
 from gristmill.report.cards import write_dataset_card
 from gristmill.report.collect import collect
 from gristmill.report.html_page import render_html

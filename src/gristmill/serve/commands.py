@@ -11,7 +11,10 @@ from typing import Any, Literal
 
 import typer
 
+from gristmill.console import console, fail
+from gristmill.data import storage
 from gristmill.errors import exit_code, require_extra
+from gristmill.model.config import ConfigError, is_decoder_run
 from gristmill.options import (
     COUNT,
     JSON_HELP,
@@ -22,15 +25,25 @@ from gristmill.options import (
     THREADS_HELP,
     ranged,
 )
+from gristmill.serve.model_card import write_model_card
+from gristmill.serve.onnx import export_hf_classifier, export_onnx
+from gristmill.serve.predict import (
+    MaskFiller,
+    PredictError,
+    is_mlm_run,
+    load_classifier,
+    load_tagger,
+    predict_file,
+    predict_tags_file,
+    task_type_of,
+)
+from gristmill.tokenizer.tokdir import TokenizerError
+from gristmill.train.tasks import TaskError
 from gristmill.verbosity import print_json
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from gristmill.model.config import ConfigError
-    from gristmill.serve.predict import PredictError
-    from gristmill.tokenizer.tokdir import TokenizerError
     from gristmill.train.checkpoint import CheckpointError
-    from gristmill.train.tasks import TaskError
 
     errors: list[type[Exception]] = [PredictError, TaskError, ConfigError, TokenizerError, CheckpointError]
     try:
@@ -47,14 +60,10 @@ ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 
 
 def _log(message: str) -> None:
-    from gristmill.cli import console
-
     console.print(message, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    from gristmill.cli import fail
-
     return fail(message, code)
 
 
@@ -93,14 +102,6 @@ def register(app: typer.Typer) -> None:
         predicted_tags and tag_scores, one per word); a malformed line gets an output line with an error
         instead (exit status 3).
         """
-        from gristmill.serve.predict import (
-            load_classifier,
-            load_tagger,
-            predict_file,
-            predict_tags_file,
-            task_type_of,
-        )
-
         output = out or output
         if output is None:
             raise _fail("give --out FILE.jsonl (- for stdout)")
@@ -154,8 +155,6 @@ def register(app: typer.Typer) -> None:
             require_extra("hf", "export --format hf", "transformers")
         else:
             require_extra("serve", "export --format onnx", *ONNX_MODULES)
-        from gristmill.data import storage
-
         try:
             storage.check_not_input(out, [model, eval_file])
             storage.check_folder_target(out)
@@ -171,8 +170,6 @@ def register(app: typer.Typer) -> None:
                 if quantize != "none":
                     raise _fail("--quantize applies to --format onnx only")
                 if is_classifier:
-                    from gristmill.serve.onnx import export_hf_classifier
-
                     export_hf_classifier(model, out)
                     _log(f"wrote {out} (BertForSequenceClassification + tokenizer)")
                 else:
@@ -180,15 +177,11 @@ def register(app: typer.Typer) -> None:
 
                     export_hf(model, out)
                     _log(f"wrote {out} (BertForMaskedLM + tokenizer)")
-                from gristmill.report.cards import write_model_card
-
                 _log(f"wrote {write_model_card(model, out, 'BertForSequenceClassification' if is_classifier else 'BertForMaskedLM')}")
                 storage.mark_complete(out, "export")
                 return
             if not is_classifier:
                 raise _fail(f"{model} has no task.json: ONNX export takes a fine-tuned classifier (FT folder)")
-            from gristmill.serve.onnx import export_onnx
-
             report = export_onnx(model, out, quantize=quantize, eval_file=eval_file, eval_limit=eval_limit,
                                  torch_int8=torch_int8, threads=threads, log=_log)
         except _user_errors() as exc:
@@ -230,9 +223,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve a model over HTTP (FastAPI + uvicorn) until SIGTERM or Ctrl-C; OpenAPI schema at /docs."""
         require_extra("serve", "gristmill serve", "fastapi", "uvicorn", "h11", "pydantic")
-        from gristmill.model.config import is_decoder_run
         from gristmill.serve.guard import default_allowed_hosts
-        from gristmill.serve.predict import MaskFiller, is_mlm_run, load_classifier
         from gristmill.serve.server import Access, Limits, classifier_engine, fill_mask_engine, run_server
 
         if backend == "onnx":

@@ -13,22 +13,22 @@ from pathlib import Path
 
 import typer
 
+from gristmill.console import console, fail
+from gristmill.data.storage import atomic_write_text
+from gristmill.model.config import ConfigError
 from gristmill.options import COUNT, NON_NEGATIVE, SEED, SEED_HELP, THREADS_HELP, at_least, ranged
+from gristmill.tokenizer.tokdir import TokenizerError
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from gristmill.model.config import ConfigError
     from gristmill.serve.generate import GenerateError
     from gristmill.serve.perplexity import PerplexityError
-    from gristmill.tokenizer.tokdir import TokenizerError
     from gristmill.train.checkpoint import CheckpointError
 
     return (GenerateError, PerplexityError, ConfigError, TokenizerError, CheckpointError)
 
 
 def _fail(message: str) -> typer.Exit:
-    from gristmill.cli import fail
-
     return fail(message)
 
 
@@ -108,7 +108,6 @@ def register(app: typer.Typer) -> None:
         """Perplexity of each document and of the whole file under a decoder run (a data-quality score)."""
         import torch
 
-        from gristmill.cli import console
         from gristmill.serve.perplexity import perplexity, read_documents
 
         if threads:
@@ -120,8 +119,6 @@ def register(app: typer.Typer) -> None:
             raise _fail(str(exc)) from None
         lines = "".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in scores)
         if out is not None:
-            from gristmill.data.io import atomic_write_text
-
             atomic_write_text(out, lines)
         else:
             sys.stdout.write(lines)

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 
 from gristmill.model.decoder import KVCache, positions_from_mask
+from gristmill.tokenizer import load_tokenizer
+from gristmill.train.checkpoint import CheckpointError, load_decoder_run
 
 
 class GenerateError(ValueError):
@@ -159,9 +161,6 @@ class TextGenerator:
 
     @classmethod
     def from_run(cls, run_dir: str | Path) -> TextGenerator:
-        from gristmill.tokenizer import load_tokenizer
-        from gristmill.train.checkpoint import CheckpointError, load_decoder_run
-
         model, config, tokdir = load_decoder_run(run_dir)
         if not tokdir.is_dir():
             raise CheckpointError(f"{run_dir} has no tokenizer/ folder")

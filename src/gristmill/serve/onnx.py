@@ -30,15 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from gristmill.serve.predict import (
-    ONNX_FP32,
-    ONNX_INT8,
-    Classifier,
-    OnnxBackend,
-    PredictError,
-    TorchBackend,
-    read_task,
-)
+from gristmill.serve.backends import ONNX_FP32, ONNX_INT8, OnnxBackend, PredictError, TorchBackend, read_task
+from gristmill.serve.classifier import Classifier
+from gristmill.train.tasks import TaskError, load_sequence_examples
 
 OPSET = 18
 
@@ -135,8 +129,6 @@ def parity(reference: np.ndarray, other: np.ndarray) -> dict[str, float]:
 def read_labelled(path: str | Path, text_field: str, label_field: str, pair_field: str | None = None,
                   limit: int | None = None) -> tuple[list[str], list[str], list[str] | None]:
     """Texts, gold labels (and second texts) of a labelled JSONL file, as fine-tuning reads it."""
-    from gristmill.train.tasks import TaskError, load_sequence_examples
-
     try:
         examples = load_sequence_examples(path, text_field, label_field, pair_field)
     except TaskError as exc:

@@ -27,6 +27,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from gristmill.tokenizer import load_tokenizer
+from gristmill.train.checkpoint import load_decoder_run
+
 
 class PerplexityError(ValueError):
     """An input the user can fix (not JSONL, no text field)."""
@@ -118,9 +121,6 @@ def read_documents(path: str | Path, text_field: str = "text", id_field: str = "
 def perplexity(run_dir: str | Path, documents: list[tuple[str, str]], batch_size: int = 16,
                stride: int | None = None) -> tuple[list[DocumentScore], dict[str, float]]:
     """Per-document scores and the corpus summary for (id, text) pairs under the decoder in ``run_dir``."""
-    from gristmill.tokenizer import load_tokenizer
-    from gristmill.train.checkpoint import load_decoder_run
-
     model, config, tokdir = load_decoder_run(run_dir)
     tokenizer = load_tokenizer(tokdir)
     token_lists = [[config.bos_id, *tokenizer.encode(text, add_special_tokens=False).ids, config.eos_id]

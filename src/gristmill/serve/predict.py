@@ -1,9 +1,8 @@
 """Batch prediction with a fine-tuned classifier: length-sorted batches and streaming JSONL in and out.
 
-Owns the :class:`Classifier` (texts -> token ids -> batches sorted by length and padded only to their own
-longest -> a backend's logits -> probabilities back in input order), the two backends (PyTorch, optionally
-int8-quantized in-process, and onnxruntime), loading either from an ``FT/`` folder or an ONNX export
-folder, and :func:`predict_file`, the streaming loop behind ``gristmill predict``. Also here: the
+Loads a :class:`~gristmill.serve.classifier.Classifier` on one of the backends of
+``gristmill.serve.backends`` (PyTorch, optionally int8-quantized in-process, or onnxruntime) from an
+``FT/`` folder or an ONNX export folder (those names are re-exported here), and owns :func:`predict_file`, the streaming loop behind ``gristmill predict``. Also here: the
 :class:`Tagger` for token-classification models (PyTorch only) and the :class:`MaskFiller` behind the
 service's ``/fill-mask``.
 
@@ -25,230 +24,47 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
+from gristmill.data.io import open_binary
 from gristmill.errors import describe_os_error
+from gristmill.progress import progress_bar
+from gristmill.serve.backends import (
+    BACKENDS,
+    ONNX_FP32,
+    ONNX_INT8,
+    QUANTIZE,
+    Backend,
+    OnnxBackend,
+    PredictError,
+    TorchBackend,
+    is_onnx_export,
+    quantize_torch_int8,
+    read_task,
+)
+from gristmill.serve.classifier import (
+    PASS_COST_TOKENS,
+    Classifier,
+    clean_text,
+    pad_batch,
+    plan_batches,
+    softmax,
+)
+from gristmill.serve.onnx import export_onnx
+from gristmill.tokenizer.tokdir import load_tokenizer
+from gristmill.train.tasks import encode_sequences, encode_words, plain, special_ids
 
-BACKENDS = ("torch", "onnx")
-QUANTIZE = ("none", "int8")
-ONNX_FP32 = "model.onnx"
-ONNX_INT8 = "model.int8.onnx"
-
-
-class PredictError(Exception):
-    """A problem the user can fix (wrong folder, unsupported task, unreadable input)."""
-
-
-# ------------------------------------------------------------------------------------------------ backends
-
-
-class Backend(Protocol):
-    """Turns a padded batch of token ids into logits; counts nothing, knows nothing about labels."""
-
-    name: str
-
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray: ...
-
-
-def quantize_torch_int8(model: Any) -> Any:
-    """PyTorch dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations quantized on the fly)."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        # torch.ao.quantization is deprecated in favour of torchao (not installed); the API still works.
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
-class TorchBackend:
-    """The fine-tuned PyTorch model, run under ``torch.inference_mode``."""
-
-    def __init__(self, model: Any, quantize: str = "none") -> None:
-        model.eval()
-        self.model = quantize_torch_int8(model) if quantize == "int8" else model
-        self.name = "torch-int8" if quantize == "int8" else "torch"
-
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            out = self.model(torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask),
-                             token_type_ids=torch.from_numpy(token_type_ids))
-            return out.float().numpy()
-
-
-class OnnxBackend:
-    """An exported ONNX model run by onnxruntime on the CPU."""
-
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_names = {i.name for i in self.session.get_inputs()}
-        self.name = "onnx-int8" if Path(path).name == ONNX_INT8 else "onnx"
-
-    def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
-        feed = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}
-        return self.session.run(["logits"], {k: v for k, v in feed.items() if k in self.input_names})[0]
-
-
-# ---------------------------------------------------------------------------------------------- classifier
-
-
-def clean_text(text: str) -> str:
-    """JSON allows lone surrogates ("\\ud800") that the Rust tokenizer cannot take; replace them."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def pad_batch(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Right-pad ``(ids, token types)`` pairs to the longest of the batch: int64 ids, mask and types."""
-    width = max(len(ids) for ids, _ in encoded)
-    ids = np.full((len(encoded), width), pad_id, dtype=np.int64)
-    mask = np.zeros((len(encoded), width), dtype=np.int64)
-    types = np.zeros((len(encoded), width), dtype=np.int64)
-    for row, (tok, typ) in enumerate(encoded):
-        ids[row, : len(tok)] = tok
-        mask[row, : len(tok)] = 1
-        types[row, : len(typ)] = typ
-    return ids, mask, types
-
-
-PASS_COST_TOKENS = 32
-"""What one forward pass costs beyond its tokens, in padded-token equivalents (measured on CPU: a pass of
-one 40-token text took about as long as 46 tokens inside a larger batch)."""
-
-
-def plan_batches(sorted_lengths: Sequence[int], max_rows: int, pass_cost: int = PASS_COST_TOKENS) -> list[tuple[int, int]]:
-    """Cut texts sorted by length into batches ``[start, stop)`` of at most ``max_rows`` that minimise padded work.
-
-    A batch costs ``rows x its longest length + pass_cost``: one batch of 15 random-length texts padded to
-    the longest did 3x the work of the texts themselves and ran 2.5x slower than 15 single passes, while
-    many small passes pay the per-pass cost. Dynamic programming over the sorted order finds the best
-    cut in O(n x max_rows); for a dense, sorted window it gives full batches.
-    """
-    n = len(sorted_lengths)
-    lengths = np.asarray(sorted_lengths, dtype=np.float64)
-    best = np.zeros(n + 1)
-    cut = np.zeros(n + 1, dtype=np.int64)
-    for stop in range(1, n + 1):
-        starts = np.arange(max(0, stop - max_rows), stop)
-        costs = best[starts] + (stop - starts) * lengths[stop - 1] + pass_cost
-        k = int(costs.argmin())
-        best[stop], cut[stop] = costs[k], starts[k]
-    batches = []
-    stop = n
-    while stop > 0:
-        batches.append((int(cut[stop]), stop))
-        stop = int(cut[stop])
-    return batches[::-1]
-
-
-@dataclass
-class Classifier:
-    """A sequence classifier ready to predict: tokenizer, task (labels, max length, pair field) and a backend."""
-
-    backend: Backend
-    tokenizer: Any
-    labels: list[str]
-    max_length: int
-    batch_size: int = 32
-    pair_field: str | None = None
-    text_field: str = "text"
-    source: str = ""
-    forward_passes: int = 0
-    texts_seen: int = 0
-
-    def __post_init__(self) -> None:
-        from gristmill.train.tasks import plain, special_ids
-
-        plain(self.tokenizer)
-        self.pad_id = special_ids(self.tokenizer)[0]
-
-    def encode(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[tuple[list[int], list[int]]]:
-        """``[CLS] text [SEP]`` (or a pair) cut to ``max_length``, exactly as fine-tuning encoded it."""
-        from gristmill.train.tasks import encode_sequences
-
-        return encode_sequences(self.tokenizer, [clean_text(t) for t in texts], self.max_length,
-                                [clean_text(p) for p in pairs] if pairs is not None else None)
-
-    def predict_proba(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> np.ndarray:
-        """Probabilities ``[len(texts), num_labels]`` in input order.
-
-        Texts are sorted by token length and cut into batches of at most ``batch_size`` (see
-        :func:`plan_batches`), each padded only to its own longest text, so short texts do not pay for
-        long ones.
-        """
-        n = len(texts)
-        probs = np.empty((n, len(self.labels)), dtype=np.float32)
-        if n == 0:
-            return probs
-        if self.pair_field is not None and pairs is None:
-            raise PredictError(f"this model classifies text pairs; give the second text ({self.pair_field!r})")
-        encoded = self.encode(texts, pairs)
-        lengths = np.fromiter((len(ids) for ids, _ in encoded), dtype=np.int64, count=n)
-        order = np.argsort(lengths, kind="stable")
-        for start, stop in plan_batches(lengths[order], self.batch_size):
-            rows = order[start:stop]
-            ids, mask, types = pad_batch([encoded[i] for i in rows], self.pad_id)
-            logits = self.backend.logits(ids, mask, types)
-            self.forward_passes += 1
-            probs[rows] = softmax(logits.astype(np.float32))
-        self.texts_seen += n
-        return probs
-
-    def predict(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """``[{"label", "score", "probabilities": {label: p}}]`` for each text, in input order."""
-        return [self.describe(row) for row in self.predict_proba(texts, pairs)]
-
-    def describe(self, row: np.ndarray) -> dict[str, Any]:
-        best = int(row.argmax())
-        return {"label": self.labels[best], "score": round(float(row[best]), 6),
-                "probabilities": {label: round(float(p), 6) for label, p in zip(self.labels, row, strict=True)}}
+__all__ = [
+    "BACKENDS", "ONNX_FP32", "ONNX_INT8", "PASS_COST_TOKENS", "QUANTIZE", "Backend", "Classifier", "OnnxBackend",
+    "PredictError", "TorchBackend", "clean_text", "is_onnx_export", "pad_batch", "plan_batches", "quantize_torch_int8",
+    "read_task", "softmax",
+    "load_classifier", "predict_file", "load_tagger", "predict_tags_file", "task_type_of", "MaskFiller", "is_mlm_run",
+]
 
 
 # ------------------------------------------------------------------------------------------------- loading
-
-
-def is_onnx_export(path: Path) -> bool:
-    return (path / ONNX_FP32).is_file() or (path / ONNX_INT8).is_file()
-
-
-def read_task(folder: Path, allow_token: bool = False) -> Any:
-    """The :class:`~gristmill.train.tasks.TaskSpec` in ``task.json`` of an FT or export folder."""
-    from gristmill.train.tasks import TaskSpec
-
-    task_file = folder / "task.json"
-    if not task_file.is_file():
-        raise PredictError(f"{folder} has no task.json: expected a fine-tuned model folder (gristmill finetune --out) "
-                           "or an ONNX export folder (gristmill export --format onnx)")
-    try:
-        spec = TaskSpec.from_json(json.loads(task_file.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise PredictError(f"{task_file} is not a readable task description: {exc}") from None
-    if len(spec.labels) < 2:
-        raise PredictError(f"{task_file} lists fewer than two labels")
-    if spec.type != "sequence" and not (allow_token and spec.type == "token"):
-        raise PredictError(f"{folder} is a {spec.type!r} classification model; export, serve and the onnx backend "
-                           "handle sequence classification models (gristmill predict --backend torch takes both)")
-    return spec
 
 
 def load_classifier(
@@ -275,8 +91,6 @@ def load_classifier(
         return _load_onnx_export(folder, quantize, batch_size, threads)
     spec = read_task(folder)
     if backend == "onnx":
-        from gristmill.serve.onnx import export_onnx
-
         tmp = Path(tempfile.mkdtemp(prefix="gristmill-onnx-"))
         if log:
             log(f"exporting {folder} to ONNX in {tmp} (run `gristmill export --format onnx` once to skip this)")
@@ -297,8 +111,6 @@ def load_classifier(
 
 
 def _load_onnx_export(folder: Path, quantize: str, batch_size: int, threads: int | None) -> Classifier:
-    from gristmill.tokenizer.tokdir import load_tokenizer
-
     spec = read_task(folder)
     model_file = folder / (ONNX_INT8 if quantize == "int8" else ONNX_FP32)
     if not model_file.is_file():
@@ -340,8 +152,6 @@ def _open_input(path: str) -> io.BufferedIOBase:
         return sys.stdin.buffer  # type: ignore[return-value]
     if not os.path.isfile(path):
         raise PredictError(f"{path}: no such file")
-    from gristmill.data.io import open_binary
-
     return open_binary(path)
 
 
@@ -455,8 +265,6 @@ def _stream(
 
     Malformed lines become error records in place, so the output has one line per input line, in order.
     """
-    from gristmill.progress import progress_bar
-
     if window < 1:
         raise PredictError(f"window must be at least 1, got {window}")
     summary = PredictSummary()
@@ -558,8 +366,6 @@ class Tagger:
     forward_passes: int = 0
 
     def __post_init__(self) -> None:
-        from gristmill.train.tasks import plain, special_ids
-
         plain(self.tokenizer)
         self.pad_id = special_ids(self.tokenizer)[0]
         self.model.eval()
@@ -567,8 +373,6 @@ class Tagger:
     def predict_words(self, words_batch: Sequence[Sequence[str]]) -> list[list[tuple[str, float | None]]]:
         """``(tag, probability)`` per word; a word cut off by ``max_length`` gets "O" (or the first label), None."""
         import torch
-
-        from gristmill.train.tasks import encode_words
 
         encoded = encode_words(self.tokenizer, [[clean_text(w) for w in words] for words in words_batch],
                                self.max_length)
@@ -655,9 +459,7 @@ class MaskFiller:
     """A pretrained masked-LM (``RUN/`` folder): the top candidates for each ``[MASK]`` of a text."""
 
     def __init__(self, run_dir: str | Path, batch_size: int = 32) -> None:
-        from gristmill.tokenizer.tokdir import load_tokenizer
         from gristmill.train.checkpoint import load_run
-        from gristmill.train.tasks import plain, special_ids
 
         self.model, self.config, tokdir = load_run(run_dir)
         self.model.eval()
@@ -672,8 +474,6 @@ class MaskFiller:
         self.forward_passes = 0
 
     def encode(self, texts: Sequence[str]) -> list[tuple[list[int], list[int]]]:
-        from gristmill.train.tasks import encode_sequences
-
         return encode_sequences(self.tokenizer, [clean_text(t) for t in texts], self.max_length)
 
     def check(self, texts: Sequence[str], max_masks: int = 32) -> list[str | None]:

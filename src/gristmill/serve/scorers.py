@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.data.classify.scorers import ENCODER, ONNX, register_scorer
+from gristmill.serve.predict import load_classifier
 
 
 def _torch_threads(threads: int | None) -> None:
@@ -26,8 +27,6 @@ def _torch_threads(threads: int | None) -> None:
 def load_encoder_scorer(folder: str | Path, quantize: str = "none", threads: int | None = 1,
                         batch_size: int = 32) -> Any:
     """A fine-tuned ``FT/`` folder on PyTorch (``quantize: int8``: dynamic int8 linear layers)."""
-    from gristmill.serve.predict import load_classifier
-
     _torch_threads(threads)
     return load_classifier(folder, backend="torch", quantize=quantize, batch_size=batch_size, threads=threads)
 
@@ -35,8 +34,6 @@ def load_encoder_scorer(folder: str | Path, quantize: str = "none", threads: int
 def load_onnx_scorer(folder: str | Path, quantize: str = "none", threads: int | None = 1,
                      batch_size: int = 32) -> Any:
     """An ONNX export folder on onnxruntime (``quantize: int8`` reads ``model.int8.onnx``)."""
-    from gristmill.serve.predict import load_classifier
-
     return load_classifier(folder, backend="onnx", quantize=quantize, batch_size=batch_size, threads=threads)
 
 

@@ -16,6 +16,7 @@ from rich.console import Console
 from gristmill.data.storage import OutputError, describe_os_error
 from gristmill.errors import exit_code
 from gristmill.options import COUNT, FRACTION, POSITIONS, PROGRESS_HELP, at_least, ranged
+from gristmill.tokenizer import TokenDataset, TokenizerError, load_tokenizer, pack_corpus, train_tokenizer
 from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
@@ -59,8 +60,6 @@ def train(
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Train a tokenizer on a corpus (streamed) and write it as a Hugging Face tokenizer folder."""
-    from gristmill.tokenizer import TokenizerError, load_tokenizer, train_tokenizer
-
     try:
         path = train_tokenizer(input, out, kind=kind, vocab_size=vocab_size, lowercase=lowercase,
                                normalization=normalization, strip_accents=strip_accents, cjk=cjk,
@@ -83,8 +82,6 @@ def show(
     index: list[int] = typer.Option([0], "--index", "-n", help="Sequence(s) to decode."),
 ) -> None:
     """Print the manifest summary and decode sequences back to text (word and document starts marked)."""
-    from gristmill.tokenizer import TokenDataset, TokenizerError, load_tokenizer
-
     try:
         ds = TokenDataset(tokens, split)
     except (TokenizerError, ValueError) as exc:
@@ -128,8 +125,6 @@ def register(app: typer.Typer) -> None:
         allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
     ) -> None:
         """Encode a corpus and pack it into fixed-length sequences (numpy memmap shards + manifest)."""
-        from gristmill.tokenizer import TokenizerError, pack_corpus
-
         try:
             m = pack_corpus(input, tokenizer, out, seq_len=seq_len, val_fraction=val_fraction, workers=workers,
                             resume=resume, overwrite=overwrite, docs_per_unit=docs_per_unit, text_field=text_field,

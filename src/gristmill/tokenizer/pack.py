@@ -35,7 +35,7 @@ from gristmill import options
 from gristmill.data import storage
 from gristmill.data.executors import make_executor
 from gristmill.data.fingerprint import fingerprint
-from gristmill.data.io import atomic_write_text
+from gristmill.data.storage import atomic_write_text
 from gristmill.progress import progress_bar
 from gristmill.tokenizer.manifest import FORMAT, SPLITS, flag_bytes, token_dtype
 from gristmill.tokenizer.source import Unit, plan_units, read_unit, resolve_input, run_stats

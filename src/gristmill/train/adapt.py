@@ -35,8 +35,12 @@ from typing import Any
 
 import numpy as np
 
-from gristmill.tokenizer import TokenDataset
+from gristmill.data.storage import atomic_write_text
+from gristmill.tokenizer import TokenDataset, pack_corpus
+from gristmill.tokenizer.tokdir import TokenizerError, tokenizer_hash
+from gristmill.train.checkpoint import CheckpointError, run_weights_path
 from gristmill.train.pretrain import PretrainConfig, PretrainError, PretrainResult, pretrain
+from gristmill.train.tasks import TaskError, load_sequence_examples
 
 
 class AdaptError(PretrainError):
@@ -73,8 +77,6 @@ class AdaptConfig:
 
 def read_texts(paths: Sequence[str | Path], text_field: str = "text") -> list[tuple[str, str]]:
     """``(id, text)`` of every non-blank document: JSONL(.gz) records' ``text_field``, or lines of other files."""
-    from gristmill.train.tasks import TaskError, load_sequence_examples
-
     if not paths:
         raise AdaptError("give at least one --texts file")
     texts: list[tuple[str, str]] = []
@@ -163,9 +165,6 @@ def open_mix(path: str | Path, tokenizer_hash: str, seq_len: int | None) -> Toke
 
 def check_base_run(run: Path) -> str:
     """The base run must have a config, weights and a tokenizer; returns the tokenizer's hash."""
-    from gristmill.tokenizer.tokdir import TokenizerError, tokenizer_hash
-    from gristmill.train.checkpoint import CheckpointError, run_weights_path
-
     if not (run / "config.json").is_file():
         raise AdaptError(f"{run}: not a pretraining run (no config.json); adapt continues a `gristmill pretrain` run")
     try:
@@ -221,10 +220,6 @@ def default_seq_len(run: Path) -> int:
 
 def adapt(cfg: AdaptConfig) -> PretrainResult:
     """Pack the texts, then continue pretraining ``cfg.run`` on them (resumable) into ``cfg.out``."""
-    from gristmill.data.io import atomic_write_text
-    from gristmill.tokenizer import pack_corpus
-    from gristmill.tokenizer.tokdir import TokenizerError
-
     if not 0.0 <= cfg.mix_share < 1.0:
         raise AdaptError("--mix-share must be in [0, 1)")
     if cfg.mix_share > 0 and not cfg.mix:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from gristmill.console import fail
 from gristmill.options import (
     COUNT,
     FRACTION,
@@ -49,7 +50,6 @@ def register(app: typer.Typer) -> None:
         """Task-adaptive pretraining: continue MODEL's masked-LM training on the task's own unlabelled texts."""
         import torch
 
-        from gristmill.cli import fail
         from gristmill.train.adapt import AdaptConfig, AdaptError
         from gristmill.train.adapt import adapt as run_adapt
         from gristmill.train.checkpoint import CheckpointError

@@ -1,4 +1,4 @@
-"""The RUN folder on disk: weights, training checkpoints, and loading a pretrained model back.
+"""The RUN folder on disk: training checkpoints (written, listed, resumed); its weights: gristmill.model.run_folder.
 
 Layout of a run::
 
@@ -28,51 +28,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from gristmill import checksums
-from gristmill.errors import BadDataError
-from gristmill.model.config import ModelConfig
-from gristmill.model.transformer import MaskedLM
-
-CHECKPOINT_PREFIX = "step-"
-
-
-class CheckpointError(ValueError):
-    """A run or checkpoint that cannot be loaded as asked; the message says what is wrong."""
-
-
-class CheckpointDataError(CheckpointError, BadDataError):
-    """Weights or training state whose file is damaged: truncated, overwritten, not what was written."""
-
-
-def step_dir_name(step: int) -> str:
-    return f"{CHECKPOINT_PREFIX}{step:07d}"
-
-
-def save_run_weights(model: torch.nn.Module, path: Path) -> None:
-    """Write a state dict as safetensors, atomically (temporary file, then rename)."""
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    checksums.replace_recorded(tmp, path)
-
-
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    folder = Path(run_dir) / "checkpoints"
-    if not folder.is_dir():
-        return []
-    found = [p for p in folder.iterdir()
-             if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / "state.json").exists()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
-
-
-def latest_checkpoint(run_dir: Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
+from gristmill.model.run_folder import (  # noqa: F401  (re-exported: the training side names them from here)
+    CHECKPOINT_PREFIX,
+    CheckpointDataError,
+    CheckpointError,
+    check_weights,
+    latest_checkpoint,
+    list_checkpoints,
+    load_decoder_run,
+    load_run,
+    load_state_dict_file,
+    run_weights_path,
+    save_run_weights,
+    step_dir_name,
+)
 
 
 @dataclass
@@ -162,53 +132,6 @@ def load_checkpoint(path: Path) -> LoadedCheckpoint:
                                   "(delete this step folder)") from None
 
 
-def check_weights(path: Path) -> None:
-    """Refuse a weights file that is missing, or differs from the checksum recorded when it was written."""
-    if not path.is_file():
-        raise CheckpointError(f"{path} does not exist")
-    try:
-        checksums.verify_sidecar(path)
-    except checksums.CorruptFileError as exc:
-        raise CheckpointDataError(str(exc)) from None
-
-
-def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, after :func:`check_weights`; a damaged file is a CheckpointDataError."""
-    check_weights(path)
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointDataError(f"{path} is damaged or not a safetensors file ({exc}); "
-                                  "restore it or train again") from None
-
-
-def run_weights_path(run_dir: Path) -> Path:
-    """RUN/model.safetensors, or the newest checkpoint's weights when the run stopped before writing it."""
-    run = Path(run_dir)
-    if (run / "model.safetensors").exists():
-        return run / "model.safetensors"
-    latest = latest_checkpoint(run)
-    if latest is not None:
-        return latest / "model.safetensors"
-    raise CheckpointError(f"{run} has no model.safetensors and no checkpoint: not a gristmill run folder")
-
-
-def load_run(run_dir: str | Path) -> tuple[MaskedLM, ModelConfig, Path]:
-    """A finished (or running) pretraining run -> (MaskedLM in eval mode on CPU, its config, tokenizer dir)."""
-    run = Path(run_dir)
-    if not (run / "config.json").exists():
-        raise CheckpointError(f"{run} has no config.json: not a gristmill run folder")
-    config = ModelConfig.from_json(run / "config.json")
-    model = MaskedLM(config)
-    state = load_state_dict_file(run_weights_path(run))
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{run}: weights do not match config.json (missing {result.missing_keys[:5]}, "
-                              f"unexpected {result.unexpected_keys[:5]})")
-    model.eval()
-    return model, config, run / "tokenizer"
-
-
 def load_encoder_into(model: torch.nn.Module, run_dir: str | Path) -> int:
     """Copy a run's pretrained encoder weights into ``model.encoder``; returns the number of tensors copied.
 
@@ -237,21 +160,3 @@ def load_encoder_into(model: torch.nn.Module, run_dir: str | Path) -> int:
     return len(weights)
 
 
-def load_decoder_run(run_dir: str | Path) -> tuple[torch.nn.Module, Any, Path]:
-    """A decoder run -> (CausalLM in eval mode on CPU, its DecoderConfig, tokenizer dir)."""
-    from gristmill.model.config import DecoderConfig, read_config
-    from gristmill.model.decoder import CausalLM
-
-    run = Path(run_dir)
-    if not (run / "config.json").exists():
-        raise CheckpointError(f"{run} has no config.json: not a gristmill run folder")
-    config = read_config(run / "config.json")
-    if not isinstance(config, DecoderConfig):
-        raise CheckpointError(f"{run} holds an encoder; this needs a decoder run (pretrain --arch decoder)")
-    model = CausalLM(config)
-    result = model.load_state_dict(load_state_dict_file(run_weights_path(run)), strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise CheckpointError(f"{run}: weights do not match config.json (missing {result.missing_keys[:5]}, "
-                              f"unexpected {result.unexpected_keys[:5]})")
-    model.eval()
-    return model, config, run / "tokenizer"

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from gristmill.errors import exit_code, require_extra
+from gristmill.model.config import ConfigError
 from gristmill.options import (
     COUNT,
     FRACTION,
@@ -28,6 +29,7 @@ from gristmill.options import (
     at_least,
     ranged,
 )
+from gristmill.tokenizer import TokenizerError, load_tokenizer, special_ids
 from gristmill.verbosity import error_output, print_json
 
 console = Console(stderr=True, soft_wrap=True)
@@ -43,7 +45,6 @@ def fill_mask(run_dir: str | Path, text: str, top_k: int = 5) -> list[list[dict[
     """Top-k predictions at each [MASK] of ``text``: per mask, a list of {token, id, probability}."""
     import torch
 
-    from gristmill.tokenizer import load_tokenizer, special_ids
     from gristmill.train.checkpoint import CheckpointError, load_run
 
     model, config, tokdir = load_run(run_dir)
@@ -111,8 +112,6 @@ def register(app: typer.Typer) -> None:
         """Pretrain an encoder (masked LM) or a decoder (--arch decoder, causal LM); also under torchrun."""
         import torch
 
-        from gristmill.model.config import ConfigError
-        from gristmill.tokenizer import TokenizerError
         from gristmill.train.checkpoint import CheckpointError
         from gristmill.train.pretrain import PretrainConfig, PretrainError, TrainingDiverged
         from gristmill.train.pretrain import pretrain as run_pretrain
@@ -161,7 +160,6 @@ def register(app: typer.Typer) -> None:
         """Print the model's top-k predictions for each [MASK] in the text."""
         from rich.table import Table
 
-        from gristmill.tokenizer import TokenizerError
         from gristmill.train.checkpoint import CheckpointError
 
         if threads:
@@ -189,7 +187,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Turn a local BERT checkpoint into a gristmill run (to continue pretraining or fine-tune)."""
         require_extra("hf", "import-hf", "transformers")
-        from gristmill.model.config import ConfigError
         from gristmill.model.hf import HFError, import_hf
 
         try:

@@ -27,6 +27,7 @@ from typing import Any
 
 from gristmill.train.baseline import NAME as BASELINE
 from gristmill.train.baseline import tfidf_logreg
+from gristmill.train.checkpoint import CheckpointError, run_weights_path
 from gristmill.train.finetune import (
     FineTuneConfig,
     FineTuneError,
@@ -227,8 +228,6 @@ def run_curve(
     out_dir = Path(out)
     if not data.test:
         raise FineTuneError("a learning curve needs --test (it reports test accuracy)")
-    from gristmill.train.checkpoint import CheckpointError, run_weights_path
-
     try:
         run_weights_path(run)
     except CheckpointError:

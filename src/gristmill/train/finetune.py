@@ -39,7 +39,18 @@ from gristmill import checksums, options
 from gristmill.data import storage
 from gristmill.errors import BadDataError
 from gristmill.model.config import ConfigError, DecoderConfig, ModelConfig, read_config
+from gristmill.model.decoder import DecoderSequenceClassifier
+from gristmill.model.transformer import SequenceClassifier, TokenClassifier, init_weights
 from gristmill.provenance import provenance
+from gristmill.tokenizer.tokdir import TokenizerError, load_tokenizer
+from gristmill.train.checkpoint import (
+    CheckpointDataError,
+    CheckpointError,
+    check_weights,
+    load_encoder_into,
+    run_weights_path,
+)
+from gristmill.train.pictures import plot_confusion, plot_finetune_curves
 from gristmill.train.tasks import (
     IGNORE_INDEX,
     Encoded,
@@ -143,8 +154,6 @@ def default_lr(config: ModelConfig) -> float:
 
 
 def load_tokenizer_dir(tokdir: Path) -> Any:
-    from gristmill.tokenizer.tokdir import TokenizerError, load_tokenizer
-
     if not tokdir.is_dir():
         raise FineTuneError(f"{tokdir}: no tokenizer folder")
     try:
@@ -186,11 +195,7 @@ def check_tokenizer(tokenizer: Any, config: ModelConfig, tokdir: Path, model_tok
 
 
 def build_classifier(config: ModelConfig, spec: TaskSpec) -> nn.Module:
-    from gristmill.model.transformer import SequenceClassifier, TokenClassifier
-
     if isinstance(config, DecoderConfig):  # last-token pooling (model/decoder.py)
-        from gristmill.model.decoder import DecoderSequenceClassifier
-
         if spec.type == "token":
             raise FineTuneError("token classification needs an encoder: a decoder's tokens cannot see the words "
                                 "after them")
@@ -221,8 +226,6 @@ def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int,
     torch.manual_seed(seed)
     model = build_classifier(config, spec)
     if not from_scratch:
-        from gristmill.train.checkpoint import CheckpointError, load_encoder_into, run_weights_path
-
         try:
             run_weights_path(run_dir)
         except CheckpointError:
@@ -240,8 +243,6 @@ def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int,
 
 def reinit_top_layers(model: nn.Module, config: ModelConfig, count: int) -> None:
     """Back to BERT's initialisation for the top ``count`` blocks (Zhang et al. 2021, few-sample BERT)."""
-    from gristmill.model.transformer import init_weights
-
     for block in list(model.encoder.layers)[len(model.encoder.layers) - count:] if count > 0 else []:
         block.apply(lambda m: init_weights(m, config))
 
@@ -661,8 +662,6 @@ def save_finetuned(out: Path, model: nn.Module, config: ModelConfig, spec: TaskS
 
 def write_pictures(folder: Path, metrics: dict[str, Any], name: str) -> None:
     """``curves.png`` (loss and dev accuracy per evaluation) and ``confusion.png`` (test, else dev)."""
-    from gristmill.train.pictures import plot_confusion, plot_finetune_curves
-
     what = f"{name}: {metrics.get('init', '')} {metrics.get('model_size') or ''} encoder, {metrics.get('train_examples')} examples"
     plot_finetune_curves(metrics.get("history", []), folder / "curves.png", f"fine-tuning {what}")
     for split in ("test", "dev"):
@@ -699,8 +698,6 @@ def load_finetuned(ft_dir: str | Path) -> FineTuned:
     """Load ``FT/`` written by :func:`finetune`; problems are :class:`FineTuneError` messages."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
-
-    from gristmill.train.checkpoint import CheckpointDataError, check_weights
 
     folder = Path(ft_dir)
     if not folder.is_dir():

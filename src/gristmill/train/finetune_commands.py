@@ -1,7 +1,8 @@
-"""Command-line verbs for fine-tuning, learning curves and the quickstart (registered by gristmill.cli).
+"""Command-line verbs for fine-tuning and learning curves (registered by gristmill.cli).
 
-Each verb parses options, calls one function (``train.finetune.finetune``, ``train.curve.run_curve``,
-``quickstart.run_quickstart``) and prints the result; errors the user can fix become messages.
+Each verb parses options, calls one function (``train.finetune.finetune``, ``train.curve.run_curve``)
+and prints the result; errors the user can fix become messages. The ``quickstart`` verb is registered
+by ``gristmill.quickstart``, which sits above train.
 """
 
 from __future__ import annotations
@@ -11,23 +12,22 @@ from typing import Any, Literal
 
 import typer
 
+from gristmill.console import console, fail
 from gristmill.errors import exit_code
+from gristmill.model.config import ConfigError
 from gristmill.options import COUNT, JSON_HELP, POSITIONS, POSITIVE, SEED, SEED_HELP, THREADS_HELP, ranged
+from gristmill.tokenizer.tokdir import TokenizerError
+from gristmill.train.tasks import TaskError, load_task
 from gristmill.verbosity import print_json
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from gristmill.model.config import ConfigError
-    from gristmill.tokenizer.tokdir import TokenizerError
     from gristmill.train.checkpoint import CheckpointError
-    from gristmill.train.tasks import TaskError
 
     return (TaskError, ConfigError, TokenizerError, CheckpointError)
 
 
 def _log(message: str) -> None:
-    from gristmill.cli import console
-
     console.print(message, highlight=False)
 
 
@@ -62,8 +62,6 @@ def _pooling() -> Any:
 
 def _load(train: Path, dev: Path | None, test: Path | None, task: str, text_field: str, label_field: str,
           pair_field: str | None, tokens_field: str, tags_field: str, max_length: int) -> Any:
-    from gristmill.train.tasks import load_task
-
     return load_task(train, dev, test, task_type=task, text_field=text_field, label_field=label_field,
                      pair_field=pair_field, tokens_field=tokens_field, tags_field=tags_field, max_length=max_length)
 
@@ -121,7 +119,6 @@ def register(app: typer.Typer) -> None:
         """Fine-tune a pretrained encoder on a labelled JSONL task; writes FT/ with weights and metrics.json."""
         from rich.console import Console
 
-        from gristmill.cli import fail
         from gristmill.train.finetune import finetune as run_finetune
 
         _threads(threads)
@@ -174,7 +171,6 @@ def register(app: typer.Typer) -> None:
         """Learning curve: fine-tune pretrained and from scratch at several labels-per-class, several seeds."""
         from rich.console import Console
 
-        from gristmill.cli import fail
         from gristmill.train.curve import markdown_table, parse_sizes, run_curve
 
         _threads(threads)
@@ -190,22 +186,3 @@ def register(app: typer.Typer) -> None:
             raise fail(str(exc), exit_code(exc)) from None
         Console().print(markdown_table(summary))
         _log(f"table: {out / 'curve.md'}   plot: {out / 'curve.png'}   runs: {out / 'runs.jsonl'}")
-
-    @app.command()
-    def quickstart(
-        out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="Folder for every artefact."),
-        fast: bool = typer.Option(False, "--fast", help="Shortened setting (about 2 minutes) for CI and a first look."),
-        sample: Path | None = typer.Option(None, "--sample", help="The bundled sample folder (default: found next to the package)."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
-        lang: Literal["en", "zh"] = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
-    ) -> None:
-        """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
-        from gristmill.cli import fail
-        from gristmill.quickstart import QuickstartError, run_quickstart
-
-        try:
-            if lang != "en" and out == Path("runs/quickstart"):
-                out = Path(f"runs/quickstart-{lang}")
-            run_quickstart(out, fast=fast, sample=sample, threads=threads, log=_log, lang=lang)
-        except (QuickstartError, *_user_errors()) as exc:
-            raise fail(str(exc), exit_code(exc)) from None

@@ -17,6 +17,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from gristmill.model.config import is_decoder_run
+from gristmill.train.pictures import plot_pretraining
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -91,8 +94,6 @@ class MetricsLog:
 
 def plot_loss(run_dir: Path, out: Path | None = None) -> Path | None:
     """Draw loss, learning rate and masked accuracy against steps into RUN/loss.png (see ``pictures``)."""
-    from gristmill.train.pictures import plot_pretraining
-
     run = Path(run_dir)
     try:
         setup = json.loads((run / "train.json").read_text(encoding="utf-8"))
@@ -101,8 +102,6 @@ def plot_loss(run_dir: Path, out: Path | None = None) -> Path | None:
     size = setup.get("model_size") if not setup.get("config_file") else Path(setup["config_file"]).stem
     budget = f" ({size or 'custom'} encoder, {setup['steps']:,} steps of {setup['batch_size']} sequences)" \
         if setup.get("steps") and setup.get("batch_size") else ""
-    from gristmill.model.config import is_decoder_run
-
     objective = "causal-LM" if is_decoder_run(run) else "MLM"
     title = f"{objective} pretraining: {run.resolve().name}{budget}"
     return plot_pretraining(read_metrics(run), out or run / "loss.png", title)

@@ -49,6 +49,8 @@ from gristmill.model.decoder import CausalLM
 from gristmill.model.transformer import MaskedLM
 from gristmill.progress import progress_bar
 from gristmill.provenance import provenance
+from gristmill.tokenizer import TokenDataset
+from gristmill.tokenizer.tokdir import tokenizer_hash
 from gristmill.train import checkpoint as ckpt
 from gristmill.train.causal import causal_loss_sum, evaluate_causal, make_causal_batch
 from gristmill.train.masking import MaskingSpec, MaskNoise, apply_mask, draw_noise, nsp_pairs
@@ -429,8 +431,6 @@ def set_model_max_length(tokdir: Path, length: int) -> None:
 
 def check_same_tokenizer(run_tokenizer: Path, dataset: Any) -> None:
     """Continuing from another run (``--init-from``) only makes sense on tokens of the same tokenizer."""
-    from gristmill.tokenizer.tokdir import tokenizer_hash
-
     if not (run_tokenizer / "tokenizer.json").exists() or not getattr(dataset, "manifest", None):
         return
     if tokenizer_hash(run_tokenizer) != dataset.manifest["tokenizer"]["hash"]:
@@ -440,8 +440,6 @@ def check_same_tokenizer(run_tokenizer: Path, dataset: Any) -> None:
 
 def open_datasets(data: str, verify: bool = False) -> tuple[Any, Any | None]:
     """Train and val splits; ``verify`` checks every shard's checksum now (else each on its first use)."""
-    from gristmill.tokenizer import TokenDataset
-
     try:
         train = TokenDataset(data, split="train", verify=verify)
     except BadDataError:

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from gristmill.data.classify.training import TrainingDataError, train_folder, train_lm_folder
 from gristmill.verbosity import error_output
 
 console = Console(stderr=True)
@@ -42,8 +43,6 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
 ) -> None:
     """Train a linear classifier (hashed word uni+bigrams, logistic regression) for the classifier step."""
-    from gristmill.data.classify.training import TrainingDataError, train_folder
-
     try:
         metrics = train_folder(out, positive=positive, negative=negative, inputs=input, positive_label=positive_label,
                                negative_label=negative_label, text_field=text_field, label_field=label_field,
@@ -65,8 +64,6 @@ def lm(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
 ) -> None:
     """Train the hashed word trigram language model of the perplexity step on trusted text."""
-    from gristmill.data.classify.training import TrainingDataError, train_lm_folder
-
     try:
         config = train_lm_folder(out, input, text_field=text_field, buckets_log2=buckets, overwrite=overwrite)
     except TrainingDataError as exc:

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from gristmill.data.classify.linear import LinearClassifier, VectorizerConfig, train_linear
-from gristmill.data.io import open_binary
+from gristmill.data.classify.ngram_lm import train_ngram_lm
+from gristmill.data.io import open_binary, read_texts
 
 
 class TrainingDataError(ValueError):
@@ -83,9 +84,6 @@ def _empty_out(out: str | Path, overwrite: bool) -> Path:
 def train_lm_folder(out: str | Path, inputs: Sequence[str], text_field: str = "text", buckets_log2: int = 20,
                     overwrite: bool = False) -> dict[str, Any]:
     """Train the n-gram language model on ``inputs`` (JSONL files or run output folders) and write ``OUT/``."""
-    from gristmill.data.classify.ngram_lm import train_ngram_lm
-    from gristmill.data.io import read_texts
-
     if not 10 <= buckets_log2 <= 26:
         raise TrainingDataError("--buckets must be between 10 and 26 (2**n bins per table)")
     for path in inputs:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
+from gristmill.data.executors.local import LocalExecutor
 from gristmill.errors import require_extra
 
 T = TypeVar("T")
@@ -29,8 +30,6 @@ class Executor(Protocol):
 
 def make_executor(name: str = "local", workers: int = 1, address: str | None = None, **options: Any) -> Executor:
     if name == "local":
-        from gristmill.data.executors.local import LocalExecutor
-
         return LocalExecutor(workers=workers)
     if name == "ray":
         require_extra("ray", "--executor ray", "ray")

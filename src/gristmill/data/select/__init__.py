@@ -1,6 +1,4 @@
 """Model-based data selection: target-domain importance resampling (``select_domain``).
 
-Importing this package registers its corpus steps.
+``dsir`` registers its corpus step (``gristmill.data.recipe.load_builtin_steps`` imports it).
 """
-
-from gristmill.data.select import dsir  # noqa: F401

@@ -46,7 +46,6 @@ from gristmill.data.dedup.shuffle import (
     shard_name,
 )
 from gristmill.data.document import Document
-from gristmill.data.io import atomic_write_text
 from gristmill.data.pipeline import CorpusStep, StepStats, register
 from gristmill.data.select.features import (
     DEFAULT_BUCKETS,
@@ -55,6 +54,7 @@ from gristmill.data.select.features import (
     doc_sums,
     hashed_ngrams,
 )
+from gristmill.data.storage import atomic_write_text
 
 if TYPE_CHECKING:
     from gristmill.data.executors import Executor

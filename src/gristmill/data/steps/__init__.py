@@ -1,17 +1,4 @@
 """Per-document steps of the corpus refinery: each module registers its steps with ``@register``.
 
-Importing this package registers every built-in step (see ``gristmill steps`` for the list).
+``gristmill.data.recipe.load_builtin_steps`` imports them all (see ``gristmill steps`` for the list).
 """
-
-from gristmill.data.steps import (  # noqa: F401
-    basic,
-    blocklist,
-    boilerplate,
-    classifier,
-    language,
-    normalize,
-    perplexity,
-    pii,
-    quality,
-    spam,
-)

@@ -1,0 +1,27 @@
+"""The terminal every command writes to: one rich console on stderr, and the one-line user error.
+
+It sits below every package so that a package's ``commands`` module can print and fail without
+importing ``gristmill.cli`` (which imports all of them).
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from gristmill.errors import GristmillError
+from gristmill.verbosity import error_output
+
+console = Console(stderr=True, soft_wrap=True)
+
+
+class UserError(GristmillError):
+    """An error the user can fix; printed as a message, never as a traceback."""
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    """Print ``error: message`` as one line (also under ``-q``; ``-v`` adds the traceback); the caller raises the returned exit."""
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    return typer.Exit(code)
