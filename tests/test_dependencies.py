@@ -98,6 +98,7 @@ def check(src: Path) -> list[str]:
     return problems
 
 
+@pytest.mark.slow
 def test_every_import_under_src_is_declared():
     assert check(SRC) == []
 

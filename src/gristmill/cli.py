@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
@@ -29,6 +30,7 @@ from gristmill.data.rescore import rescore as rescore_run
 from gristmill.data.run import RunError, run_pipeline, summary_table
 from gristmill.errors import GristmillError, describe_os_error, exit_code
 from gristmill.experiments import commands as experiments_commands
+from gristmill.options import COUNT, JSON_HELP, PROGRESS_HELP, ranged
 from gristmill.report import commands as report_commands
 from gristmill.report.run_report import finish_run
 from gristmill.serve import commands as serve_commands
@@ -37,8 +39,9 @@ from gristmill.serve.scorers import register_builtin_scorers
 from gristmill.tokenizer import commands as tokenizer_commands
 from gristmill.train import adapt_commands, finetune_commands
 from gristmill.train import commands as train_commands
+from gristmill.verbosity import error_output, print_json, set_level
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference.")
 
 
@@ -52,31 +55,37 @@ def _print_version(value: bool) -> None:
 def _main_options(
     version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
                                  help="Print gristmill's version and exit."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only: no progress bars, no info lines."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Say more: tracebacks of errors, debug logging."),
 ) -> None:
     """gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference."""
+    set_level(quiet=quiet, verbose=verbose)
 
 
 @app.command()
 def run(
     recipe: Path = typer.Argument(..., help="Recipe YAML: input, steps, output."),
-    workers: int = typer.Option(1, "--workers", "-w", help="Worker processes (or Ray tasks in flight)."),
+    workers: int = typer.Option(1, "--workers", "-w", callback=ranged(COUNT),
+                                help="Worker processes (or Ray tasks in flight)."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run in the same output folder."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing output folder first."),
-    output: str | None = typer.Option(None, "--output", "-o", help="Override the recipe's output path (a folder or a URL "
-                                      "such as s3://bucket/clean)."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Override the recipe's output path (a folder or a URL "
+                                   "such as s3://bucket/clean)."),
+    output: str | None = typer.Option(None, "--output", hidden=True, help="Old spelling of --out."),
     input: list[str] | None = typer.Option(None, "--input", "-i", help="Override the recipe's input paths (paths, globs, URLs)."),
     work_dir: str | None = typer.Option(None, "--work-dir", help="Local folder for the resume state (default OUT/_work, or "
                                         "~/.cache/gristmill/work/... when OUT is a URL)."),
-    executor: str = typer.Option("local", "--executor", help="local or ray."),
+    executor: Literal["local", "ray"] = typer.Option("local", "--executor", help="Run shards in local processes or on Ray."),
     address: str | None = typer.Option(None, "--address", help="Ray cluster address (with --executor ray)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help="Read inputs from an unfinished gristmill "
                                           "output (a killed run) as they are."),
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run a corpus recipe: every input document ends in OUT/kept or OUT/rejected (with step:reason)."""
     register_builtin_scorers()  # the classifier step's encoder back-ends, also where package metadata is stale
     try:
-        pipeline = load_recipe(recipe, output_override=output, input_override=input)
+        pipeline = load_recipe(recipe, output_override=out or output, input_override=input)
         if work_dir:
             pipeline.output.work_dir = work_dir
         result = run_pipeline(pipeline, workers=workers, resume=resume, overwrite=overwrite,
@@ -88,8 +97,15 @@ def run(
         if (message := describe_os_error(exc, resumable=True)) is None:
             raise
         raise fail(message) from None
-    Console().print(summary_table(result))
+    if not json_out:
+        Console().print(summary_table(result))
     report, card, report_seconds = finish_run(result.out)
+    if json_out:
+        print_json({"out": str(result.out), "docs_in": result.docs_in, "kept": result.kept,
+                    "rejected": result.rejected, "quarantined": result.quarantined, "exit_code": result.exit_code,
+                    "kept_path": storage.join(result.out, "kept"), "rejected_path": storage.join(result.out, "rejected"),
+                    "stats_path": storage.join(result.out, "stats.json"), "report": str(report), "card": str(card),
+                    "seconds": result.stats["totals"]["seconds"]})
     console.print(f"kept:     {storage.join(result.out, 'kept')}  ({result.kept:,} documents)")
     console.print(f"rejected: {storage.join(result.out, 'rejected')}  ({result.rejected:,} documents)")
     console.print(f"stats:    {storage.join(result.out, 'stats.json')}")
@@ -102,14 +118,14 @@ def run(
 
 @app.command()
 def rescore(
-    out: Path = typer.Argument(..., help="A finished run whose filters had `annotate: true`."),
+    run_out: Path = typer.Argument(..., metavar="RUN_OUT", help="A finished corpus run whose filters had `annotate: true`."),
     set_: list[str] = typer.Option(..., "--set", help="STEP.PARAM=VALUE, e.g. gopher_quality.min_words=30 (repeatable)."),
     dest: Path = typer.Option(..., "--out", "-o", help="The re-decided run to write."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output run."),
 ) -> None:
     """Change a filter's thresholds from the stored values: the result of a fresh run, without rerunning it."""
     try:
-        stats = rescore_run(out, parse_settings(set_), dest, overwrite=overwrite)
+        stats = rescore_run(run_out, parse_settings(set_), dest, overwrite=overwrite)
     except RescoreError as exc:
         raise fail(str(exc)) from None
     t = stats["totals"]
@@ -118,12 +134,22 @@ def rescore(
 
 
 @app.command()
-def steps() -> None:
+def steps(
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """List the steps a recipe can name, with their parameters and defaults."""
     import dataclasses
 
     from rich.table import Table
 
+    if json_out:
+        print_json({"steps": {name: {
+            "parameters": {f.name: (None if f.default is dataclasses.MISSING else f.default)
+                           for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+            if dataclasses.is_dataclass(cls) else {},
+            "description": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""}
+            for name, cls in sorted(load_builtin_steps().items())}})
+        return
     table = Table(title="recipe steps")
     table.add_column("step")
     table.add_column("parameters (defaults)")
@@ -148,7 +174,8 @@ def main() -> None:
     try:
         app()
     except GristmillError as exc:
-        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        with error_output(console):
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(exit_code(exc))
     except OSError as exc:
         # Where the machine, not gristmill, said no (disk full, permissions, a file where a folder should
@@ -156,5 +183,6 @@ def main() -> None:
         message = describe_os_error(exc)
         if message is None:
             raise
-        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+        with error_output(console):
+            console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
         sys.exit(2)

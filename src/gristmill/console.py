@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gristmill.errors import GristmillError
+from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -20,6 +21,7 @@ class UserError(GristmillError):
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``error: message`` as one line; the caller raises the returned exit."""
-    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    """Print ``error: message`` as one line (also under ``-q``; ``-v`` adds the traceback); the caller raises the returned exit."""
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)

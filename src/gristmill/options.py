@@ -10,6 +10,8 @@ ranges, so the API refuses what the command line refuses. Floats must always be 
 pretraining refuse lengths beyond it (a 100,000-token sequence would build 100,000 position embeddings
 and quadratic attention that never finishes a step). This module must not import torch or any package
 of gristmill above the base modules (gristmill.console prints the error; typer reads the callback's annotations, so typer is imported at the top).
+It also holds the help texts of the flags every verb shares (``--progress``, ``--threads``, ``--seed``, ``--json``),
+so they read the same everywhere.
 """
 
 from __future__ import annotations
@@ -28,6 +30,13 @@ MAX_POSITIONS = 8192
 
 MAX_SEED = 2**32 - 1
 """numpy's legacy generators and some samplers take 32-bit seeds."""
+
+
+# Help texts of the flags every verb spells alike (--progress, --threads, --seed).
+PROGRESS_HELP = "Show a progress bar on stderr (-q/--quiet hides it too)."
+THREADS_HELP = "CPU threads for PyTorch (default: PyTorch's choice)."
+SEED_HELP = "Random seed: the same seed and inputs give the same result."
+JSON_HELP = "Print the result as one JSON object on stdout (and nothing else there)."
 
 
 class OptionError(ValueError):

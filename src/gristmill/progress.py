@@ -12,9 +12,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from gristmill import verbosity
+
 
 def progress_bar(enabled: bool = True, console: Console | None = None) -> Progress:
-    """A rich ``Progress`` on stderr; tasks name themselves and set a ``rate`` field (``add_task(..., rate="")``)."""
+    """A rich ``Progress`` on stderr; tasks name themselves and set a ``rate`` field (``add_task(..., rate="")``).
+
+    ``gristmill -q`` turns every bar off, whatever ``enabled`` says.
+    """
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                     TimeElapsedColumn(), TimeRemainingColumn(), console=console or Console(stderr=True),
-                    disable=not enabled, transient=False)
+                    disable=not enabled or verbosity.quiet(), transient=False)

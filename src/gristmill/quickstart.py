@@ -30,14 +30,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
 from gristmill.console import console, fail
 from gristmill.errors import exit_code
 from gristmill.model.config import ConfigError
-from gristmill.options import COUNT, ranged
+from gristmill.options import COUNT, THREADS_HELP, ranged
 from gristmill.tokenizer.tokdir import TokenizerError
 from gristmill.train.baseline import tfidf_logreg, tfidf_scores
 from gristmill.train.tasks import TaskError, load_sequence_examples, load_task
@@ -159,7 +159,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
     log(f"gristmill quickstart ({'fast' if fast else 'full'} setting, {lang}) -> {out_dir}")
 
     seconds["clean"] = run_step("clean", [
-        "run", str(recipe), "--input", str(sample_dir / "corpus.jsonl.gz"), "--output", str(paths["clean"]),
+        "run", str(recipe), "--input", str(sample_dir / "corpus.jsonl.gz"), "--out", str(paths["clean"]),
         "--overwrite", "--no-progress"], root, log, logfile)
     seconds["tokenizer"] = run_step("tokenizer", [
         "tokenizer", "train", "--input", str(paths["clean"] / "kept"), "--kind", "wordpiece",
@@ -190,7 +190,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
 
     seconds["predict"] = run_step("predict", [
         "predict", str(paths["ft-pretrained"]), "--input", str(sample_dir / "task" / "test.jsonl"),
-        "--output", str(paths["predictions"]), "--no-progress", *thread_args], root, log, logfile)
+        "--out", str(paths["predictions"]), "--no-progress", *thread_args], root, log, logfile)
 
     total = time.perf_counter() - t_start
     summary = {
@@ -324,11 +324,11 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def quickstart(
-        out: Path = typer.Option(Path("runs/quickstart"), "--out", help="Folder for every artefact."),
+        out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="Folder for every artefact."),
         fast: bool = typer.Option(False, "--fast", help="Shortened setting (about 2 minutes) for CI and a first look."),
         sample: Path | None = typer.Option(None, "--sample", help="The bundled sample folder (default: found next to the package)."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="PyTorch threads for pretraining and fine-tuning."),
-        lang: str = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
+        lang: Literal["en", "zh"] = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
     ) -> None:
         """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
         from gristmill.train.checkpoint import CheckpointError

@@ -38,6 +38,7 @@ def _wait_for_done(out: Path, proc: subprocess.Popen, n: int = 1) -> None:
 # ---------------------------------------------------------------- principle 4: changed input on resume
 
 
+@pytest.mark.slow
 def test_resume_after_kill_refuses_changed_input_and_names_the_file(tmp_path: Path) -> None:
     """The issue's example: 1,200 of 3,356 documents lost and 849 ids both kept and rejected, exit 0."""
     corpus = write_jsonl(tmp_path / "in" / "a.jsonl", [], n_good=600)
@@ -133,6 +134,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the workers")
 def test_workers_die_when_the_run_is_killed(tmp_path: Path) -> None:
     """kill -9 of the main process left its workers alive forever (reparented, 130-300 MB each)."""

@@ -119,3 +119,53 @@ def test_several_compressed_files_are_staged_in_parallel(tmp_path: Path) -> None
     ids = sorted(d.id for d in read_documents(tmp_path / "o" / "kept"))
     assert result.kept == 120 and ids == sorted(f"f{k}-{i}" for k in range(3) for i in range(40))
     assert not (tmp_path / "o" / "_work" / "input").exists()
+
+
+def test_a_corpus_step_may_be_the_first_step() -> None:
+    dedup, drop = build_step("exact_dedup", {}), DropRepeated()
+    assert split_stages([dedup]) == [[], [dedup]]  # stage 1 only reads and stages the input
+    assert split_stages([dedup, drop]) == [[], [dedup], [drop]]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_dedup_only_recipe_runs(tmp_path: Path, workers: int) -> None:
+    from typer.testing import CliRunner
+
+    from gristmill.cli import app
+
+    corpus = _corpus(tmp_path / "c.jsonl", n=100)
+    recipe = tmp_path / "dedup.yaml"
+    recipe.write_text(f"input: {{paths: [{str(corpus)!r}], shard_size: 30}}\nsteps:\n  - exact_dedup\n"
+                      f"output: {{path: {str(tmp_path / 'out')!r}}}\n")
+    result = CliRunner().invoke(app, ["run", str(recipe), "--workers", str(workers), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    kept = {d.id for d in read_documents(tmp_path / "out" / "kept")}
+    rejected = {d.id: d.reason for d in read_documents(tmp_path / "out" / "rejected")}
+    assert len(kept) == 91 and len(rejected) == 9 and "d0" in kept  # the first of ten identical texts stays
+    assert all(reason.startswith("exact_dedup:") for reason in rejected.values())
+    stats = json.loads((tmp_path / "out" / "stats.json").read_text())
+    assert [s["name"] for s in stats["steps"]] == ["exact_dedup"]
+    assert stats["steps"][0]["docs_in"] == 100 and stats["totals"]["kept"] == 91
+
+
+def test_run_json_and_quiet(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gristmill import verbosity
+    from gristmill.cli import app
+
+    corpus = _corpus(tmp_path / "c.jsonl", n=50)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"input: {{paths: [{str(corpus)!r}]}}\nsteps:\n  - exact_dedup\n"
+                      f"output: {{path: {str(tmp_path / 'out')!r}}}\n")
+    try:
+        result = CliRunner().invoke(app, ["-q", "run", str(recipe), "--json"])
+    finally:
+        verbosity.set_level()
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # one JSON object and nothing else on stdout
+    assert summary["docs_in"] == 50 and summary["kept"] == 46 and summary["rejected"] == 4
+    assert summary["exit_code"] == 0 and Path(summary["stats_path"]).is_file() and Path(summary["report"]).is_file()
+    assert result.stderr.strip() == ""  # -q: no progress bar, no info lines
+    noisy = CliRunner().invoke(app, ["run", str(recipe), "--overwrite", "--no-progress"])
+    assert noisy.exit_code == 0 and "kept:" in noisy.stderr and "exact_dedup" in noisy.stdout  # the summary table

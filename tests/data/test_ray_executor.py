@@ -39,6 +39,9 @@ sys.path.insert(0, str(HELPERS))  # Ray workers on this machine inherit the driv
 
 import ray_steps  # noqa: E402
 
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = pytest.mark.slow
+
 # No usage statistics (they would be sent out). Auth mode explicit on every side: Ray otherwise turns
 # token auth on when ~/.ray/auth_token exists, and a driver only reads the mode when ray is imported,
 # so the in-process drivers here could not follow a token set later. The head lives for these tests only.

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from gristmill.data.io import read_documents
 
 HERE = Path(__file__).parent
@@ -43,6 +45,7 @@ def _outcome(out: Path) -> tuple[list[str], list[tuple[str, str]]]:
     return kept, rejected
 
 
+@pytest.mark.slow
 def test_kill_and_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     corpus = tmp_path / "c.jsonl.gz"
     _write_corpus(corpus, 6000)

@@ -51,6 +51,7 @@ def test_plan_and_names(tmp_path: Path) -> None:
     assert [budget_name(t) for t in (500_000, 2_000_000, 1_500_000, 1234)] == ["500k", "2M", "1.5M", "1234"]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1500)
 def test_kill_9_resume_and_reproducible_cells(tmp_path: Path) -> None:
     spec, out = tiny_spec(tmp_path), tmp_path / "abl"

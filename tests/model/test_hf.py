@@ -138,3 +138,48 @@ def test_import_hf_command(tokdir, tmp_path):
     assert json.loads((tmp_path / "run" / "import.json").read_text())["mlm_head_initialised_randomly"]
     bad = CliRunner().invoke(app, ["import-hf", str(tmp_path / "missing"), "--out", str(tmp_path / "run2")])
     assert bad.exit_code == 2 and "config.json" in " ".join(bad.output.split())
+
+
+@pytest.mark.parametrize("kind", ["roberta", "distilbert"])
+def test_import_hf_refuses_an_architecture_it_cannot_map(tokdir, tmp_path, kind):
+    from typer.testing import CliRunner
+
+    from gristmill.cli import app
+
+    if kind == "roberta":
+        config = transformers.RobertaConfig(vocab_size=600, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                            intermediate_size=32, max_position_embeddings=40)
+        model = transformers.RobertaForMaskedLM(config)
+    else:
+        config = transformers.DistilBertConfig(vocab_size=600, dim=16, n_layers=1, n_heads=2, hidden_dim=32,
+                                               max_position_embeddings=32)
+        model = transformers.DistilBertForMaskedLM(config)
+    model.save_pretrained(tmp_path / kind)
+    transformers.AutoTokenizer.from_pretrained(tokdir).save_pretrained(tmp_path / kind)
+    result = CliRunner().invoke(app, ["import-hf", str(tmp_path / kind), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"'{kind}' checkpoint" in message and "maps 'bert' and 'llama' only" in message
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_import_hf_refuses_a_bert_with_missing_encoder_weights(tokdir, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from typer.testing import CliRunner
+
+    from gristmill.cli import app
+
+    config = transformers.BertConfig(vocab_size=600, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32)
+    hf_dir = tmp_path / "bert"
+    transformers.BertForMaskedLM(config).save_pretrained(hf_dir)
+    transformers.AutoTokenizer.from_pretrained(tokdir).save_pretrained(hf_dir)
+    weights = load_file(hf_dir / "model.safetensors")
+    dropped = next(k for k in weights if "encoder.layer.0.attention.self.query.weight" in k)
+    del weights[dropped]
+    save_file(weights, hf_dir / "model.safetensors", metadata={"format": "pt"})
+    result = CliRunner().invoke(app, ["import-hf", str(hf_dir), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert "lacks 1 encoder weight(s)" in message and "query.weight" in message
+    assert not (tmp_path / "run" / "model.safetensors").exists()

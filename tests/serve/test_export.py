@@ -16,6 +16,9 @@ from gristmill.train.forward import pad_batch
 
 from .conftest import TASK, THREADS
 
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = pytest.mark.slow
+
 
 def test_export_report_parity_and_int8_accuracy(tiny_onnx: Path) -> None:
     report = json.loads((tiny_onnx / "export.json").read_text())

@@ -30,6 +30,9 @@ from gristmill.train.checkpoint import save_run_weights
 from tests.decoder_run import build_decoder_run
 from tests.sample import write_sample_head
 
+# slow: pretrains a small decoder first; `pytest -m "not slow"` skips it
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:

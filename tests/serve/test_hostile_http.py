@@ -235,6 +235,7 @@ def health(port: int) -> int:
         return 503 if "503" in str(exc) or isinstance(exc, httpx.RemoteProtocolError) else -1
 
 
+@pytest.mark.slow
 def test_connection_cap_and_header_timeout(tmp_path: Path) -> None:
     proc, port, log = start_server(tmp_path, "--max-connections", "16", "--read-timeout", "1.5")
     socks: list[socket.socket] = []
@@ -269,6 +270,7 @@ def test_connection_cap_and_header_timeout(tmp_path: Path) -> None:
     assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.slow
 def test_many_idle_sockets_under_a_low_descriptor_limit(tmp_path: Path) -> None:
     """The issue's case scaled down: more idle sockets than the server's descriptor limit (256 here)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -170,6 +170,18 @@ def test_cli_predict_and_exit_status(tiny_ft: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no such file" in " ".join(result.output.split())
 
 
+def test_cli_predict_json_summary(tiny_ft: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(tiny_ft), "-i", str(TASK / "dev.jsonl"), "-o", str(out),
+                                      "--no-progress", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # one JSON object and nothing else on stdout
+    assert summary["out"] == str(out) and summary["predicted"] == 120 == len(out.read_text().splitlines())
+    assert summary["backend"] == "torch" and 0 <= summary["accuracy"] <= 1 and summary["errors"] == 0
+    to_stdout = CliRunner().invoke(app, ["predict", str(tiny_ft), "-i", str(TASK / "dev.jsonl"), "-o", "-", "--json"])
+    assert to_stdout.exit_code == 2 and "--json" in to_stdout.stderr
+
+
 def test_load_errors_are_messages(tiny_ft: Path, tiny_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(PredictError, match="ONNX export"):
         load_classifier(tiny_onnx, backend="torch")

@@ -173,6 +173,7 @@ def test_concurrent_requests_share_forward_passes(tiny_ft: Path) -> None:
     assert health["forward_passes"] < 16 and health["batches"] < 16
 
 
+@pytest.mark.slow
 def test_serve_process_batches_and_stops_on_sigterm(tiny_ft: Path, tmp_path: Path) -> None:
     port = free_port()
     log = (tmp_path / "serve.log").open("w")

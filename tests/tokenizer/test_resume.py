@@ -17,6 +17,9 @@ from gristmill.tokenizer import TokenDataset, TokenizerError, pack_corpus
 from gristmill.tokenizer.pack import SequenceWriter
 from tests.tokenizer.conftest import sample_texts, write_jsonl
 
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = pytest.mark.slow
+
 
 def same_output(a: Path, b: Path) -> None:
     ma, mb = (json.loads((p / "manifest.json").read_text()) for p in (a, b))

@@ -21,6 +21,9 @@ from gristmill.train.curve import parse_sizes, run_curve
 from gristmill.train.finetune import FineTuneConfig, FineTuneError
 from gristmill.train.tasks import load_task
 
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = pytest.mark.slow
+
 WORDS = {"a": ["red", "green", "blue"], "b": ["cat", "dog", "cow"], "c": ["one", "two", "six"]}
 FILLER = ["the", "is", "on", "at"]
 

@@ -34,6 +34,9 @@ from gristmill.train.finetune import (
 from gristmill.train.forward import pad_batch
 from gristmill.train.tasks import Encoded, TaskSpec, encode_sequences, load_task
 
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = pytest.mark.slow
+
 TOPICS = {
     "space": ["rocket", "orbit", "moon", "star", "planet", "comet", "galaxy", "launch", "astronaut", "telescope"],
     "food": ["bread", "cheese", "apple", "soup", "butter", "pasta", "salad", "onion", "garlic", "pepper"],
@@ -207,6 +210,17 @@ def test_prediction_has_one_home():
 
     for name in ("predict_proba", "predict_tags", "encode_texts", "encode_pairs"):
         assert not hasattr(finetune_module, name), name
+
+
+def test_finetune_json_summary(setup):
+    out = setup["root"] / "ft-json"
+    result = CliRunner().invoke(app, [str(a) for a in (
+        "finetune", "--model", setup["run"], "--train", setup["train"], "--dev", setup["dev"], "--test", setup["test"],
+        "-o", out, *FAST, "--epochs", "1", "--json")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # one JSON object and nothing else on stdout
+    assert summary["out"] == str(out) and summary["init"] == "pretrained" and summary["task"] == "sequence"
+    assert summary["test"] == json.loads((out / "metrics.json").read_text())["test"]
 
 
 def test_encoded_texts_pad_to_longest(setup):

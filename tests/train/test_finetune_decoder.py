@@ -16,7 +16,8 @@ from gristmill.serve.predict import classifier_from
 from gristmill.train.finetune import FineTuneConfig, FineTuneError, finetune, load_finetuned
 from gristmill.train.tasks import load_task
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 TASK = Path(__file__).resolve().parents[2] / "sample" / "task"
 
 

@@ -23,7 +23,8 @@ from gristmill.tokenizer import TokenDataset
 from gristmill.tokenizer.manifest import ShardError
 from gristmill.train.tasks import TaskDataError, load_sequence_examples
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 def invoke(*args: str):

@@ -17,7 +17,8 @@ from gristmill.train.checkpoint import list_checkpoints, load_checkpoint, load_r
 from gristmill.train.metrics import read_metrics
 from gristmill.train.pretrain import PretrainConfig, TrainingDiverged, lr_lambda, param_groups, pretrain
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 
 @pytest.fixture
@@ -258,3 +259,29 @@ def test_without_tensorboard_the_run_says_so_once_and_records_it(tokens, model_c
     assert (run / "metrics.jsonl").exists() and (run / "loss.png").exists()
     err = capsys.readouterr().err
     assert err.count("tensorboard is not installed") == 1 and 'gristmill[tensorboard]' in err
+
+
+def test_the_run_tokenizer_says_the_length_the_model_was_trained_on(tokens, model_config, tmp_path):
+    from gristmill.tokenizer.tokdir import model_max_length
+
+    run = tmp_path / "run"
+    pretrain(config(tokens, run, model_config, steps=1, eval_every=0, save_every=1))
+    source = json.loads((tokens / "manifest.json").read_text())
+    assert source["seq_len"] == 32 and model_max_length(tokens / "tokenizer") == 512  # the input is left as it was
+    assert model_max_length(run / "tokenizer") == 32
+    assert json.loads((run / "tokenizer" / "tokenizer_config.json").read_text())["model_max_length"] == 32
+
+
+def test_pretrain_json_summary(tokens, model_config, tmp_path):
+    from typer.testing import CliRunner
+
+    from gristmill.cli import app
+
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["pretrain", "--data", str(tokens), "-o", str(run), "--config", str(model_config),
+                                      "--steps", "2", "--batch-size", "8", "--eval-every", "2", "--eval-batches", "1",
+                                      "--no-progress", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # one JSON object and nothing else on stdout
+    assert summary["run"] == str(run) and summary["step"] == 2 and summary["tokens"] == 2 * 8 * 32
+    assert summary["eval"]["loss"] > 0 and summary["train_loss"] > 0 and summary["arch"] == "encoder"

@@ -189,10 +189,15 @@ def run_steps(
 
 
 def split_stages(steps: Sequence[Step]) -> list[list[Step]]:
-    """Cut the step list so that each stage starts with at most one corpus step."""
+    """Cut the step list so that each stage starts with at most one corpus step.
+
+    Stage 1 reads the input shard by shard and never starts with a corpus step (``prepare`` reads the
+    output of the stage before it). When the recipe starts with one (a dedup-only recipe), stage 1 has
+    no steps: it only reads and stages the input for the corpus step's stage 2.
+    """
     stages: list[list[Step]] = [[]]
     for step in steps:
-        if isinstance(step, CorpusStep) and stages[-1]:
+        if isinstance(step, CorpusStep) and (stages[-1] or len(stages) == 1):
             stages.append([])
         stages[-1].append(step)
     return stages

@@ -53,6 +53,7 @@ from gristmill.data.schema import harmonize
 from gristmill.data.storage import atomic_write_text
 from gristmill.progress import progress_bar
 from gristmill.provenance import provenance
+from gristmill.verbosity import info_console
 
 QUARANTINE_EXIT = 3
 LEGACY_RUN = ("_work/recipe.json",)
@@ -204,7 +205,7 @@ class Pipeline:
             executor: Executor | None = None, progress: bool = True, console: Console | None = None,
             allow_incomplete: bool = False) -> RunResult:
         """Run the pipeline into its output; ``allow_incomplete`` reads inputs from unfinished gristmill outputs."""
-        console = console or Console(stderr=True, soft_wrap=True)
+        console = console or info_console()
         out = self.output.path if storage.is_url(self.output.path) else str(Path(self.output.path))
         work = self.output.resolved_work_dir()
         paths = expand_paths(self.input.paths)
@@ -310,8 +311,6 @@ class Pipeline:
                     tasks = [ShardTask(s_idx, int(f.stem.split("-")[-1]), stage_steps, self.input, None, str(f), out,
                                        str(work), kept_dir, fmt, self.batch_size) for f in files]
                     total = kept
-                if s_idx == 1 and isinstance(stage_steps[0] if stage_steps else None, CorpusStep):
-                    raise RunError("a corpus step cannot be the first step: put a per-document step before it, or use 'noop'")
                 task_id = bar.add_task(f"stage {s_idx}/{len(stages)}", total=total, rate="")
                 stage_kept = 0
                 started = time.perf_counter()

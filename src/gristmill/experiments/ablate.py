@@ -43,7 +43,7 @@ from typing import Any
 from rich.console import Console
 
 from gristmill.data.io import InputSpec
-from gristmill.data.pipeline import CorpusStep, Step
+from gristmill.data.pipeline import Step
 from gristmill.data.recipe import build_step
 from gristmill.data.run import OutputSpec, Pipeline
 from gristmill.data.storage import atomic_write_text
@@ -110,16 +110,9 @@ class Phases:
 # --------------------------------------------------------------------------------------- the phases
 
 
-def _with_leading_step(steps: list[Step]) -> list[Step]:
-    # A run cannot start with a corpus step (it needs a stage before it); `noop` is that stage.
-    if steps and isinstance(steps[0], CorpusStep):
-        return [build_step("noop", {}), *steps]
-    return steps
-
-
 def _run(steps: list[Step], input_spec: InputSpec, out: Path, spec: AblationSpec, show: bool, console: Console) -> dict:
     """One `gristmill run` into ``out`` (resumed if it was started); returns its totals."""
-    pipeline = Pipeline(input=input_spec, steps=_with_leading_step(steps) or [build_step("noop", {})],
+    pipeline = Pipeline(input=input_spec, steps=steps or [build_step("noop", {})],
                         output=OutputSpec(path=str(out), format="parquet"))
     result = pipeline.run(workers=spec.workers, resume=True, progress=show, console=console)
     return {"docs_in": result.docs_in, "kept": result.kept, "rejected": result.rejected}

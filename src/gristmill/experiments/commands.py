@@ -12,7 +12,9 @@ from gristmill.data.run import RunError
 from gristmill.experiments.ablate import AblationError
 from gristmill.experiments.ablate import ablate as run_ablate
 from gristmill.experiments.spec import SpecError, load_spec
+from gristmill.options import COUNT, PROGRESS_HELP, THREADS_HELP, ranged
 from gristmill.tokenizer import TokenizerError
+from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -25,8 +27,8 @@ def register(app: typer.Typer) -> None:
         spec: Path = typer.Argument(..., help="Ablation spec YAML: corpus, variants, pretrain budgets, task (docs/ablate.md)."),
         out: Path = typer.Option(..., "--out", "-o", help="ABL folder: every intermediate run, results.jsonl, summary.md, ablation.png."),
         resume: bool = typer.Option(False, "--resume", help="Continue a killed ablation; finished cells are not redone."),
-        threads: int | None = typer.Option(None, "--threads", help="torch CPU threads (default: torch's choice)."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     ) -> None:
         """Pretrain and fine-tune once per data variant at equal token budgets; compare them paired by seed."""
         from gristmill.train.finetune import FineTuneError
@@ -36,6 +38,7 @@ def register(app: typer.Typer) -> None:
             parsed = load_spec(spec)
             run_ablate(parsed, out, resume=resume, progress=progress, console=console, threads=threads)
         except (SpecError, AblationError, RecipeError, RunError, TokenizerError, PretrainError, FineTuneError) as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            with error_output(console):
+                console.print(f"[bold red]error:[/] {exc}")
             raise typer.Exit(2) from None
         console.print(f"results: {out / 'results.jsonl'}\nsummary: {out / 'summary.md'}\nplot:    {out / 'ablation.png'}")

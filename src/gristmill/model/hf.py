@@ -193,8 +193,14 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path, overwrite: bool = False) 
         raise HFError(f"{src} has no config.json: not a transformers model folder")
     if run.exists() and any(run.iterdir()) and not overwrite:
         raise HFError(f"{run} already exists and is not empty (use --overwrite)")
-    if json.loads(hf_config.read_text(encoding="utf-8")).get("model_type") == "llama":
+    model_type = json.loads(hf_config.read_text(encoding="utf-8")).get("model_type")
+    if model_type == "llama":
         return import_decoder_hf(src, run)
+    if model_type != "bert":
+        # BertConfig.from_pretrained reads any config without complaint, and BertForMaskedLM then loads none of
+        # a RoBERTa's or DistilBERT's weights: the "import" would be a randomly initialised encoder.
+        raise HFError(f"{src} is a {model_type!r} checkpoint (config.json model_type); import-hf maps 'bert' "
+                      "and 'llama' only")
     bert_config = BertConfig.from_pretrained(src, local_files_only=True)
     config = from_bert_config(bert_config)
     if not any((src / name).exists() for name in (TOKENIZER_JSON, "vocab.txt")):
@@ -204,6 +210,10 @@ def import_hf(hf_dir: str | Path, run_dir: str | Path, overwrite: bool = False) 
     missing_keys, unexpected_keys = sorted(info["missing_keys"]), sorted(info["unexpected_keys"])
     head_missing = [k for k in missing_keys if k.startswith("cls.")
                     and not k.startswith("cls.predictions.decoder.")]
+    encoder_missing = [k for k in missing_keys if not k.startswith("cls.")]
+    if encoder_missing:
+        raise HFError(f"{src} lacks {len(encoder_missing)} encoder weight(s), e.g. {encoder_missing[0]}: "
+                      "refusing to import a partly random encoder")
     model = MaskedLM(config)
     model.load_state_dict(from_bert_state_dict(bert.state_dict(), config), strict=True)
     folder = RunFolder(run)

@@ -6,23 +6,27 @@ Each verb parses its options and calls one function; errors a user can cause are
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
 
 from gristmill.data import storage
+from gristmill.options import COUNT, SEED, SEED_HELP, ranged
 from gristmill.report.bias import corpus_bias, markdown_summary
 from gristmill.report.collect import ReportError, collect
 from gristmill.report.html_page import render_html
 from gristmill.report.markdown import render_markdown
 from gristmill.report.probe import ProbeError, probe_model
-from gristmill.report.run_report import FORMATS, write_report
+from gristmill.report.run_report import write_report
+from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
 
 
@@ -31,41 +35,43 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def report(
-        out: str = typer.Argument(..., help="A finished run folder (OUT of `gristmill run`), local or a URL."),
-        format: str = typer.Option("html", "--format", help="html (OUT/report.html) or md (OUT/report.md)."),
-        output: str | None = typer.Option(None, "--output", "-o", help="Write here instead ('-' prints it)."),
+        corpus: str = typer.Argument(..., help="A finished corpus run folder (OUT of `gristmill run`), local or a URL."),
+        format: Literal["html", "md"] = typer.Option("html", "--format", help="html (CORPUS/report.html) or md (CORPUS/report.md)."),
+        out: str | None = typer.Option(None, "--out", "-o", help="Write here instead ('-' prints it)."),
+        output: str | None = typer.Option(None, "--output", hidden=True, help="Old spelling of --out."),
     ) -> None:
         """Rebuild a run's report: funnel, rejections with examples, lengths, languages, duplicates, PII, time."""
         import sys
 
-        if format not in FORMATS:
-            raise _fail(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+        output = out or output
         try:
             if output == "-":
-                data = collect(out)
+                data = collect(corpus)
                 sys.stdout.write(render_html(data) if format == "html" else render_markdown(data))
                 return
-            path, seconds = write_report(out, format, output)
+            path, seconds = write_report(corpus, format, output)
         except ReportError as exc:
             raise _fail(str(exc)) from None
         console.print(f"wrote {path} in {seconds:.1f}s")
 
     @app.command()
     def bias(
-        out: str = typer.Argument(..., help="A finished run folder (OUT of `gristmill run`)."),
+        corpus: str = typer.Argument(..., help="A finished corpus run folder (OUT of `gristmill run`)."),
         model: Path | None = typer.Option(None, "--model", help="Also probe this pretrained RUN folder (fill-mask)."),
         by: str = typer.Option("source", "--by", help="Metadata column to break the counts down by."),
-        max_docs: int = typer.Option(50_000, "--max-docs", help="Documents read per side (kept, rejected)."),
-        resamples: int = typer.Option(1000, "--resamples", help="Bootstrap resamples for the intervals."),
-        seed: int = typer.Option(0, "--seed"),
-        output: Path | None = typer.Option(None, "--output", "-o", help="Write the JSON here (default OUT/bias.json)."),
+        max_docs: int = typer.Option(50_000, "--max-docs", callback=ranged(COUNT), help="Documents read per side (kept, rejected)."),
+        resamples: int = typer.Option(1000, "--resamples", callback=ranged(COUNT), help="Bootstrap resamples for the intervals."),
+        seed: int = typer.Option(0, "--seed", callback=ranged(SEED), help=SEED_HELP + " Seeds the bootstrap."),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Write the JSON here (default CORPUS/bias.json)."),
+        output: Path | None = typer.Option(None, "--output", hidden=True, help="Old spelling of --out."),
     ) -> None:
         """Measure (not filter) demographic term rates in a corpus, kept vs rejected, and a model's stereotype preference."""
         import json
         import sys
 
         try:
-            result = corpus_bias(out, by=by, max_docs=max_docs, resamples=resamples, seed=seed)
+            output = out or output
+            result = corpus_bias(corpus, by=by, max_docs=max_docs, resamples=resamples, seed=seed)
             if model is not None:
                 try:
                     result["model_probe"] = probe_model(model, resamples=resamples, seed=seed)
@@ -73,7 +79,7 @@ def register(app: typer.Typer) -> None:
                     raise _fail(str(exc)) from None
         except ReportError as exc:
             raise _fail(str(exc)) from None
-        target = str(output) if output else storage.join(out, "bias.json")
+        target = str(output) if output else storage.join(corpus, "bias.json")
         storage.atomic_write(target, lambda f: f.write(json.dumps(result, indent=2).encode("utf-8")))
         # Plain text, not through rich: a console would wrap the Markdown tables.
         sys.stdout.write(markdown_summary(result))

@@ -7,7 +7,7 @@ or :mod:`gristmill.serve.server`, and prints the result; errors the user can fix
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
@@ -16,12 +16,19 @@ from gristmill.data import storage
 from gristmill.errors import exit_code, require_extra
 from gristmill.folders import TASK, is_finetuned, is_mlm_run
 from gristmill.model.config import ConfigError, is_decoder_run
-from gristmill.options import COUNT, NON_NEGATIVE, PORT, POSITIVE, ranged
+from gristmill.options import (
+    COUNT,
+    JSON_HELP,
+    NON_NEGATIVE,
+    PORT,
+    POSITIVE,
+    PROGRESS_HELP,
+    THREADS_HELP,
+    ranged,
+)
 from gristmill.serve.model_card import write_model_card
 from gristmill.serve.onnx import export_hf_classifier, export_onnx
 from gristmill.serve.predict import (
-    BACKENDS,
-    QUANTIZE,
     MaskFiller,
     PredictError,
     load_classifier,
@@ -32,6 +39,7 @@ from gristmill.serve.predict import (
 )
 from gristmill.tokenizer.tokdir import TokenizerError
 from gristmill.train.tasks import TaskError
+from gristmill.verbosity import print_json
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -66,11 +74,6 @@ def _threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _choice(value: str, allowed: tuple[str, ...], option: str) -> None:
-    if value not in allowed:
-        raise _fail(f"{option} must be one of {', '.join(allowed)}, got {value!r}")
-
-
 def register(app: typer.Typer) -> None:
     """Add this package's verbs to the main app. Import heavy modules inside each command."""
 
@@ -78,18 +81,20 @@ def register(app: typer.Typer) -> None:
     def predict(
         model: Path = typer.Argument(..., help="FT folder (gristmill finetune --out) or ONNX export folder."),
         input: str = typer.Option(..., "--input", "-i", help="JSONL (.gz/.zst too) with a text field; - for stdin."),
-        output: str = typer.Option(..., "--output", "-o", help="JSONL to write (.gz to compress); - for stdout."),
-        backend: str = typer.Option("torch", "--backend", help="torch or onnx."),
-        quantize: str = typer.Option("none", "--quantize", help="none or int8 (torch: dynamic quantization in "
-                                     "process; onnx: model.int8.onnx)."),
+        out: str | None = typer.Option(None, "--out", "-o", help="JSONL to write (.gz to compress); - for stdout."),
+        output: str | None = typer.Option(None, "--output", hidden=True, help="Old spelling of --out."),
+        backend: Literal["torch", "onnx"] = typer.Option("torch", "--backend", help="The runtime for the model."),
+        quantize: Literal["none", "int8"] = typer.Option("none", "--quantize", help="int8: torch: dynamic quantization "
+                                                         "in process; onnx: model.int8.onnx."),
         batch_size: int = typer.Option(32, "--batch-size", callback=ranged(COUNT), help="Texts per forward pass."),
         window: int = typer.Option(4096, "--window", callback=ranged(COUNT), help="Lines read, length-sorted and written back at a time."),
         text_field: str | None = typer.Option(None, "--text-field", help="Default: the field the model was tuned on."),
         label_field: str = typer.Option("label", "--label-field", help="Gold label field; when present, accuracy "
                                         "is printed."),
         drop_text: bool = typer.Option(False, "--drop-text", help="Leave the text out of the output records."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the model (default: all)."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
+        json_out: bool = typer.Option(False, "--json", help=JSON_HELP + " Needs --out FILE, not -."),
     ) -> None:
         """Predict a label and class probabilities for every line of a JSONL file, streaming.
 
@@ -97,8 +102,11 @@ def register(app: typer.Typer) -> None:
         predicted_tags and tag_scores, one per word); a malformed line gets an output line with an error
         instead (exit status 3).
         """
-        _choice(backend, BACKENDS, "--backend")
-        _choice(quantize, QUANTIZE, "--quantize")
+        output = out or output
+        if output is None:
+            raise _fail("give --out FILE.jsonl (- for stdout)")
+        if json_out and output == "-":
+            raise _fail("--json prints the summary on stdout: write the predictions to a file (--out FILE.jsonl)")
         if backend == "onnx":
             require_extra("serve", "--backend onnx", *ONNX_MODULES)
         _threads(threads)
@@ -114,6 +122,9 @@ def register(app: typer.Typer) -> None:
         except _user_errors() as exc:
             raise _fail(str(exc), exit_code(exc)) from None
         s = summary.as_dict()
+        if json_out:
+            print_json({"out": output, "backend": backend_name, **s})
+            raise typer.Exit(3 if summary.errors else 0)
         rate = f", {s['texts_per_second']:,} texts/s" if s["texts_per_second"] else ""
         _log(f"{summary.predicted:,} predicted in {summary.seconds:.1f}s{rate} ({backend_name}, "
              f"{summary.forward_passes:,} forward passes) -> {output}")
@@ -129,19 +140,17 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def export(
         model: Path = typer.Argument(..., help="FT folder (classifier) or, for --format hf, a pretraining RUN folder."),
-        format: str = typer.Option(..., "--format", help="onnx or hf (transformers folder)."),
-        out: Path = typer.Option(..., "--out", help="Output folder."),
-        quantize: str = typer.Option("none", "--quantize", help="onnx: also write model.int8.onnx (int8)."),
+        format: Literal["onnx", "hf"] = typer.Option(..., "--format", help="onnx, or hf (a transformers folder)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
+        quantize: Literal["none", "int8"] = typer.Option("none", "--quantize", help="onnx: also write model.int8.onnx (int8)."),
         eval_file: Path | None = typer.Option(None, "--eval", help="onnx: labelled JSONL to compare accuracies on."),
         eval_limit: int | None = typer.Option(None, "--eval-limit", callback=ranged(COUNT), help="Use only the first N examples of --eval."),
         torch_int8: bool = typer.Option(False, "--torch-int8", help="onnx: also compare PyTorch dynamic int8."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Write into an existing, non-empty folder."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the parity check (default: all)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP + " For the parity check."),
     ) -> None:
         """Export a model: ONNX (dynamic batch and sequence axes, optional int8) or a transformers folder."""
-        _choice(format, ("onnx", "hf"), "--format")
         _threads(threads)
-        _choice(quantize, QUANTIZE, "--quantize")
         if format == "hf":
             require_extra("hf", "export --format hf", "transformers")
         else:
@@ -182,20 +191,20 @@ def register(app: typer.Typer) -> None:
 
     @app.command("fill-mask")
     def fill_mask_command(
-        run: Path = typer.Argument(..., help="A pretraining run folder (RUN)."),
+        model: Path = typer.Argument(..., help="A pretraining run folder (RUN)."),
         text: str = typer.Argument(..., help="Text with one or more [MASK] tokens."),
-        top_k: int = typer.Option(5, "--top-k", "-k", callback=ranged(COUNT)),
+        top_k: int = typer.Option(5, "--top-k", "-k", callback=ranged(COUNT), help="Predictions shown per [MASK]."),
         as_json: bool = typer.Option(False, "--json", help="Print the JSON of `gristmill serve`'s POST /fill-mask "
                                      "({\"results\": [[{position, candidates: [{token, token_id, score}]}]]})."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
     ) -> None:
         """Print the model's top-k predictions for each [MASK] in the text."""
-        import json
-
         from rich.console import Console
         from rich.table import Table
 
+        _threads(threads)
         try:
-            filler = MaskFiller(run)
+            filler = MaskFiller(model)
             problem = filler.check([text])[0]
             if problem:
                 raise _fail(f"cannot fill the text: {problem}")
@@ -203,7 +212,7 @@ def register(app: typer.Typer) -> None:
         except _user_errors() as exc:
             raise _fail(str(exc), exit_code(exc)) from None
         if as_json:
-            print(json.dumps({"results": [masks]}, ensure_ascii=False))
+            print_json({"results": [masks]})
             return
         for n, mask in enumerate(masks, 1):
             table = Table(title=f"[MASK] {n}" if len(masks) > 1 else None)
@@ -220,17 +229,18 @@ def register(app: typer.Typer) -> None:
                                      "folder (POST /fill-mask; a decoder RUN: POST /generate)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; the default is reachable only "
                                  "from this machine."),
-        port: int = typer.Option(8000, "--port", callback=ranged(PORT)),
-        backend: str = typer.Option("torch", "--backend", help="torch or onnx (classifiers)."),
-        quantize: str = typer.Option("none", "--quantize", help="none or int8."),
+        port: int = typer.Option(8000, "--port", callback=ranged(PORT), help="TCP port to listen on."),
+        backend: Literal["torch", "onnx"] = typer.Option("torch", "--backend", help="The runtime for a classifier."),
+        quantize: Literal["none", "int8"] = typer.Option("none", "--quantize", help="int8: a dynamically quantized classifier."),
         batch_size: int = typer.Option(32, "--batch-size", callback=ranged(COUNT), help="Texts per forward pass."),
         max_batch: int = typer.Option(64, "--max-batch", callback=ranged(COUNT), help="Texts gathered from concurrent requests per micro-batch."),
         max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", callback=ranged(NON_NEGATIVE), help="How long a request may wait for others to "
                                           "join its batch."),
         max_texts: int = typer.Option(64, "--max-texts", callback=ranged(COUNT), help="Texts per request (more: 413)."),
         max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", callback=ranged(COUNT), help="Request body size (more: 413)."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads for the model (default: all)."),
-        log_level: str = typer.Option("info", "--log-level"),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
+        log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = typer.Option(
+            "info", "--log-level", help="uvicorn's log level."),
         token: str | None = typer.Option(None, "--token", envvar="GRISTMILL_TOKEN", show_envvar=True,
                                          help="Require 'Authorization: Bearer TOKEN' (all but GET /health); prefer "
                                          "the environment variable, which `ps` does not show."),
@@ -250,8 +260,6 @@ def register(app: typer.Typer) -> None:
         from gristmill.serve.guard import default_allowed_hosts
         from gristmill.serve.server import Access, Limits, classifier_engine, fill_mask_engine, run_server
 
-        _choice(backend, BACKENDS, "--backend")
-        _choice(quantize, QUANTIZE, "--quantize")
         if backend == "onnx":
             require_extra("serve", "--backend onnx", *ONNX_MODULES)
         _threads(threads)

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
 
 from gristmill.data.storage import OutputError
 from gristmill.errors import describe_os_error, exit_code
-from gristmill.options import COUNT, FRACTION, POSITIONS, at_least, ranged
+from gristmill.options import COUNT, FRACTION, POSITIONS, PROGRESS_HELP, at_least, ranged
 from gristmill.tokenizer import TokenDataset, TokenizerError, load_tokenizer, pack_corpus, train_tokenizer
+from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer (Hugging Face format) and inspect token shards.")
@@ -25,7 +27,8 @@ ALLOW_INCOMPLETE = "Read an unfinished gristmill output (a killed run) as it is.
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
 
 
@@ -40,20 +43,20 @@ def _os_fail(exc: OSError) -> typer.Exit:
 def train(
     input: list[str] = typer.Option(..., "--input", "-i", help="OUT/kept of a gristmill run, Parquet or JSONL(.gz) files or folders."),
     out: Path = typer.Option(..., "--out", "-o", help="Tokenizer folder to write (Hugging Face format)."),
-    kind: str = typer.Option("wordpiece", "--kind", help="wordpiece (BERT), bpe (byte-level) or unigram."),
-    vocab_size: int = typer.Option(32000, "--vocab-size", callback=ranged(at_least(16))),
+    kind: Literal["wordpiece", "bpe", "unigram"] = typer.Option("wordpiece", "--kind", help="wordpiece (BERT), bpe (byte-level) or unigram."),
+    vocab_size: int = typer.Option(32000, "--vocab-size", callback=ranged(at_least(16)), help="Tokens in the vocabulary, special tokens included."),
     lowercase: bool | None = typer.Option(None, "--lowercase/--no-lowercase", help="Default: lowercase for wordpiece only."),
-    normalization: str = typer.Option("auto", "--normalization", help="Unicode form: nfc, nfd, nfkc, nfkd, none or auto (nfkc for unigram, none otherwise)."),
+    normalization: Literal["nfc", "nfd", "nfkc", "nfkd", "none", "auto"] = typer.Option("auto", "--normalization", help="Unicode form: nfc, nfd, nfkc, nfkd, none or auto (nfkc for unigram, none otherwise)."),
     strip_accents: bool | None = typer.Option(None, "--strip-accents/--keep-accents", help="Default: wordpiece strips accents when it lowercases."),
     cjk: bool = typer.Option(True, "--cjk/--no-cjk", help="Each CJK character its own pre-token (as BERT)."),
-    alphabet: str | None = typer.Option(None, "--alphabet", help="cjk: every common Han character (GB 2312 + Big5 frequent, 8,883) gets a token, so unseen Chinese text does not become [UNK] (wordpiece, unigram; needs --vocab-size >= 10000)."),
-    min_frequency: int = typer.Option(2, "--min-frequency", callback=ranged(at_least(0))),
+    alphabet: Literal["cjk"] | None = typer.Option(None, "--alphabet", help="cjk: every common Han character (GB 2312 + Big5 frequent, 8,883) gets a token, so unseen Chinese text does not become [UNK] (wordpiece, unigram; needs --vocab-size >= 10000)."),
+    min_frequency: int = typer.Option(2, "--min-frequency", callback=ranged(at_least(0)), help="Pairs seen fewer times are not merged into a token."),
     limit_alphabet: int = typer.Option(1000, "--limit-alphabet", callback=ranged(COUNT), help="Most frequent characters kept as the initial alphabet (wordpiece, bpe); raise it for CJK-heavy corpora."),
     max_docs: int | None = typer.Option(None, "--max-docs", callback=ranged(COUNT), help="Train on the first N documents only."),
     model_max_length: int = typer.Option(512, "--model-max-length", callback=ranged(POSITIONS), help="Written to tokenizer_config.json."),
-    text_field: str = typer.Option("text", "--text-field"),
+    text_field: str = typer.Option("text", "--text-field", help="JSON field holding the text."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing tokenizer folder."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Train a tokenizer on a corpus (streamed) and write it as a Hugging Face tokenizer folder."""
@@ -75,7 +78,7 @@ def train(
 @tokenizer_app.command("show")
 def show(
     tokens: Path = typer.Argument(..., help="A TOKENS folder made by `gristmill tokenize`."),
-    split: str = typer.Option("train", "--split"),
+    split: str = typer.Option("train", "--split", help="Split to read: train or val."),
     index: list[int] = typer.Option([0], "--index", "-n", help="Sequence(s) to decode."),
 ) -> None:
     """Print the manifest summary and decode sequences back to text (word and document starts marked)."""
@@ -112,13 +115,13 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="TOKENS folder to write."),
         seq_len: int = typer.Option(128, "--seq-len", callback=ranged(POSITIONS), help="Tokens per sequence, at most the tokenizer's model_max_length."),
         val_fraction: float = typer.Option(0.01, "--val-fraction", callback=ranged(FRACTION), help="Share of documents (by id hash) in the val split."),
-        workers: int = typer.Option(1, "--workers", "-w", callback=ranged(COUNT)),
+        workers: int = typer.Option(1, "--workers", "-w", callback=ranged(COUNT), help="Worker processes."),
         resume: bool = typer.Option(False, "--resume", help="Continue an interrupted pack in the same folder."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing TOKENS folder first."),
         docs_per_unit: int = typer.Option(2000, "--docs-per-unit", callback=ranged(COUNT), help="Documents per work unit (and per shard)."),
-        text_field: str = typer.Option("text", "--text-field"),
-        id_field: str = typer.Option("id", "--id-field"),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        text_field: str = typer.Option("text", "--text-field", help="JSON field holding the text."),
+        id_field: str = typer.Option("id", "--id-field", help="JSON field holding the document id (the val split is chosen by its hash)."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
         allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
     ) -> None:
         """Encode a corpus and pack it into fixed-length sequences (numpy memmap shards + manifest)."""

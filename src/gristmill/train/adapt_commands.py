@@ -7,6 +7,19 @@ from pathlib import Path
 import typer
 
 from gristmill.console import fail
+from gristmill.options import (
+    COUNT,
+    FRACTION,
+    NON_NEGATIVE,
+    POSITIONS,
+    POSITIVE,
+    PROGRESS_HELP,
+    SEED,
+    SEED_HELP,
+    THREADS_HELP,
+    at_least,
+    ranged,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -14,27 +27,27 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def adapt(
-        run: Path = typer.Argument(..., help="The pretraining run to continue (RUN)."),
+        model: Path = typer.Argument(..., help="The pretraining run to continue (RUN)."),
         texts: list[Path] = typer.Option(..., "--texts", help="Unlabelled task texts: JSONL (text field) or plain "
                                          "text, one document per line. Repeat for several files."),
-        out: Path = typer.Option(..., "--out", help="The adapted run folder to write (RUN2)."),
-        steps: int = typer.Option(500, "--steps", help="Optimizer steps of continued masked-LM training."),
-        batch_size: int = typer.Option(32, "--batch-size", help="Sequences per optimizer step."),
-        lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default: the base run's own)."),
-        warmup: float = typer.Option(0.06, "--warmup", help="A fraction of --steps (<1) or a step count."),
+        out: Path = typer.Option(..., "--out", "-o", help="The adapted run folder to write (RUN2)."),
+        steps: int = typer.Option(500, "--steps", callback=ranged(COUNT), help="Optimizer steps of continued masked-LM training."),
+        batch_size: int = typer.Option(32, "--batch-size", callback=ranged(COUNT), help="Sequences per optimizer step."),
+        lr: float | None = typer.Option(None, "--lr", callback=ranged(POSITIVE), help="Peak learning rate (default: the base run's own)."),
+        warmup: float = typer.Option(0.06, "--warmup", callback=ranged(NON_NEGATIVE), help="A fraction of --steps (<1) or a step count."),
         mix: Path | None = typer.Option(None, "--mix", help="TOKENS folder of the corpus RUN was pretrained on."),
-        mix_share: float = typer.Option(0.0, "--mix-share", help="Share of training sequences taken from --mix."),
-        text_field: str = typer.Option("text", "--text-field"),
-        seq_len: int | None = typer.Option(None, "--seq-len", help="Tokens per sequence (default: --mix's, else the run's own)."),
-        seed: int = typer.Option(0, "--seed"),
-        eval_every: int = typer.Option(100, "--eval-every", help="Validate on held-out task texts every N steps."),
-        save_every: int = typer.Option(100, "--save-every", help="Checkpoint every N steps (and at the end)."),
+        mix_share: float = typer.Option(0.0, "--mix-share", callback=ranged(FRACTION), help="Share of training sequences taken from --mix."),
+        text_field: str = typer.Option("text", "--text-field", help="JSON field holding the text (JSONL files)."),
+        seq_len: int | None = typer.Option(None, "--seq-len", callback=ranged(POSITIONS), help="Tokens per sequence (default: --mix's, else the run's own)."),
+        seed: int = typer.Option(0, "--seed", callback=ranged(SEED), help=SEED_HELP),
+        eval_every: int = typer.Option(100, "--eval-every", callback=ranged(at_least(0)), help="Validate on held-out task texts every N steps (0 = never)."),
+        save_every: int = typer.Option(100, "--save-every", callback=ranged(COUNT), help="Checkpoint every N steps (and at the end)."),
         resume: bool = typer.Option(False, "--resume", help="Continue a killed adaptation in --out exactly."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing adapt run."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     ) -> None:
-        """Task-adaptive pretraining: continue RUN's masked-LM training on the task's own unlabelled texts."""
+        """Task-adaptive pretraining: continue MODEL's masked-LM training on the task's own unlabelled texts."""
         import torch
 
         from gristmill.train.adapt import AdaptConfig, AdaptError
@@ -44,7 +57,7 @@ def register(app: typer.Typer) -> None:
 
         if threads:
             torch.set_num_threads(threads)
-        cfg = AdaptConfig(run=str(run), texts=[str(t) for t in texts], out=str(out), steps=steps,
+        cfg = AdaptConfig(run=str(model), texts=[str(t) for t in texts], out=str(out), steps=steps,
                           batch_size=batch_size, lr=lr, warmup=warmup, mix=str(mix) if mix else None,
                           mix_share=mix_share, text_field=text_field, seq_len=seq_len, seed=seed,
                           eval_every=eval_every, save_every=save_every, resume=resume, overwrite=overwrite,

@@ -7,6 +7,7 @@ cause are printed as one message, not a traceback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 from rich.console import Console
@@ -14,14 +15,29 @@ from rich.console import Console
 from gristmill.errors import exit_code, require_extra
 from gristmill.folders import RunFolder, read_record
 from gristmill.model.config import ConfigError
-from gristmill.options import COUNT, FRACTION, MASK_PROB, NON_NEGATIVE, POSITIVE, SEED, at_least, ranged
+from gristmill.options import (
+    COUNT,
+    FRACTION,
+    JSON_HELP,
+    MASK_PROB,
+    NON_NEGATIVE,
+    POSITIVE,
+    PROGRESS_HELP,
+    SEED,
+    SEED_HELP,
+    THREADS_HELP,
+    at_least,
+    ranged,
+)
 from gristmill.tokenizer import TokenizerError
+from gristmill.verbosity import error_output, print_json
 
 console = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
 
 
@@ -31,11 +47,11 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def pretrain(
         data: Path = typer.Option(..., "--data", help="Packed token shards (TOKENS folder from `gristmill tokenize`)."),
-        out: Path = typer.Option(..., "--out", help="Run folder to write (RUN)."),
-        arch: str = typer.Option("encoder", "--arch", help="encoder (masked LM) or decoder (causal LM, docs/decoder.md)."),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder to write (RUN)."),
+        arch: Literal["encoder", "decoder"] = typer.Option("encoder", "--arch", help="encoder (masked LM) or decoder (causal LM, docs/decoder.md)."),
         doc_mask: bool = typer.Option(True, "--doc-mask/--no-doc-mask",
                                       help="Decoder: keep attention inside each packed document (block-diagonal)."),
-        model_size: str = typer.Option("mini", "--model-size", help="tiny, mini, small, medium or base."),
+        model_size: Literal["tiny", "mini", "small", "medium", "base"] = typer.Option("mini", "--model-size", help="tiny, mini, small, medium or base."),
         config: Path | None = typer.Option(None, "--config", help="Model config JSON (overrides --model-size)."),
         init_from: Path | None = typer.Option(None, "--init-from",
                                               help="Start from this run's weights (e.g. an imported BERT)."),
@@ -44,11 +60,11 @@ def register(app: typer.Typer) -> None:
         grad_accum: int = typer.Option(1, "--grad-accum", callback=ranged(COUNT), help="Micro-batches per step (per process)."),
         lr: float = typer.Option(5e-4, "--lr", callback=ranged(POSITIVE), help="Peak learning rate."),
         warmup: float = typer.Option(0.06, "--warmup", callback=ranged(NON_NEGATIVE), help="Warmup: a fraction of --steps (<1) or a step count."),
-        schedule: str = typer.Option("linear", "--schedule", help="linear, cosine or constant after warmup."),
-        weight_decay: float = typer.Option(0.01, "--weight-decay", callback=ranged(NON_NEGATIVE)),
+        schedule: Literal["linear", "cosine", "constant"] = typer.Option("linear", "--schedule", help="linear, cosine or constant after warmup."),
+        weight_decay: float = typer.Option(0.01, "--weight-decay", callback=ranged(NON_NEGATIVE), help="AdamW weight decay (not on biases and LayerNorms)."),
         clip: float = typer.Option(1.0, "--clip", callback=ranged(NON_NEGATIVE), help="Gradient-norm clipping (0 = off)."),
         bf16: bool = typer.Option(False, "--bf16/--fp32", help="bf16 autocast for the forward pass."),
-        seed: int = typer.Option(0, "--seed", callback=ranged(SEED)),
+        seed: int = typer.Option(0, "--seed", callback=ranged(SEED), help=SEED_HELP),
         mask_prob: float = typer.Option(0.15, "--mask-prob", callback=ranged(MASK_PROB), help="Share of tokens chosen for prediction."),
         whole_word: bool = typer.Option(False, "--whole-word", help="Mask whole words, not word pieces."),
         nsp: bool = typer.Option(False, "--nsp", help="Add next-sentence prediction (off: see docs)."),
@@ -57,17 +73,18 @@ def register(app: typer.Typer) -> None:
                                       help="Dropout while pretraining (BERT: 0.1); config.json keeps 0.1 for fine-tuning."),
         eval_every: int = typer.Option(200, "--eval-every", callback=ranged(at_least(0)), help="Validate every N steps (0 = never)."),
         eval_batches: int = typer.Option(20, "--eval-batches", callback=ranged(COUNT), help="Global batches of validation data to use."),
-        log_every: int = typer.Option(10, "--log-every", callback=ranged(COUNT)),
+        log_every: int = typer.Option(10, "--log-every", callback=ranged(COUNT), help="Log the training loss every N steps."),
         save_every: int = typer.Option(500, "--save-every", callback=ranged(COUNT), help="Checkpoint every N steps (and at the end)."),
         keep: int = typer.Option(3, "--keep", callback=ranged(at_least(0)), help="Checkpoints to keep (0 = all)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run folder first."),
         compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="CPU threads per process."),
-        progress: bool = typer.Option(True, "--progress/--no-progress"),
+        device: Literal["auto", "cpu", "cuda"] = typer.Option("auto", "--device", help="auto: cuda when there is one."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP + " Per process."),
+        progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
         verify: bool = typer.Option(False, "--verify", help="Check every shard's checksum before training "
                                     "(default: each shard on its first use)."),
+        json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Pretrain an encoder (masked LM) or a decoder (--arch decoder, causal LM); also under torchrun."""
         import torch
@@ -96,6 +113,10 @@ def register(app: typer.Typer) -> None:
 
         if os.environ.get("RANK", "0") != "0":
             return
+        if json_out:
+            print_json({"run": str(result.run_dir), "arch": arch, "step": result.step, "tokens": result.tokens,
+                        "seconds": result.seconds, "train_loss": result.train_loss, "eval": result.eval or None})
+            return
         summary = f"step {result.step}, {result.tokens:,} tokens, {result.seconds:.0f}s"
         if result.train_loss is not None:
             summary += f", train loss {result.train_loss:.4f}"
@@ -109,8 +130,8 @@ def register(app: typer.Typer) -> None:
     @app.command("import-hf")
     def import_hf_command(
         hf_dir: Path = typer.Argument(..., help="Local Hugging Face BERT folder (config.json, weights, tokenizer)."),
-        out: Path = typer.Option(..., "--out", help="Run folder to create."),
-        overwrite: bool = typer.Option(False, "--overwrite"),
+        out: Path = typer.Option(..., "--out", "-o", help="Run folder to create."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing, non-empty run folder."),
     ) -> None:
         """Turn a local BERT checkpoint into a gristmill run (to continue pretraining or fine-tune)."""
         require_extra("hf", "import-hf", "transformers")

@@ -8,16 +8,18 @@ by ``gristmill.quickstart``, which sits above train.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import typer
 
 from gristmill.console import console, fail
 from gristmill.errors import exit_code
+from gristmill.folders import FinetunedFolder
 from gristmill.model.config import ConfigError
-from gristmill.options import COUNT, POSITIONS, POSITIVE, SEED, ranged
+from gristmill.options import COUNT, JSON_HELP, POSITIONS, POSITIVE, SEED, SEED_HELP, THREADS_HELP, ranged
 from gristmill.tokenizer.tokdir import TokenizerError
 from gristmill.train.tasks import TaskError, load_task
+from gristmill.verbosity import print_json
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
@@ -56,7 +58,7 @@ def _reinit_layers() -> Any:
 
 
 def _pooling() -> Any:
-    return typer.Option(None, "--pooling", help="cls or mean: what the classification head sees.")
+    return typer.Option(None, "--pooling", help="What the classification head sees: the [CLS] vector or the mean.")
 
 
 def _load(train: Path, dev: Path | None, test: Path | None, task: str, text_field: str, label_field: str,
@@ -87,32 +89,33 @@ def register(app: typer.Typer) -> None:
     def finetune(
         model: Path = typer.Option(..., "--model", help="Pretrained RUN folder (gristmill pretrain --out)."),
         train: Path = typer.Option(..., "--train", help="Training JSONL."),
-        out: Path = typer.Option(..., "--out", help="Output FT folder."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output FT folder."),
         dev: Path | None = typer.Option(None, "--dev", help="Dev JSONL: early stopping and model selection."),
         test: Path | None = typer.Option(None, "--test", help="Test JSONL: scored once, at the end."),
-        task: str = typer.Option("auto", "--task", help="sequence, token (NER-style tokens+tags) or auto."),
-        text_field: str = typer.Option("text", "--text-field"),
-        label_field: str = typer.Option("label", "--label-field"),
+        task: Literal["auto", "sequence", "token"] = typer.Option("auto", "--task", help="sequence, token (NER-style tokens+tags) or auto."),
+        text_field: str = typer.Option("text", "--text-field", help="JSON field holding the text."),
+        label_field: str = typer.Option("label", "--label-field", help="JSON field holding the label."),
         pair_field: str | None = typer.Option(None, "--pair-field", help="Second text field: classify text pairs."),
         tokens_field: str = typer.Option("tokens", "--tokens-field", help="Token task: the list of words."),
         tags_field: str = typer.Option("tags", "--tags-field", help="Token task: one tag per word."),
         per_class: int | None = typer.Option(None, "--per-class", callback=ranged(COUNT), help="Stratified sample of N training examples per class."),
-        seed: int = typer.Option(0, "--seed", callback=ranged(SEED), help="Seed for the sample, the head's initialisation and the order."),
+        seed: int = typer.Option(0, "--seed", callback=ranged(SEED), help=SEED_HELP + " Seeds the sample, the head's initialisation and the order."),
         from_scratch: bool = typer.Option(False, "--from-scratch", help="Same architecture, random weights, same budget."),
         tokenizer: Path | None = typer.Option(None, "--tokenizer", help="Tokenizer folder (default: RUN/tokenizer)."),
         max_length: int = typer.Option(128, "--max-length", callback=ranged(POSITIONS), help="Tokens per example, [CLS] and [SEP] included."),
         lr: float | None = typer.Option(None, "--lr", callback=ranged(POSITIVE), help="Peak learning rate, warm-up over 10% then linear decay "
                                         "(default: 3e-4 for tiny/mini, 1e-4 small/medium, 3e-5 base)."),
-        batch_size: int = typer.Option(16, "--batch-size", callback=ranged(COUNT)),
+        batch_size: int = typer.Option(16, "--batch-size", callback=ranged(COUNT), help="Examples per optimizer step."),
         epochs: int | None = typer.Option(None, "--epochs", callback=ranged(COUNT), help="Default: enough for 300 steps, between 3 and 50."),
         patience: int = typer.Option(5, "--patience", callback=ranged(COUNT), help="Stop after this many dev evaluations without improvement."),
         class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights",
                                            help="Weigh the loss by inverse class frequency (unbalanced data)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output folder."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="PyTorch threads (default: PyTorch's choice)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
         layer_decay: float | None = _layer_decay(),
         reinit_layers: int | None = _reinit_layers(),
-        pooling: str | None = _pooling(),
+        pooling: Literal["cls", "mean"] | None = _pooling(),
+        json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Fine-tune a pretrained encoder on a labelled JSONL task; writes FT/ with weights and metrics.json."""
         from rich.console import Console
@@ -131,6 +134,9 @@ def register(app: typer.Typer) -> None:
         except _user_errors() as exc:
             raise fail(str(exc), exit_code(exc)) from None
         m = result.metrics
+        if json_out:
+            print_json({"out": str(out), "metrics_path": str(FinetunedFolder(out).metrics), **m})
+            return
         Console().print(metrics_table(m, f"{m['init']} {m['task']} classifier, {m['train_examples']:,} training examples"))
         _log(f"model:   {out}  (config.json, task.json, model.safetensors, tokenizer/)")
         _log(f"metrics: {out / 'metrics.json'}")
@@ -138,30 +144,30 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def curve(
         model: Path = typer.Option(..., "--model", help="Pretrained RUN folder."),
-        train: Path = typer.Option(..., "--train"),
-        test: Path = typer.Option(..., "--test"),
-        out: Path = typer.Option(..., "--out", help="Output CURVE folder (table, runs, PNG)."),
-        dev: Path | None = typer.Option(None, "--dev"),
+        train: Path = typer.Option(..., "--train", help="Training JSONL (sampled per size)."),
+        test: Path = typer.Option(..., "--test", help="Test JSONL: every run is scored on it."),
+        out: Path = typer.Option(..., "--out", "-o", help="Output CURVE folder (table, runs, PNG)."),
+        dev: Path | None = typer.Option(None, "--dev", help="Dev JSONL: early stopping and model selection."),
         per_class: str = typer.Option("8,32,128,all", "--per-class", help="Comma-separated sizes; 'all' = whole file."),
         seeds: int = typer.Option(3, "--seeds", callback=ranged(COUNT), help="Runs per size and init (seeds 0..N-1)."),
-        task: str = typer.Option("auto", "--task"),
-        text_field: str = typer.Option("text", "--text-field"),
-        label_field: str = typer.Option("label", "--label-field"),
-        pair_field: str | None = typer.Option(None, "--pair-field"),
-        tokens_field: str = typer.Option("tokens", "--tokens-field"),
-        tags_field: str = typer.Option("tags", "--tags-field"),
-        tokenizer: Path | None = typer.Option(None, "--tokenizer"),
-        max_length: int = typer.Option(128, "--max-length", callback=ranged(POSITIONS)),
+        task: Literal["auto", "sequence", "token"] = typer.Option("auto", "--task", help="sequence, token (NER-style tokens+tags) or auto."),
+        text_field: str = typer.Option("text", "--text-field", help="JSON field holding the text."),
+        label_field: str = typer.Option("label", "--label-field", help="JSON field holding the label."),
+        pair_field: str | None = typer.Option(None, "--pair-field", help="Second text field: classify text pairs."),
+        tokens_field: str = typer.Option("tokens", "--tokens-field", help="Token task: the list of words."),
+        tags_field: str = typer.Option("tags", "--tags-field", help="Token task: one tag per word."),
+        tokenizer: Path | None = typer.Option(None, "--tokenizer", help="Tokenizer folder (default: RUN/tokenizer)."),
+        max_length: int = typer.Option(128, "--max-length", callback=ranged(POSITIONS), help="Tokens per example, [CLS] and [SEP] included."),
         lr: float | None = typer.Option(None, "--lr", callback=ranged(POSITIVE), help="Default: by model width, as for finetune."),
-        batch_size: int = typer.Option(16, "--batch-size", callback=ranged(COUNT)),
-        epochs: int | None = typer.Option(None, "--epochs", callback=ranged(COUNT)),
-        patience: int = typer.Option(5, "--patience", callback=ranged(COUNT)),
-        class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights"),
+        batch_size: int = typer.Option(16, "--batch-size", callback=ranged(COUNT), help="Examples per optimizer step."),
+        epochs: int | None = typer.Option(None, "--epochs", callback=ranged(COUNT), help="Default: enough for 300 steps, between 3 and 50."),
+        patience: int = typer.Option(5, "--patience", callback=ranged(COUNT), help="Stop after this many dev evaluations without improvement."),
+        class_weights: bool = typer.Option(False, "--class-weights/--no-class-weights", help="Weigh the loss by inverse class frequency (unbalanced data)."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Start over instead of resuming CURVE/runs.jsonl."),
-        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help="PyTorch threads (default: PyTorch's choice)."),
+        threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
         layer_decay: float | None = _layer_decay(),
         reinit_layers: int | None = _reinit_layers(),
-        pooling: str | None = _pooling(),
+        pooling: Literal["cls", "mean"] | None = _pooling(),
     ) -> None:
         """Learning curve: fine-tune pretrained and from scratch at several labels-per-class, several seeds."""
         from rich.console import Console

@@ -377,8 +377,13 @@ def evaluate(model: torch.nn.Module, dataset: Any, spec: MaskingSpec, pad_id: in
 
 
 def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Path | None,
-                    device: str = "cpu", world: int = 1) -> None:
-    """Rank 0 only: check/create RUN, write config.json, train.json and the tokenizer copy."""
+                    device: str = "cpu", world: int = 1, seq_len: int | None = None) -> None:
+    """Rank 0 only: check/create RUN, write config.json, train.json and the tokenizer copy.
+
+    The copy's ``model_max_length`` becomes ``seq_len``, the length the model is trained on: the tokenizer
+    folder of TOKENS keeps whatever ``tokenizer train`` wrote (512 by default), which would let a pipeline
+    loading RUN/tokenizer feed the model sequences longer than any it has seen.
+    """
     run = Path(cfg.out)
     try:
         # A resumed run deletes nothing, so its shards may live inside it (``gristmill adapt`` packs RUN2/tokens).
@@ -407,6 +412,16 @@ def prepare_run_dir(cfg: PretrainConfig, config: ModelConfig, tokenizer_dir: Pat
     folders.write_record(folder.train_record, record)
     if tokenizer_dir is not None and Path(tokenizer_dir).is_dir():
         shutil.copytree(tokenizer_dir, folder.tokenizer, dirs_exist_ok=True)
+        if seq_len is not None:
+            set_model_max_length(folder.tokenizer, seq_len)
+
+
+def set_model_max_length(tokdir: Path, length: int) -> None:
+    """Write ``model_max_length`` into ``tokdir/tokenizer_config.json`` (creating the file if it is missing)."""
+    path = tokdir / "tokenizer_config.json"
+    config = folders.read_record(path) if path.exists() else {}
+    config["model_max_length"] = int(length)
+    folders.write_record(path, config)
 
 
 def check_same_tokenizer(run_tokenizer: Path, dataset: Any) -> None:
@@ -480,7 +495,8 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | No
                        special_ids=tuple(sorted(set(special.values()))), mask_prob=cfg.mask_prob,
                        whole_word=cfg.whole_word)
     if world.main:
-        prepare_run_dir(cfg, config, getattr(train, "tokenizer_dir", None), str(world.device), world.world)
+        prepare_run_dir(cfg, config, getattr(train, "tokenizer_dir", None), str(world.device), world.world,
+                        seq_len=int(train.seq_len))
     world.barrier()
 
     # -- model, optimizer, schedule

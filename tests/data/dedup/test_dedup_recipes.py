@@ -20,6 +20,9 @@ from gristmill.data.dedup.text import tokens
 from gristmill.data.io import read_documents
 from gristmill.data.recipe import load_recipe
 
+# slow: runs whole dedup recipes with one and two worker processes; `pytest -m "not slow"` skips it
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "sample" / "corpus.jsonl.gz"
 LABELS = ROOT / "sample" / "corpus.labels.jsonl.gz"

@@ -19,6 +19,9 @@ from gristmill.data.recipe import load_recipe  # noqa: E402
 from tests.data.selection.test_select_domain import CODE, SEA, target_file, text  # noqa: E402
 from tests.data.test_ray_executor import RayHead, _run_ray, ray_head  # noqa: E402, F401
 
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+pytestmark = pytest.mark.slow
+
 
 def _rows(out: Path) -> dict[str, tuple]:
     rows = {d.id: (d.reason, d.meta.get("domain_score"), d.meta.get("sea_score")) for d in read_documents(out / "kept")}

@@ -149,6 +149,7 @@ def test_unknown_label_and_wrong_kind(model: Path, tmp_path: Path) -> None:
         build_step("classifier", {})
 
 
+@pytest.mark.slow
 def test_cli_train_and_a_run_with_a_wrong_folder(model: Path, tmp_path: Path) -> None:
     rng = random.Random(4)
     labelled = tmp_path / "labelled.jsonl"

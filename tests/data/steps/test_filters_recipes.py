@@ -5,6 +5,8 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from gristmill.data.document import Document
 from gristmill.data.io import read_documents
 from gristmill.data.pipeline import CorpusStep, StepStats, run_steps
@@ -28,6 +30,7 @@ def test_recipes_load_with_quickstart_paths():
     assert all(getattr(s, "language", "zh") == "zh" for s in zh.steps if s.name.startswith(("gopher", "fineweb")))
 
 
+@pytest.mark.slow
 def test_web_en_on_the_sample(tmp_path):
     with gzip.open(SAMPLE, "rt", encoding="utf-8") as f:
         rows = [json.loads(line) for _, line in zip(range(N_DOCS), f)]

@@ -13,13 +13,15 @@ import typer
 from rich.console import Console
 
 from gristmill.data.classify.training import TrainingDataError, train_folder, train_lm_folder
+from gristmill.verbosity import error_output
 
 console = Console(stderr=True)
 classify_app = typer.Typer(no_args_is_help=True, help="Train the models of the classifier and perplexity steps.")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
+    with error_output(console):
+        console.print(f"[bold red]error:[/] {message}")
     return typer.Exit(code)
 
 
@@ -30,15 +32,15 @@ def train(
     negative: list[str] = typer.Option([], "--negative", help="JSONL file(s) whose texts get --negative-label."),
     input: list[str] = typer.Option([], "--input", "-i", help="JSONL file(s) with a label field (instead of "
                                     "--positive/--negative)."),
-    positive_label: str = typer.Option("positive", "--positive-label"),
-    negative_label: str = typer.Option("negative", "--negative-label"),
-    text_field: str = typer.Option("text", "--text-field"),
-    label_field: str = typer.Option("label", "--label-field"),
+    positive_label: str = typer.Option("positive", "--positive-label", help="Label of the --positive texts."),
+    negative_label: str = typer.Option("negative", "--negative-label", help="Label of the --negative texts."),
+    text_field: str = typer.Option("text", "--text-field", help="JSON field holding the text."),
+    label_field: str = typer.Option("label", "--label-field", help="JSON field holding the label (--input)."),
     eval_file: str | None = typer.Option(None, "--eval", help="Labelled JSONL file to report precision/recall on."),
     c: float = typer.Option(4.0, "--c", help="Inverse L2 regularisation strength of the logistic regression."),
     balanced: bool = typer.Option(True, "--balanced/--no-balanced", help="Weight classes by inverse frequency."),
     features: int = typer.Option(20, "--features", help="log2 of the hash buckets (20: 1,048,576)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
 ) -> None:
     """Train a linear classifier (hashed word uni+bigrams, logistic regression) for the classifier step."""
     try:
@@ -57,9 +59,9 @@ def train(
 def lm(
     input: list[str] = typer.Option(..., "--input", "-i", help="Trusted text: JSONL(.gz) files or OUT/kept folders."),
     out: Path = typer.Option(..., "--out", "-o", help="Model folder to write (config.json + counts.safetensors)."),
-    text_field: str = typer.Option("text", "--text-field"),
+    text_field: str = typer.Option("text", "--text-field", help="JSON field holding the text."),
     buckets: int = typer.Option(20, "--buckets", help="log2 of the hash bins per table (20: 1,048,576; 28 MB)."),
-    overwrite: bool = typer.Option(False, "--overwrite"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
 ) -> None:
     """Train the hashed word trigram language model of the perplexity step on trusted text."""
     try:
