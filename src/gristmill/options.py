@@ -22,6 +22,7 @@ from typing import Any
 import typer
 
 from gristmill.console import fail
+from gristmill.errors import GristmillError
 
 MAX_POSITIONS = 8192
 """Longest sequence (tokens) a gristmill model may be asked to hold: 16x BERT's 512."""
@@ -30,7 +31,7 @@ MAX_SEED = 2**32 - 1
 """numpy's legacy generators and some samplers take 32-bit seeds."""
 
 
-class OptionError(ValueError):
+class OptionError(GristmillError, ValueError):
     """A setting outside its range; the message names the flag."""
 
 

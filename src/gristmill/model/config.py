@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.data.storage import atomic_write_text
+from gristmill.errors import GristmillError
 from gristmill.options import MAX_POSITIONS
 
 # The BERT miniatures (Turc et al., 2019) and BERT-base: name -> (layers, hidden). Heads = hidden / 64,
@@ -28,7 +29,7 @@ ACTIVATIONS = ("gelu", "gelu_tanh")
 POOLINGS = ("cls", "mean")
 
 
-class ConfigError(ValueError):
+class ConfigError(GristmillError, ValueError):
     """A model configuration that cannot describe a working encoder; the message says which field."""
 
 

@@ -10,20 +10,16 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from gristmill.console import fail
 from gristmill.data import storage
 from gristmill.report.bias import corpus_bias, markdown_summary
-from gristmill.report.collect import ReportError, collect
+from gristmill.report.collect import collect
 from gristmill.report.html_page import render_html
 from gristmill.report.markdown import render_markdown
-from gristmill.report.probe import ProbeError, probe_model
+from gristmill.report.probe import probe_model
 from gristmill.report.run_report import FORMATS, write_report
 
 console = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
@@ -39,15 +35,12 @@ def register(app: typer.Typer) -> None:
         import sys
 
         if format not in FORMATS:
-            raise _fail(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
-        try:
-            if output == "-":
-                data = collect(out)
-                sys.stdout.write(render_html(data) if format == "html" else render_markdown(data))
-                return
-            path, seconds = write_report(out, format, output)
-        except ReportError as exc:
-            raise _fail(str(exc)) from None
+            raise fail(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+        if output == "-":
+            data = collect(out)
+            sys.stdout.write(render_html(data) if format == "html" else render_markdown(data))
+            return
+        path, seconds = write_report(out, format, output)
         console.print(f"wrote {path} in {seconds:.1f}s")
 
     @app.command()
@@ -64,15 +57,9 @@ def register(app: typer.Typer) -> None:
         import json
         import sys
 
-        try:
-            result = corpus_bias(out, by=by, max_docs=max_docs, resamples=resamples, seed=seed)
-            if model is not None:
-                try:
-                    result["model_probe"] = probe_model(model, resamples=resamples, seed=seed)
-                except ProbeError as exc:
-                    raise _fail(str(exc)) from None
-        except ReportError as exc:
-            raise _fail(str(exc)) from None
+        result = corpus_bias(out, by=by, max_docs=max_docs, resamples=resamples, seed=seed)
+        if model is not None:
+            result["model_probe"] = probe_model(model, resamples=resamples, seed=seed)
         target = str(output) if output else storage.join(out, "bias.json")
         storage.atomic_write(target, lambda f: f.write(json.dumps(result, indent=2).encode("utf-8")))
         # Plain text, not through rich: a console would wrap the Markdown tables.

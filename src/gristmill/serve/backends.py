@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from gristmill.errors import GristmillError
 from gristmill.train.tasks import TaskSpec
 
 BACKENDS = ("torch", "onnx")
@@ -21,7 +22,7 @@ ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 
 
-class PredictError(Exception):
+class PredictError(GristmillError):
     """A problem the user can fix (wrong folder, unsupported task, unreadable input)."""
 
 

@@ -27,11 +27,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from gristmill.errors import GristmillError
 from gristmill.tokenizer import load_tokenizer
 from gristmill.train.checkpoint import load_decoder_run
 
 
-class PerplexityError(ValueError):
+class PerplexityError(GristmillError, ValueError):
     """An input the user can fix (not JSONL, no text field)."""
 
 

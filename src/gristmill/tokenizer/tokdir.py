@@ -16,11 +16,13 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from gristmill.errors import GristmillError
+
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 """The special tokens of every gristmill tokenizer, ids 0..4 in this order."""
 
 
-class TokenizerError(ValueError):
+class TokenizerError(GristmillError, ValueError):
     """A problem with a tokenizer folder or token shards that the user can fix."""
 
 

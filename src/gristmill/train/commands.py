@@ -13,10 +13,9 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from gristmill.errors import exit_code, require_extra
-from gristmill.model.config import ConfigError
+from gristmill.errors import require_extra
 from gristmill.options import COUNT, FRACTION, MASK_PROB, NON_NEGATIVE, POSITIVE, SEED, at_least, ranged
-from gristmill.tokenizer import TokenizerError, load_tokenizer, special_ids
+from gristmill.tokenizer import load_tokenizer, special_ids
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -96,8 +95,7 @@ def register(app: typer.Typer) -> None:
         """Pretrain an encoder (masked LM) or a decoder (--arch decoder, causal LM); also under torchrun."""
         import torch
 
-        from gristmill.train.checkpoint import CheckpointError
-        from gristmill.train.pretrain import PretrainConfig, PretrainError, TrainingDiverged
+        from gristmill.train.pretrain import PretrainConfig
         from gristmill.train.pretrain import pretrain as run_pretrain
 
         if threads:
@@ -110,12 +108,7 @@ def register(app: typer.Typer) -> None:
             dropout=dropout, eval_every=eval_every, eval_batches=eval_batches, log_every=log_every,
             save_every=save_every, keep=keep, resume=resume, overwrite=overwrite, compile=compile, device=device,
             progress=progress, verify=verify)
-        try:
-            result = run_pretrain(cfg)
-        except TrainingDiverged as exc:
-            raise _fail(str(exc), code=3) from None
-        except (PretrainError, ConfigError, CheckpointError, TokenizerError) as exc:
-            raise _fail(str(exc), exit_code(exc)) from None
+        result = run_pretrain(cfg)
         import os
 
         if os.environ.get("RANK", "0") != "0":
@@ -139,12 +132,8 @@ def register(app: typer.Typer) -> None:
         """Print the model's top-k predictions for each [MASK] in the text."""
         from rich.table import Table
 
-        from gristmill.train.checkpoint import CheckpointError
 
-        try:
-            predictions = fill_mask(run, text, top_k)
-        except (CheckpointError, TokenizerError) as exc:
-            raise _fail(str(exc), exit_code(exc)) from None
+        predictions = fill_mask(run, text, top_k)
         for n, options in enumerate(predictions, 1):
             table = Table(title=f"[MASK] {n}" if len(predictions) > 1 else None)
             table.add_column("#", justify="right")
@@ -162,12 +151,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Turn a local BERT checkpoint into a gristmill run (to continue pretraining or fine-tune)."""
         require_extra("hf", "import-hf", "transformers")
-        from gristmill.model.hf import HFError, import_hf
+        from gristmill.model.hf import import_hf
 
-        try:
-            run = import_hf(hf_dir, out, overwrite=overwrite)
-        except (HFError, ConfigError, OSError) as exc:
-            raise _fail(str(exc)) from None
+        run = import_hf(hf_dir, out, overwrite=overwrite)
         import json
 
         info = json.loads((run / "import.json").read_text(encoding="utf-8"))

@@ -20,10 +20,15 @@ import numpy as np
 from gristmill.data.classify.linear import LinearClassifier, VectorizerConfig, train_linear
 from gristmill.data.classify.ngram_lm import train_ngram_lm
 from gristmill.data.io import open_binary, read_texts
+from gristmill.errors import BadDataError, GristmillError
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(GristmillError, ValueError):
     """Unreadable, empty or one-label training data (a user error)."""
+
+
+class TrainingRecordError(TrainingDataError, BadDataError):
+    """A line of a training file that is not a usable record (named by file and line; exit 3)."""
 
 
 def read_labelled(path: str, text_field: str = "text", label_field: str | None = "label",
@@ -42,12 +47,12 @@ def read_labelled(path: str, text_field: str = "text", label_field: str | None =
             try:
                 record = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError):
-                raise TrainingDataError(f"{path} line {lineno}: not a JSON record") from None
+                raise TrainingRecordError(f"{path} line {lineno}: not a JSON record") from None
             text = record.get(text_field) if isinstance(record, dict) else None
             value = label if label is not None else (record.get(label_field) if isinstance(record, dict) else None)
             if not isinstance(text, str) or value is None:
-                raise TrainingDataError(f"{path} line {lineno}: needs a string {text_field!r}"
-                                        + ("" if label is not None else f" and a {label_field!r}"))
+                raise TrainingRecordError(f"{path} line {lineno}: needs a string {text_field!r}"
+                                         + ("" if label is not None else f" and a {label_field!r}"))
             texts.append(text)
             labels.append(str(value))
     if not texts:
