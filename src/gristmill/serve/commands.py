@@ -14,7 +14,7 @@ import typer
 from gristmill.console import console, fail
 from gristmill.data import storage
 from gristmill.errors import require_extra
-from gristmill.model.config import ConfigError, is_decoder_run
+from gristmill.model.config import is_decoder_run
 from gristmill.options import COUNT, NON_NEGATIVE, PORT, POSITIVE, ranged
 from gristmill.serve.model_card import write_model_card
 from gristmill.serve.onnx import export_hf_classifier, export_onnx
@@ -22,7 +22,6 @@ from gristmill.serve.predict import (
     BACKENDS,
     QUANTIZE,
     MaskFiller,
-    PredictError,
     is_mlm_run,
     load_classifier,
     load_tagger,
@@ -30,22 +29,6 @@ from gristmill.serve.predict import (
     predict_tags_file,
     task_type_of,
 )
-from gristmill.tokenizer.tokdir import TokenizerError
-from gristmill.train.tasks import TaskError
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from gristmill.train.checkpoint import CheckpointError
-
-    errors: list[type[Exception]] = [PredictError, TaskError, ConfigError, TokenizerError, CheckpointError]
-    try:
-        from gristmill.model.hf import HFError
-
-        errors.append(HFError)
-    except ImportError:  # transformers is an optional dependency
-        pass
-    return tuple(errors)
-
 
 ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 """What ONNX export and the onnx backend import (the ``serve`` extra)."""

@@ -15,16 +15,6 @@ import typer
 
 from gristmill.console import console, fail
 from gristmill.data.storage import atomic_write_text
-from gristmill.model.config import ConfigError
-from gristmill.tokenizer.tokdir import TokenizerError
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from gristmill.serve.generate import GenerateError
-    from gristmill.serve.perplexity import PerplexityError
-    from gristmill.train.checkpoint import CheckpointError
-
-    return (GenerateError, PerplexityError, ConfigError, TokenizerError, CheckpointError)
 
 
 def _fail(message: str) -> typer.Exit:

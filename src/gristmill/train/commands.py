@@ -20,11 +20,6 @@ from gristmill.tokenizer import load_tokenizer, special_ids
 console = Console(stderr=True, soft_wrap=True)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
-
-
 def fill_mask(run_dir: str | Path, text: str, top_k: int = 5) -> list[list[dict[str, Any]]]:
     """Top-k predictions at each [MASK] of ``text``: per mask, a list of {token, id, probability}."""
     import torch

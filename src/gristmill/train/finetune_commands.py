@@ -13,16 +13,8 @@ from typing import Any
 import typer
 
 from gristmill.console import console
-from gristmill.model.config import ConfigError
 from gristmill.options import COUNT, POSITIONS, POSITIVE, SEED, ranged
-from gristmill.tokenizer.tokdir import TokenizerError
-from gristmill.train.tasks import TaskError, load_task
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from gristmill.train.checkpoint import CheckpointError
-
-    return (TaskError, ConfigError, TokenizerError, CheckpointError)
+from gristmill.train.tasks import load_task
 
 
 def _log(message: str) -> None:
