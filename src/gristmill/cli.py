@@ -8,6 +8,11 @@ function only when it would load a heavy package (torch, transformers, onnx/onnx
 matplotlib, fastapi/uvicorn) on a path that does not need it, such as ``import gristmill.cli`` or the
 corpus steps, or when it loads plugins (``data.recipe.load_builtin_steps``); tests/test_layers.py checks
 the layering and that ``import gristmill.cli`` stays light.
+
+Error rule: a verb neither catches nor prints the errors of the code it calls. A user error is a
+``GristmillError`` raised where it is detected (a third-party error that means "your input is wrong" is
+converted there); the app's group, :class:`UserErrorsAsOneLine`, prints it as one line. A flag the verb
+itself checks fails with :func:`gristmill.console.fail`. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
