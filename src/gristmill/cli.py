@@ -20,7 +20,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -64,7 +63,7 @@ class UserErrorsAsOneLine(TyperGroup):
     """The app's group: the one place a verb's user error is caught, so commands need no try/except of
     their own, and it holds under typer's CliRunner as well as through :func:`main`."""
 
-    def invoke(self, ctx: click.Context) -> object:
+    def invoke(self, ctx: typer.Context) -> object:
         try:
             return super().invoke(ctx)
         except (GristmillError, OSError) as exc:
