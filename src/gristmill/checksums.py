@@ -19,14 +19,14 @@ from typing import Any
 
 import xxhash
 
-from gristmill.errors import BadDataError
+from gristmill.errors import BadDataError, GristmillError
 
 SIDECAR = "checksums.json"
 _PREVIOUS = ".previous"
 _CHUNK = 1 << 20
 
 
-class CorruptFileError(BadDataError, ValueError):
+class CorruptFileError(GristmillError, BadDataError, ValueError):
     """A file whose size or content no longer matches the checksum recorded when it was written."""
 
 

@@ -8,6 +8,11 @@ function only when it would load a heavy package (torch, transformers, onnx/onnx
 matplotlib, fastapi/uvicorn) on a path that does not need it, such as ``import gristmill.cli`` or the
 corpus steps, or when it loads plugins (``data.recipe.load_builtin_steps``); tests/test_layers.py checks
 the layering and that ``import gristmill.cli`` stays light.
+
+Error rule: a verb neither catches nor prints the errors of the code it calls. A user error is a
+``GristmillError`` raised where it is detected (a third-party error that means "your input is wrong" is
+converted there); the app's group, :class:`UserErrorsAsOneLine`, prints it as one line. A flag the verb
+itself checks fails with :func:`gristmill.console.fail`. Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from typing import Literal
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperGroup
 
 from gristmill import __version__, quickstart
-from gristmill.console import UserError, console, fail
+from gristmill.console import console, fail
 from gristmill.data import storage
 from gristmill.data.classify import commands as classify_commands
-from gristmill.data.recipe import RecipeError, load_builtin_steps, load_recipe
-from gristmill.data.rescore import RescoreError, parse_settings
+from gristmill.data.recipe import load_builtin_steps, load_recipe
+from gristmill.data.rescore import parse_settings
 from gristmill.data.rescore import rescore as rescore_run
 from gristmill.data.run import RunError, run_pipeline, summary_table
 from gristmill.errors import GristmillError, describe_os_error, exit_code
@@ -39,9 +45,37 @@ from gristmill.serve.scorers import register_builtin_scorers
 from gristmill.tokenizer import commands as tokenizer_commands
 from gristmill.train import adapt_commands, finetune_commands
 from gristmill.train import commands as train_commands
-from gristmill.verbosity import error_output, print_json, set_level
+from gristmill.verbosity import print_json, set_level
 
-app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+
+def user_error_exit(exc: BaseException) -> typer.Exit | None:
+    """Print a user error as one line (``error: ...``, escaped) and return its exit; None for a bug.
+
+    A :class:`GristmillError` exits with :func:`gristmill.errors.exit_code` (2, or 3 for damaged input); an OS
+    error where the machine said no (disk full, no permission) exits 2. Anything else is a bug: the caller
+    re-raises it and it keeps its traceback (exit 1).
+    """
+    if isinstance(exc, GristmillError):
+        return fail(str(exc), exit_code(exc))
+    if isinstance(exc, OSError) and (message := describe_os_error(exc)) is not None:
+        return fail(message)
+    return None
+
+
+class UserErrorsAsOneLine(TyperGroup):
+    """The app's group: the one place a verb's user error is caught, so commands need no try/except of
+    their own, and it holds under typer's CliRunner as well as through :func:`main`."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (GristmillError, OSError) as exc:
+            if (exit := user_error_exit(exc)) is None:
+                raise
+            raise exit from None
+
+
+app = typer.Typer(cls=UserErrorsAsOneLine, add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="gristmill: corpus refinery, tokenizer, MLM pretraining, few-label fine-tuning, fast inference.")
 
 
@@ -91,12 +125,10 @@ def run(
         result = run_pipeline(pipeline, workers=workers, resume=resume, overwrite=overwrite,
                               executor_name=executor, address=address, progress=progress,
                               allow_incomplete=allow_incomplete)
-    except (RecipeError, RunError, UserError, ValueError, RuntimeError, storage.OutputError) as exc:
-        raise fail(str(exc)) from None
-    except OSError as exc:
+    except OSError as exc:  # a write of the run's output failed: the advice names --resume
         if (message := describe_os_error(exc, resumable=True)) is None:
             raise
-        raise fail(message) from None
+        raise RunError(message) from None
     if not json_out:
         Console().print(summary_table(result))
     report, card, report_seconds = finish_run(result.out)
@@ -106,13 +138,17 @@ def run(
                     "kept_path": storage.join(result.out, "kept"), "rejected_path": storage.join(result.out, "rejected"),
                     "stats_path": storage.join(result.out, "stats.json"), "report": str(report), "card": str(card),
                     "seconds": result.stats["totals"]["seconds"]})
-    console.print(f"kept:     {storage.join(result.out, 'kept')}  ({result.kept:,} documents)")
-    console.print(f"rejected: {storage.join(result.out, 'rejected')}  ({result.rejected:,} documents)")
-    console.print(f"stats:    {storage.join(result.out, 'stats.json')}")
-    console.print(f"report:   {report}  (built in {report_seconds:.1f}s; dataset card: {card})")
+
+    def out(name: str) -> str:  # a user's path, printed literally (a [red] in it is no markup)
+        return escape(str(storage.join(result.out, name)))
+
+    console.print(f"kept:     {out('kept')}  ({result.kept:,} documents)")
+    console.print(f"rejected: {out('rejected')}  ({result.rejected:,} documents)")
+    console.print(f"stats:    {out('stats.json')}")
+    console.print(f"report:   {escape(str(report))}  (built in {report_seconds:.1f}s; dataset card: {escape(str(card))})")
     if result.quarantined:
         console.print(f"[yellow]{result.quarantined:,} input records or files were malformed and quarantined "
-                      f"(reasons input:*; see {storage.join(result.out, 'rejected')}); exit status {result.exit_code}[/]")
+                      f"(reasons input:*; see {out('rejected')}); exit status {result.exit_code}[/]")
     raise typer.Exit(result.exit_code)
 
 
@@ -124,13 +160,10 @@ def rescore(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output run."),
 ) -> None:
     """Change a filter's thresholds from the stored values: the result of a fresh run, without rerunning it."""
-    try:
-        stats = rescore_run(run_out, parse_settings(set_), dest, overwrite=overwrite)
-    except RescoreError as exc:
-        raise fail(str(exc)) from None
+    stats = rescore_run(run_out, parse_settings(set_), dest, overwrite=overwrite)
     t = stats["totals"]
     console.print(f"{t['changed_decisions']:,} decisions changed; kept {t['kept']:,}, rejected {t['rejected']:,} "
-                  f"in {t['seconds']:.1f} s -> {dest}")
+                  f"in {t['seconds']:.1f} s -> {escape(str(dest))}")
 
 
 @app.command()
@@ -173,16 +206,7 @@ _register_package_commands()
 def main() -> None:
     try:
         app()
-    except GristmillError as exc:
-        with error_output(console):
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        sys.exit(exit_code(exc))
-    except OSError as exc:
-        # Where the machine, not gristmill, said no (disk full, permissions, a file where a folder should
-        # be): one line naming the path. Other OS errors keep their traceback.
-        message = describe_os_error(exc)
-        if message is None:
+    except (GristmillError, OSError) as exc:  # raised outside a verb (while parsing the app's own options)
+        if (exit := user_error_exit(exc)) is None:
             raise
-        with error_output(console):
-            console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-        sys.exit(2)
+        sys.exit(exit.exit_code)

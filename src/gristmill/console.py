@@ -10,18 +10,18 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from gristmill.errors import GristmillError
 from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
 
 
-class UserError(GristmillError):
-    """An error the user can fix; printed as a message, never as a traceback."""
-
-
 def fail(message: str, code: int = 2) -> typer.Exit:
-    """Print ``error: message`` as one line (also under ``-q``; ``-v`` adds the traceback); the caller raises the returned exit."""
+    """Print ``error: message`` as one line; the caller raises the returned exit.
+
+    A verb calls it for a bad flag; an error raised further down derives from
+    :class:`gristmill.errors.GristmillError` and reaches this function through the app's group in
+    :mod:`gristmill.cli`, the one place that catches it.
+    """
     with error_output(console):
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)

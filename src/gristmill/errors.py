@@ -1,7 +1,8 @@
 """The root of the errors a user can fix, the exit status they get, and the check for optional extras.
 
-Every package's user-facing error derives from ``GristmillError`` (or keeps its own class, such as
-``TokenizerError`` or ``CheckpointError``); the command line prints it as one line and exits 2. A class whose
+Every package's user-facing error derives from ``GristmillError`` (``TokenizerError`` and ``CheckpointError``
+too, which also stay ``ValueError`` for their callers); the command line catches it in one place (the ``gristmill``
+app's group, :mod:`gristmill.cli`), prints it as one line and exits 2. A class whose
 cause is the *content* of a file (a truncated weights file, a zeroed shard, a task file that is not UTF-8) also
 derives from :class:`BadDataError` and exits 3 (:func:`exit_code`). Anything else is a bug and keeps its
 traceback. This module imports nothing from gristmill, so every layer may use it; it also words the file-system
@@ -15,7 +16,12 @@ import importlib
 
 
 class GristmillError(Exception):
-    """A problem the user can fix (a bad flag, a missing file, a missing extra): one line, exit 2."""
+    """A problem the user can fix (a bad flag, a missing file, a missing extra): one line, exit 2.
+
+    A subclass whose cause is not a flag but the run itself (training that diverged) sets ``exit_status``.
+    """
+
+    exit_status: int = 2
 
 
 class MissingExtraError(GristmillError):
@@ -52,7 +58,8 @@ class BadDataError(Exception):
 
 
 def exit_code(exc: BaseException) -> int:
-    return BAD_DATA if isinstance(exc, BadDataError) else USER_ERROR
+    """3 for damaged input (:class:`BadDataError`), else the error's ``exit_status`` (2 for a user error)."""
+    return BAD_DATA if isinstance(exc, BadDataError) else getattr(exc, "exit_status", USER_ERROR)
 
 
 FILE_SYSTEM_ERRORS = {

@@ -24,6 +24,7 @@ from typing import Any
 import typer
 
 from gristmill.console import fail
+from gristmill.errors import GristmillError
 
 MAX_POSITIONS = 8192
 """Longest sequence (tokens) a gristmill model may be asked to hold: 16x BERT's 512."""
@@ -39,7 +40,7 @@ SEED_HELP = "Random seed: the same seed and inputs give the same result."
 JSON_HELP = "Print the result as one JSON object on stdout (and nothing else there)."
 
 
-class OptionError(ValueError):
+class OptionError(GristmillError, ValueError):
     """A setting outside its range; the message names the flag."""
 
 

@@ -34,18 +34,16 @@ from typing import Any, Literal
 
 import typer
 
-from gristmill.console import console, fail
-from gristmill.errors import exit_code
-from gristmill.model.config import ConfigError
+from gristmill.console import console
+from gristmill.errors import GristmillError
 from gristmill.options import COUNT, THREADS_HELP, ranged
-from gristmill.tokenizer.tokdir import TokenizerError
 from gristmill.train.baseline import tfidf_logreg, tfidf_scores
-from gristmill.train.tasks import TaskError, load_sequence_examples, load_task
+from gristmill.train.tasks import load_sequence_examples, load_task
 
 Log = Callable[[str], None]
 
 
-class QuickstartError(Exception):
+class QuickstartError(GristmillError):
     """A step failed or the sample is missing; the message says which and where its output is."""
 
 
@@ -331,11 +329,7 @@ def register(app: typer.Typer) -> None:
         lang: Literal["en", "zh"] = typer.Option("en", "--lang", help="en: the English sample; zh: the Chinese sample (sample/zh, recipes/web-zh.yaml)."),
     ) -> None:
         """Run the whole path on the bundled sample: clean -> tokenizer -> pretrain -> fine-tune -> evaluate."""
-        from gristmill.train.checkpoint import CheckpointError
 
-        try:
-            if lang != "en" and out == Path("runs/quickstart"):
-                out = Path(f"runs/quickstart-{lang}")
-            run_quickstart(out, fast=fast, sample=sample, threads=threads, log=_print, lang=lang)
-        except (QuickstartError, TaskError, ConfigError, TokenizerError, CheckpointError) as exc:
-            raise fail(str(exc), exit_code(exc)) from None
+        if lang != "en" and out == Path("runs/quickstart"):
+            out = Path(f"runs/quickstart-{lang}")
+        run_quickstart(out, fast=fast, sample=sample, threads=threads, log=_print, lang=lang)

@@ -41,6 +41,10 @@ from gristmill.errors import BadDataError, GristmillError
 FORMATS = ("jsonl", "parquet", "text", "warc")
 
 
+class InputFormatError(GristmillError, ValueError):
+    """An input whose format the recipe leaves to ``auto`` and its name does not tell, or an unknown extractor."""
+
+
 @dataclass
 class InputSpec:
     """The ``input:`` section of a recipe."""
@@ -116,7 +120,7 @@ def detect_format(path: str) -> str:
         return "warc"
     if p.endswith(".txt"):
         return "text"
-    raise ValueError(f"cannot tell the format of {path}; set input.format to one of {', '.join(FORMATS)}")
+    raise InputFormatError(f"cannot tell the format of {path}; set input.format to one of {', '.join(FORMATS)}")
 
 
 def expand_paths(patterns: Sequence[str]) -> list[str]:
@@ -849,7 +853,7 @@ def html_extractor(name: str) -> Any:
             return trafilatura.extract(html, include_comments=False, include_tables=True) or ""
 
         return extract
-    raise ValueError(f"unknown HTML extractor {name!r}: use resiliparse or trafilatura")
+    raise InputFormatError(f"unknown HTML extractor {name!r}: use resiliparse or trafilatura")
 
 
 def read_shard(shard: Shard, spec: InputSpec) -> Iterator[Document]:

@@ -35,6 +35,7 @@ import yaml
 from gristmill.data.io import FORMATS, InputSpec
 from gristmill.data.pipeline import STEP_REGISTRY, Step
 from gristmill.data.run import OutputSpec, Pipeline
+from gristmill.errors import GristmillError
 
 
 def load_builtin_steps() -> dict[str, type[Step]]:
@@ -61,7 +62,7 @@ def load_builtin_steps() -> dict[str, type[Step]]:
     return STEP_REGISTRY
 
 
-class RecipeError(Exception):
+class RecipeError(GristmillError):
     """A recipe that cannot run; the message names the file and line."""
 
 

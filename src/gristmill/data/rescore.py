@@ -41,11 +41,12 @@ from gristmill.data.pipeline import CorpusStep, Step, StepStats, run_steps
 from gristmill.data.recipe import RecipeError, build_step
 from gristmill.data.steps import text as tx
 from gristmill.data.storage import atomic_write_text
+from gristmill.errors import GristmillError
 
 PART_SIZE = 10_000
 
 
-class RescoreError(Exception):
+class RescoreError(GristmillError):
     """A rescore that cannot give the result of a fresh run; the message says why."""
 
 

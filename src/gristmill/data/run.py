@@ -51,6 +51,7 @@ from gristmill.data.io import (
 from gristmill.data.pipeline import CorpusStep, Step, StepStats, batched, run_steps, split_stages
 from gristmill.data.schema import harmonize
 from gristmill.data.storage import atomic_write_text
+from gristmill.errors import GristmillError
 from gristmill.progress import progress_bar
 from gristmill.provenance import provenance
 from gristmill.verbosity import info_console
@@ -60,7 +61,7 @@ LEGACY_RUN = ("_work/recipe.json",)
 """A run output made before output markers: resumable and replaceable like a marked one."""
 
 
-class RunError(Exception):
+class RunError(GristmillError):
     """A problem with the run's set-up that the user can fix (existing output, changed recipe, ...)."""
 
 

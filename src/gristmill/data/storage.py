@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gristmill import __version__
+from gristmill.errors import GristmillError
 
 PathLike = str | Path
 
@@ -198,7 +199,7 @@ LOCK = ".gristmill.lock"
 _OWN = (MARKER, LOCK)
 
 
-class OutputError(Exception):
+class OutputError(GristmillError):
     """An output gristmill must not write or delete, or an input it must not read yet: a user error."""
 
 

@@ -47,6 +47,7 @@ from gristmill.data.pipeline import Step
 from gristmill.data.recipe import build_step
 from gristmill.data.run import OutputSpec, Pipeline
 from gristmill.data.storage import atomic_write_text
+from gristmill.errors import GristmillError
 from gristmill.experiments import report
 from gristmill.experiments.holdout import HoldOut
 from gristmill.experiments.spec import AblationSpec, budget_name
@@ -56,7 +57,7 @@ from gristmill.train.metrics import read_metrics
 from gristmill.train.tasks import load_sequence_examples, load_task, stratified_sample
 
 
-class AblationError(Exception):
+class AblationError(GristmillError):
     """A problem with the output folder or a phase that the user can fix."""
 
 

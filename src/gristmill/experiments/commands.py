@@ -7,14 +7,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from gristmill.data.recipe import RecipeError
-from gristmill.data.run import RunError
-from gristmill.experiments.ablate import AblationError
 from gristmill.experiments.ablate import ablate as run_ablate
-from gristmill.experiments.spec import SpecError, load_spec
+from gristmill.experiments.spec import load_spec
 from gristmill.options import COUNT, PROGRESS_HELP, THREADS_HELP, ranged
-from gristmill.tokenizer import TokenizerError
-from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -31,14 +26,7 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     ) -> None:
         """Pretrain and fine-tune once per data variant at equal token budgets; compare them paired by seed."""
-        from gristmill.train.finetune import FineTuneError
-        from gristmill.train.pretrain import PretrainError
 
-        try:
-            parsed = load_spec(spec)
-            run_ablate(parsed, out, resume=resume, progress=progress, console=console, threads=threads)
-        except (SpecError, AblationError, RecipeError, RunError, TokenizerError, PretrainError, FineTuneError) as exc:
-            with error_output(console):
-                console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2) from None
+        parsed = load_spec(spec)
+        run_ablate(parsed, out, resume=resume, progress=progress, console=console, threads=threads)
         console.print(f"results: {out / 'results.jsonl'}\nsummary: {out / 'summary.md'}\nplot:    {out / 'ablation.png'}")

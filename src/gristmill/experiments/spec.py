@@ -43,6 +43,7 @@ from gristmill.data import storage
 from gristmill.data.io import FORMATS, InputSpec, expand_paths
 from gristmill.data.pipeline import CorpusStep, Step
 from gristmill.data.recipe import RecipeError, build_step, resolve_step_class
+from gristmill.errors import GristmillError
 from gristmill.model.config import NAMED_SIZES
 
 
@@ -55,7 +56,7 @@ def budget_name(tokens: int) -> str:
             return f"{text}{suffix}"
     return str(tokens)
 
-class SpecError(Exception):
+class SpecError(GristmillError):
     """An ablation spec that cannot run; the message names the file and, where known, the line."""
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from gristmill.data.storage import atomic_write_text
+from gristmill.errors import GristmillError
 from gristmill.folders import RunFolder
 from gristmill.options import MAX_POSITIONS
 
@@ -29,7 +30,7 @@ ACTIVATIONS = ("gelu", "gelu_tanh")
 POOLINGS = ("cls", "mean")
 
 
-class ConfigError(ValueError):
+class ConfigError(GristmillError, ValueError):
     """A model configuration that cannot describe a working encoder; the message says which field."""
 
 

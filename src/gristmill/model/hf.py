@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from gristmill.errors import GristmillError
 from gristmill.folders import RunFolder, write_record
 from gristmill.model.config import DecoderConfig, ModelConfig, is_decoder_run
 from gristmill.model.decoder import CausalLM
@@ -27,7 +28,7 @@ from gristmill.model.transformer import MaskedLM
 from gristmill.tokenizer.tokdir import TOKENIZER_JSON
 
 
-class HFError(ValueError):
+class HFError(GristmillError, ValueError):
     """A checkpoint or run that cannot be converted; the message says why."""
 
 
@@ -185,6 +186,16 @@ def export_hf(run_dir: str | Path, out_dir: str | Path) -> Path:
 
 def import_hf(hf_dir: str | Path, run_dir: str | Path, overwrite: bool = False) -> Path:
     """Turn a local BERT checkpoint folder into a RUN (config.json, model.safetensors, tokenizer/)."""
+    try:
+        return _import_hf(Path(hf_dir), Path(run_dir), overwrite)
+    except OSError as exc:
+        if exc.errno is not None:  # the machine said no (disk full, permissions): the command line words it
+            raise
+        # transformers says "no file named pytorch_model.bin ..." as a bare OSError: a folder the user can fix
+        raise HFError(f"{hf_dir}: transformers cannot load it: {exc}") from None
+
+
+def _import_hf(hf_dir: Path, run_dir: Path, overwrite: bool) -> Path:
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
     src, run = Path(hf_dir), Path(run_dir)

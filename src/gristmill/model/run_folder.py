@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gristmill import checksums, folders
-from gristmill.errors import BadDataError
+from gristmill.errors import BadDataError, GristmillError
 from gristmill.folders import RunFolder
 from gristmill.model.config import DecoderConfig, ModelConfig, read_config
 from gristmill.model.decoder import CausalLM
@@ -26,7 +26,7 @@ from gristmill.model.transformer import MaskedLM
 CHECKPOINT_PREFIX = "step-"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(GristmillError, ValueError):
     """A run or checkpoint that cannot be loaded as asked; the message says what is wrong."""
 
 

@@ -32,6 +32,7 @@ import xxhash
 
 from gristmill.data import storage
 from gristmill.data.io import output_files
+from gristmill.errors import GristmillError
 
 EXAMPLES_PER_REASON = 3
 CONTEXT_CHARS = 160
@@ -40,7 +41,7 @@ CHAR_BINS = (0, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000)
 WORD_BINS = (0, 10, 20, 35, 50, 100, 200, 500, 1_000, 2_000, 5_000)
 
 
-class ReportError(Exception):
+class ReportError(GristmillError):
     """The folder is not a finished gristmill run (no stats.json)."""
 
 

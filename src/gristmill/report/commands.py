@@ -14,20 +14,13 @@ from rich.console import Console
 from gristmill.data import storage
 from gristmill.options import COUNT, SEED, SEED_HELP, ranged
 from gristmill.report.bias import corpus_bias, markdown_summary
-from gristmill.report.collect import ReportError, collect
+from gristmill.report.collect import collect
 from gristmill.report.html_page import render_html
 from gristmill.report.markdown import render_markdown
-from gristmill.report.probe import ProbeError, probe_model
+from gristmill.report.probe import probe_model
 from gristmill.report.run_report import write_report
-from gristmill.verbosity import error_output
 
 console = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    with error_output(console):
-        console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
@@ -44,14 +37,11 @@ def register(app: typer.Typer) -> None:
         import sys
 
         output = out or output
-        try:
-            if output == "-":
-                data = collect(corpus)
-                sys.stdout.write(render_html(data) if format == "html" else render_markdown(data))
-                return
-            path, seconds = write_report(corpus, format, output)
-        except ReportError as exc:
-            raise _fail(str(exc)) from None
+        if output == "-":
+            data = collect(corpus)
+            sys.stdout.write(render_html(data) if format == "html" else render_markdown(data))
+            return
+        path, seconds = write_report(corpus, format, output)
         console.print(f"wrote {path} in {seconds:.1f}s")
 
     @app.command()
@@ -69,16 +59,10 @@ def register(app: typer.Typer) -> None:
         import json
         import sys
 
-        try:
-            output = out or output
-            result = corpus_bias(corpus, by=by, max_docs=max_docs, resamples=resamples, seed=seed)
-            if model is not None:
-                try:
-                    result["model_probe"] = probe_model(model, resamples=resamples, seed=seed)
-                except ProbeError as exc:
-                    raise _fail(str(exc)) from None
-        except ReportError as exc:
-            raise _fail(str(exc)) from None
+        output = out or output
+        result = corpus_bias(corpus, by=by, max_docs=max_docs, resamples=resamples, seed=seed)
+        if model is not None:
+            result["model_probe"] = probe_model(model, resamples=resamples, seed=seed)
         target = str(output) if output else storage.join(corpus, "bias.json")
         storage.atomic_write(target, lambda f: f.write(json.dumps(result, indent=2).encode("utf-8")))
         # Plain text, not through rich: a console would wrap the Markdown tables.

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from gristmill.errors import GristmillError
 from gristmill.tokenizer import load_tokenizer, special_ids
 
 MEASURES = ("The share of templated sentence pairs on which the model gives a higher pseudo-log-likelihood to "
@@ -33,7 +34,7 @@ LIMITS = ("Only these few English templates and group words; not harm in use, no
           "fairness.")
 
 
-class ProbeError(Exception):
+class ProbeError(GristmillError):
     """The model folder cannot be probed (no weights, no tokenizer)."""
 
 

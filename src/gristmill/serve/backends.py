@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from gristmill import folders
+from gristmill.errors import GristmillError
 from gristmill.folders import FinetunedFolder
 from gristmill.train.forward import torch_forward
 from gristmill.train.tasks import TaskSpec
@@ -23,7 +24,7 @@ ONNX_FP32 = "model.onnx"
 ONNX_INT8 = "model.int8.onnx"
 
 
-class PredictError(Exception):
+class PredictError(GristmillError):
     """A problem the user can fix (wrong folder, unsupported task, unreadable input)."""
 
 

@@ -13,9 +13,9 @@ import typer
 
 from gristmill.console import console, fail
 from gristmill.data import storage
-from gristmill.errors import exit_code, require_extra
+from gristmill.errors import require_extra
 from gristmill.folders import TASK, is_finetuned, is_mlm_run
-from gristmill.model.config import ConfigError, is_decoder_run
+from gristmill.model.config import is_decoder_run
 from gristmill.options import (
     COUNT,
     JSON_HELP,
@@ -30,30 +30,13 @@ from gristmill.serve.model_card import write_model_card
 from gristmill.serve.onnx import export_hf_classifier, export_onnx
 from gristmill.serve.predict import (
     MaskFiller,
-    PredictError,
     load_classifier,
     load_tagger,
     predict_file,
     predict_tags_file,
     task_type_of,
 )
-from gristmill.tokenizer.tokdir import TokenizerError
-from gristmill.train.tasks import TaskError
 from gristmill.verbosity import print_json
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from gristmill.train.checkpoint import CheckpointError
-
-    errors: list[type[Exception]] = [PredictError, TaskError, ConfigError, TokenizerError, CheckpointError]
-    try:
-        from gristmill.model.hf import HFError
-
-        errors.append(HFError)
-    except ImportError:  # transformers is an optional dependency
-        pass
-    return tuple(errors)
-
 
 ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 """What ONNX export and the onnx backend import (the ``serve`` extra)."""
@@ -110,17 +93,14 @@ def register(app: typer.Typer) -> None:
         if backend == "onnx":
             require_extra("serve", "--backend onnx", *ONNX_MODULES)
         _threads(threads)
-        try:
-            if task_type_of(model) == "token" and backend == "torch":
-                tagger = load_tagger(model, quantize, batch_size)
-                backend_name = "torch-int8" if quantize == "int8" else "torch"
-                summary = predict_tags_file(tagger, input, output, window, progress)
-            else:
-                clf = load_classifier(model, backend, quantize, batch_size, threads, log=_log)
-                backend_name = clf.backend.name
-                summary = predict_file(clf, input, output, text_field, label_field or None, window, progress, drop_text)
-        except _user_errors() as exc:
-            raise _fail(str(exc), exit_code(exc)) from None
+        if task_type_of(model) == "token" and backend == "torch":
+            tagger = load_tagger(model, quantize, batch_size)
+            backend_name = "torch-int8" if quantize == "int8" else "torch"
+            summary = predict_tags_file(tagger, input, output, window, progress)
+        else:
+            clf = load_classifier(model, backend, quantize, batch_size, threads, log=_log)
+            backend_name = clf.backend.name
+            summary = predict_file(clf, input, output, text_field, label_field or None, window, progress, drop_text)
         s = summary.as_dict()
         if json_out:
             print_json({"out": output, "backend": backend_name, **s})
@@ -155,37 +135,31 @@ def register(app: typer.Typer) -> None:
             require_extra("hf", "export --format hf", "transformers")
         else:
             require_extra("serve", "export --format onnx", *ONNX_MODULES)
-        try:
-            storage.check_not_input(out, [model, eval_file])
-            storage.check_folder_target(out)
-            if out.exists() and storage.has_content(out):
-                if not overwrite:
-                    raise _fail(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
-                storage.remove_output(out, "export", legacy=("model.onnx", TASK, "export.json"))
-        except storage.OutputError as exc:
-            raise _fail(str(exc)) from None
+        storage.check_not_input(out, [model, eval_file])
+        storage.check_folder_target(out)
+        if out.exists() and storage.has_content(out):
+            if not overwrite:
+                raise _fail(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+            storage.remove_output(out, "export", legacy=("model.onnx", TASK, "export.json"))
         is_classifier = is_finetuned(model)
-        try:
-            if format == "hf":
-                if quantize != "none":
-                    raise _fail("--quantize applies to --format onnx only")
-                if is_classifier:
-                    export_hf_classifier(model, out)
-                    _log(f"wrote {out} (BertForSequenceClassification + tokenizer)")
-                else:
-                    from gristmill.model.hf import export_hf
+        if format == "hf":
+            if quantize != "none":
+                raise _fail("--quantize applies to --format onnx only")
+            if is_classifier:
+                export_hf_classifier(model, out)
+                _log(f"wrote {out} (BertForSequenceClassification + tokenizer)")
+            else:
+                from gristmill.model.hf import export_hf
 
-                    export_hf(model, out)
-                    _log(f"wrote {out} (BertForMaskedLM + tokenizer)")
-                _log(f"wrote {write_model_card(model, out, 'BertForSequenceClassification' if is_classifier else 'BertForMaskedLM')}")
-                storage.mark_complete(out, "export")
-                return
-            if not is_classifier:
-                raise _fail(f"{model} has no task.json: ONNX export takes a fine-tuned classifier (FT folder)")
-            report = export_onnx(model, out, quantize=quantize, eval_file=eval_file, eval_limit=eval_limit,
-                                 torch_int8=torch_int8, threads=threads, log=_log)
-        except _user_errors() as exc:
-            raise _fail(str(exc), exit_code(exc)) from None
+                export_hf(model, out)
+                _log(f"wrote {out} (BertForMaskedLM + tokenizer)")
+            _log(f"wrote {write_model_card(model, out, 'BertForSequenceClassification' if is_classifier else 'BertForMaskedLM')}")
+            storage.mark_complete(out, "export")
+            return
+        if not is_classifier:
+            raise _fail(f"{model} has no task.json: ONNX export takes a fine-tuned classifier (FT folder)")
+        report = export_onnx(model, out, quantize=quantize, eval_file=eval_file, eval_limit=eval_limit,
+                             torch_int8=torch_int8, threads=threads, log=_log)
         storage.mark_complete(out, "export")
         _print_report(report, out)
 
@@ -203,14 +177,11 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         _threads(threads)
-        try:
-            filler = MaskFiller(model)
-            problem = filler.check([text])[0]
-            if problem:
-                raise _fail(f"cannot fill the text: {problem}")
-            masks = filler.run_batch([(text, top_k)])[0]
-        except _user_errors() as exc:
-            raise _fail(str(exc), exit_code(exc)) from None
+        filler = MaskFiller(model)
+        problem = filler.check([text])[0]
+        if problem:
+            raise _fail(f"cannot fill the text: {problem}")
+        masks = filler.run_batch([(text, top_k)])[0]
         if as_json:
             print_json({"results": [masks]})
             return
@@ -263,20 +234,17 @@ def register(app: typer.Typer) -> None:
         if backend == "onnx":
             require_extra("serve", "--backend onnx", *ONNX_MODULES)
         _threads(threads)
-        try:
-            if model.is_dir() and is_decoder_run(model):
-                from gristmill.serve.generate import TextGenerator
-                from gristmill.serve.server import generate_engine
+        if model.is_dir() and is_decoder_run(model):
+            from gristmill.serve.generate import TextGenerator
+            from gristmill.serve.server import generate_engine
 
-                engine = generate_engine(TextGenerator.from_run(model))
-            elif model.is_dir() and is_mlm_run(model):
-                if backend != "torch" or quantize != "none":
-                    raise _fail("a masked-LM RUN folder is served with the torch backend, unquantized")
-                engine = fill_mask_engine(MaskFiller(model, batch_size))
-            else:
-                engine = classifier_engine(load_classifier(model, backend, quantize, batch_size, threads, log=_log))
-        except _user_errors() as exc:
-            raise _fail(str(exc), exit_code(exc)) from None
+            engine = generate_engine(TextGenerator.from_run(model))
+        elif model.is_dir() and is_mlm_run(model):
+            if backend != "torch" or quantize != "none":
+                raise _fail("a masked-LM RUN folder is served with the torch backend, unquantized")
+            engine = fill_mask_engine(MaskFiller(model, batch_size))
+        else:
+            engine = classifier_engine(load_classifier(model, backend, quantize, batch_size, threads, log=_log))
         limits = Limits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_batch=max_batch,
                         max_wait_ms=max_wait_ms, read_timeout_s=read_timeout, keep_alive_s=keep_alive,
                         max_connections=max_connections)

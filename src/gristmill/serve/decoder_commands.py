@@ -15,17 +15,7 @@ import typer
 
 from gristmill.console import console, fail
 from gristmill.data.storage import atomic_write_text
-from gristmill.model.config import ConfigError
 from gristmill.options import COUNT, NON_NEGATIVE, SEED, SEED_HELP, THREADS_HELP, at_least, ranged
-from gristmill.tokenizer.tokdir import TokenizerError
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from gristmill.serve.generate import GenerateError
-    from gristmill.serve.perplexity import PerplexityError
-    from gristmill.train.checkpoint import CheckpointError
-
-    return (GenerateError, PerplexityError, ConfigError, TokenizerError, CheckpointError)
 
 
 def _fail(message: str) -> typer.Exit:
@@ -67,31 +57,28 @@ def register(app: typer.Typer) -> None:
         sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             repetition_penalty=repetition_penalty, stop=list(stop or []), seed=seed,
                             truncate=truncate)
-        try:
-            sampling.check()
-            generator = TextGenerator.from_run(model)
-            if prompts is not None:
-                texts = list(read_prompts(prompts))
-                for start in range(0, len(texts), batch_size):
-                    for completion in generator.generate(texts[start:start + batch_size], sampling, not no_cache):
-                        sys.stdout.write(json.dumps(completion.to_dict(), ensure_ascii=False) + "\n")
-                    sys.stdout.flush()
-                return
-            for text in prompt or []:
-                sys.stdout.write(text)
+        sampling.check()
+        generator = TextGenerator.from_run(model)
+        if prompts is not None:
+            texts = list(read_prompts(prompts))
+            for start in range(0, len(texts), batch_size):
+                for completion in generator.generate(texts[start:start + batch_size], sampling, not no_cache):
+                    sys.stdout.write(json.dumps(completion.to_dict(), ensure_ascii=False) + "\n")
+                sys.stdout.flush()
+            return
+        for text in prompt or []:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+            def show(_row: int, piece: str) -> None:
+                sys.stdout.write(piece)
                 sys.stdout.flush()
 
-                def show(_row: int, piece: str) -> None:
-                    sys.stdout.write(piece)
-                    sys.stdout.flush()
-
-                (completion,) = generator.generate([text], sampling, not no_cache, stream=show if stream else None)
-                if not stream:
-                    sys.stdout.write(completion.text)
-                sys.stdout.write("\n")
-                sys.stdout.flush()
-        except _user_errors() as exc:
-            raise _fail(str(exc)) from None
+            (completion,) = generator.generate([text], sampling, not no_cache, stream=show if stream else None)
+            if not stream:
+                sys.stdout.write(completion.text)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
 
     @app.command("perplexity")
     def perplexity_command(
@@ -112,11 +99,8 @@ def register(app: typer.Typer) -> None:
 
         if threads:
             torch.set_num_threads(threads)
-        try:
-            documents = list(read_documents(input, text_field, id_field))
-            scores, summary = perplexity(model, documents, batch_size, stride)
-        except _user_errors() as exc:
-            raise _fail(str(exc)) from None
+        documents = list(read_documents(input, text_field, id_field))
+        scores, summary = perplexity(model, documents, batch_size, stride)
         lines = "".join(json.dumps(s.to_dict(), ensure_ascii=False) + "\n" for s in scores)
         if out is not None:
             atomic_write_text(out, lines)

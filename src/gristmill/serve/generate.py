@@ -24,12 +24,13 @@ from typing import Any
 import torch
 
 from gristmill.data.io import JsonlError, read_jsonl
+from gristmill.errors import GristmillError
 from gristmill.model.decoder import KVCache, positions_from_mask
 from gristmill.tokenizer import load_tokenizer
 from gristmill.train.checkpoint import CheckpointError, load_decoder_run
 
 
-class GenerateError(ValueError):
+class GenerateError(GristmillError, ValueError):
     """A prompt or an option the user can fix (too long, bad sampling values, not a decoder run)."""
 
 

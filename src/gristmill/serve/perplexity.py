@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 
 from gristmill.data.io import JsonlError, read_jsonl
+from gristmill.errors import GristmillError
 from gristmill.tokenizer import load_tokenizer
 from gristmill.train.checkpoint import load_decoder_run
 
 
-class PerplexityError(ValueError):
+class PerplexityError(GristmillError, ValueError):
     """An input the user can fix (not JSONL, no text field)."""
 
 

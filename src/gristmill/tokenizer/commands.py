@@ -13,11 +13,11 @@ from typing import Literal
 import typer
 from rich.console import Console
 
+from gristmill.console import fail
 from gristmill.data.storage import OutputError
-from gristmill.errors import describe_os_error, exit_code
+from gristmill.errors import describe_os_error
 from gristmill.options import COUNT, FRACTION, POSITIONS, PROGRESS_HELP, at_least, ranged
-from gristmill.tokenizer import TokenDataset, TokenizerError, load_tokenizer, pack_corpus, train_tokenizer
-from gristmill.verbosity import error_output
+from gristmill.tokenizer import TokenDataset, load_tokenizer, pack_corpus, train_tokenizer
 
 console = Console(stderr=True, soft_wrap=True)
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer (Hugging Face format) and inspect token shards.")
@@ -26,17 +26,11 @@ tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer (Huggi
 ALLOW_INCOMPLETE = "Read an unfinished gristmill output (a killed run) as it is."
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    with error_output(console):
-        console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-def _os_fail(exc: OSError) -> typer.Exit:
-    """Disk full, read-only or no permission: one line; any other OSError is a bug and keeps its traceback."""
+def _output_error(exc: OSError) -> OutputError:
+    """Disk full, read-only or no permission: a user error; any other OSError is a bug and keeps its traceback."""
     if (message := describe_os_error(exc, resumable=True)) is None:
         raise exc
-    return _fail(message)
+    return OutputError(message)
 
 
 @tokenizer_app.command("train")
@@ -66,10 +60,8 @@ def train(
                                min_frequency=min_frequency, limit_alphabet=limit_alphabet, max_documents=max_docs,
                                model_max_length=model_max_length, text_field=text_field, show_progress=progress,
                                overwrite=overwrite, allow_incomplete=allow_incomplete, alphabet=alphabet)
-    except (TokenizerError, OutputError) as exc:
-        raise _fail(str(exc), exit_code(exc)) from None
     except OSError as exc:
-        raise _os_fail(exc) from None
+        raise _output_error(exc) from None
     record = json.loads((path / "gristmill.json").read_text())
     console.print(f"{kind} tokenizer with {load_tokenizer(path).get_vocab_size():,} tokens trained on "
                   f"{record['documents']:,} documents in {record['seconds']:.1f} s -> {path}")
@@ -82,10 +74,7 @@ def show(
     index: list[int] = typer.Option([0], "--index", "-n", help="Sequence(s) to decode."),
 ) -> None:
     """Print the manifest summary and decode sequences back to text (word and document starts marked)."""
-    try:
-        ds = TokenDataset(tokens, split)
-    except (TokenizerError, ValueError) as exc:
-        raise _fail(str(exc), exit_code(exc)) from None
+    ds = TokenDataset(tokens, split)
     tok = load_tokenizer(ds.tokenizer_dir)
     m = ds.manifest
     out = Console()
@@ -96,7 +85,7 @@ def show(
               f"tokenizer {m['tokenizer']['hash'][:12]}")
     for i in index:
         if not -len(ds) <= i < len(ds):
-            raise _fail(f"{split} has {len(ds)} sequences; there is no sequence {i}")
+            raise fail(f"{split} has {len(ds)} sequences; there is no sequence {i}")
         item = ds[i]
         pieces = []
         for tid, doc in zip(item["input_ids"].tolist(), item["doc_start"].tolist()):
@@ -129,10 +118,8 @@ def register(app: typer.Typer) -> None:
             m = pack_corpus(input, tokenizer, out, seq_len=seq_len, val_fraction=val_fraction, workers=workers,
                             resume=resume, overwrite=overwrite, docs_per_unit=docs_per_unit, text_field=text_field,
                             id_field=id_field, progress=progress, console=console, allow_incomplete=allow_incomplete)
-        except (TokenizerError, OutputError) as exc:
-            raise _fail(str(exc), exit_code(exc)) from None
         except OSError as exc:
-            raise _os_fail(exc) from None
+            raise _output_error(exc) from None
         tokens = sum(s["tokens"] for s in m["splits"].values())
         for name, info in m["splits"].items():
             console.print(f"{name}: {info['sequences']:,} sequences of {seq_len}, {info['tokens']:,} tokens, "

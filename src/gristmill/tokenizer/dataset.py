@@ -21,6 +21,7 @@ from gristmill.tokenizer.manifest import (
     shard_path,
     verify_shard,
 )
+from gristmill.tokenizer.tokdir import TokenizerError
 
 
 class TokenDataset:
@@ -33,7 +34,7 @@ class TokenDataset:
 
     def __init__(self, tokens_dir: str | Path, split: str = "train", check: bool = True, verify: bool = False):
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+            raise TokenizerError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
         self.root = Path(tokens_dir)
         self.split = split
         self.manifest: dict[str, Any] = read_manifest(self.root, check=check, verify=verify)

@@ -16,6 +16,8 @@ from typing import Any
 
 from tokenizers import Tokenizer
 
+from gristmill.errors import GristmillError
+
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 """The special tokens of every gristmill tokenizer, ids 0..4 in this order."""
 
@@ -24,7 +26,7 @@ TOKENIZER_JSON = "tokenizer.json"
 """The file of a TOKDIR that holds the whole tokenizer (the Hugging Face ``tokenizers`` format)."""
 
 
-class TokenizerError(ValueError):
+class TokenizerError(GristmillError, ValueError):
     """A problem with a tokenizer folder or token shards that the user can fix."""
 
 

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import typer
 
-from gristmill.console import fail
 from gristmill.options import (
     COUNT,
     FRACTION,
@@ -50,10 +49,8 @@ def register(app: typer.Typer) -> None:
         """Task-adaptive pretraining: continue MODEL's masked-LM training on the task's own unlabelled texts."""
         import torch
 
-        from gristmill.train.adapt import AdaptConfig, AdaptError
+        from gristmill.train.adapt import AdaptConfig
         from gristmill.train.adapt import adapt as run_adapt
-        from gristmill.train.checkpoint import CheckpointError
-        from gristmill.train.pretrain import PretrainError, TrainingDiverged
 
         if threads:
             torch.set_num_threads(threads)
@@ -62,12 +59,7 @@ def register(app: typer.Typer) -> None:
                           mix_share=mix_share, text_field=text_field, seq_len=seq_len, seed=seed,
                           eval_every=eval_every, save_every=save_every, resume=resume, overwrite=overwrite,
                           progress=progress)
-        try:
-            result = run_adapt(cfg)
-        except TrainingDiverged as exc:
-            raise fail(str(exc), code=3) from None
-        except (AdaptError, PretrainError, CheckpointError) as exc:
-            raise fail(str(exc)) from None
+        result = run_adapt(cfg)
         summary = f"step {result.step}, {result.tokens:,} tokens, {result.seconds:.0f}s"
         if result.eval:
             summary += f", task val loss {result.eval['loss']:.4f}, masked accuracy {result.eval['accuracy']:.3f}"

@@ -12,9 +12,8 @@ from typing import Literal
 import typer
 from rich.console import Console
 
-from gristmill.errors import exit_code, require_extra
+from gristmill.errors import require_extra
 from gristmill.folders import RunFolder, read_record
-from gristmill.model.config import ConfigError
 from gristmill.options import (
     COUNT,
     FRACTION,
@@ -29,16 +28,11 @@ from gristmill.options import (
     at_least,
     ranged,
 )
-from gristmill.tokenizer import TokenizerError
-from gristmill.verbosity import error_output, print_json
+from gristmill.verbosity import print_json
 
 console = Console(stderr=True, soft_wrap=True)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    with error_output(console):
-        console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:
@@ -89,8 +83,7 @@ def register(app: typer.Typer) -> None:
         """Pretrain an encoder (masked LM) or a decoder (--arch decoder, causal LM); also under torchrun."""
         import torch
 
-        from gristmill.train.checkpoint import CheckpointError
-        from gristmill.train.pretrain import PretrainConfig, PretrainError, TrainingDiverged
+        from gristmill.train.pretrain import PretrainConfig
         from gristmill.train.pretrain import pretrain as run_pretrain
 
         if threads:
@@ -103,12 +96,7 @@ def register(app: typer.Typer) -> None:
             dropout=dropout, eval_every=eval_every, eval_batches=eval_batches, log_every=log_every,
             save_every=save_every, keep=keep, resume=resume, overwrite=overwrite, compile=compile, device=device,
             progress=progress, verify=verify)
-        try:
-            result = run_pretrain(cfg)
-        except TrainingDiverged as exc:
-            raise _fail(str(exc), code=3) from None
-        except (PretrainError, ConfigError, CheckpointError, TokenizerError) as exc:
-            raise _fail(str(exc), exit_code(exc)) from None
+        result = run_pretrain(cfg)
         import os
 
         if os.environ.get("RANK", "0") != "0":
@@ -135,12 +123,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Turn a local BERT checkpoint into a gristmill run (to continue pretraining or fine-tune)."""
         require_extra("hf", "import-hf", "transformers")
-        from gristmill.model.hf import HFError, import_hf
+        from gristmill.model.hf import import_hf
 
-        try:
-            run = import_hf(hf_dir, out, overwrite=overwrite)
-        except (HFError, ConfigError, OSError) as exc:
-            raise _fail(str(exc)) from None
+        run = import_hf(hf_dir, out, overwrite=overwrite)
         info = read_record(RunFolder(run).import_record)
         if info.get("mlm_head_initialised_randomly"):
             console.print("[yellow]the checkpoint has no MLM head (an encoder only): the head starts random; "

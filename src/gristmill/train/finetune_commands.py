@@ -12,20 +12,11 @@ from typing import Any, Literal
 
 import typer
 
-from gristmill.console import console, fail
-from gristmill.errors import exit_code
+from gristmill.console import console
 from gristmill.folders import FinetunedFolder
-from gristmill.model.config import ConfigError
 from gristmill.options import COUNT, JSON_HELP, POSITIONS, POSITIVE, SEED, SEED_HELP, THREADS_HELP, ranged
-from gristmill.tokenizer.tokdir import TokenizerError
-from gristmill.train.tasks import TaskError, load_task
+from gristmill.train.tasks import load_task
 from gristmill.verbosity import print_json
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    from gristmill.train.checkpoint import CheckpointError
-
-    return (TaskError, ConfigError, TokenizerError, CheckpointError)
 
 
 def _log(message: str) -> None:
@@ -123,16 +114,13 @@ def register(app: typer.Typer) -> None:
         from gristmill.train.finetune import finetune as run_finetune
 
         _threads(threads)
-        try:
-            data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
-                         max_length)
-            cfg = _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
-                          reinit_layers=reinit_layers, pooling=pooling)
-            result = run_finetune(model, data, cfg, out=out,
-                                  from_scratch=from_scratch, per_class=per_class, seed=seed, tokenizer_dir=tokenizer,
-                                  overwrite=overwrite, log=_log)
-        except _user_errors() as exc:
-            raise fail(str(exc), exit_code(exc)) from None
+        data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
+                     max_length)
+        cfg = _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
+                      reinit_layers=reinit_layers, pooling=pooling)
+        result = run_finetune(model, data, cfg, out=out,
+                              from_scratch=from_scratch, per_class=per_class, seed=seed, tokenizer_dir=tokenizer,
+                              overwrite=overwrite, log=_log)
         m = result.metrics
         if json_out:
             print_json({"out": str(out), "metrics_path": str(FinetunedFolder(out).metrics), **m})
@@ -175,15 +163,12 @@ def register(app: typer.Typer) -> None:
         from gristmill.train.curve import markdown_table, parse_sizes, run_curve
 
         _threads(threads)
-        try:
-            sizes = parse_sizes(per_class)
-            data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
-                         max_length)
-            summary = run_curve(model, data, sizes, list(range(seeds)), out,
-                                _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
-                                        reinit_layers=reinit_layers, pooling=pooling), tokenizer_dir=tokenizer,
-                                overwrite=overwrite, log=_log)
-        except _user_errors() as exc:
-            raise fail(str(exc), exit_code(exc)) from None
+        sizes = parse_sizes(per_class)
+        data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
+                     max_length)
+        summary = run_curve(model, data, sizes, list(range(seeds)), out,
+                            _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
+                                    reinit_layers=reinit_layers, pooling=pooling), tokenizer_dir=tokenizer,
+                            overwrite=overwrite, log=_log)
         Console().print(markdown_table(summary))
         _log(f"table: {out / 'curve.md'}   plot: {out / 'curve.png'}   runs: {out / 'runs.jsonl'}")

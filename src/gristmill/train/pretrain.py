@@ -42,7 +42,7 @@ from rich.console import Console
 
 from gristmill import folders, options
 from gristmill.data import storage
-from gristmill.errors import BadDataError, describe_os_error
+from gristmill.errors import BAD_DATA, BadDataError, GristmillError, describe_os_error
 from gristmill.folders import RunFolder
 from gristmill.model.config import DecoderConfig, ModelConfig, read_config
 from gristmill.model.decoder import CausalLM
@@ -63,12 +63,14 @@ from gristmill.train.metrics import (
 )
 
 
-class PretrainError(ValueError):
+class PretrainError(GristmillError, ValueError):
     """A set-up problem the user can fix (bad arguments, existing output, missing data)."""
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss or the gradient norm became NaN or infinite; training stopped without saving."""
+class TrainingDiverged(GristmillError, RuntimeError):
+    """The loss or the gradient norm became NaN or infinite; training stopped without saving (exit 3)."""
+
+    exit_status = BAD_DATA
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from gristmill import options
 from gristmill.data import io as corpus_io
-from gristmill.errors import BadDataError
+from gristmill.errors import BadDataError, GristmillError
 
 IGNORE_INDEX = -100
 """Label of positions that do not count in the loss or the metrics (PyTorch's cross-entropy default)."""
@@ -34,7 +34,7 @@ IGNORE_INDEX = -100
 TaskType = Literal["sequence", "token"]
 
 
-class TaskError(Exception):
+class TaskError(GristmillError):
     """A problem with the user's task files or options; printed as a message, never as a traceback."""
 
 

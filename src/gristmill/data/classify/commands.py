@@ -12,17 +12,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from gristmill.data.classify.training import TrainingDataError, train_folder, train_lm_folder
-from gristmill.verbosity import error_output
+from gristmill.data.classify.training import train_folder, train_lm_folder
 
 console = Console(stderr=True)
 classify_app = typer.Typer(no_args_is_help=True, help="Train the models of the classifier and perplexity steps.")
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    with error_output(console):
-        console.print(f"[bold red]error:[/] {message}")
-    return typer.Exit(code)
 
 
 @classify_app.command("train")
@@ -43,13 +36,10 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
 ) -> None:
     """Train a linear classifier (hashed word uni+bigrams, logistic regression) for the classifier step."""
-    try:
-        metrics = train_folder(out, positive=positive, negative=negative, inputs=input, positive_label=positive_label,
-                               negative_label=negative_label, text_field=text_field, label_field=label_field,
-                               eval_file=eval_file, c=c, balanced=balanced, n_features_log2=features,
-                               overwrite=overwrite)
-    except TrainingDataError as exc:
-        raise _fail(str(exc), 3 if "line" in str(exc) else 2) from None
+    metrics = train_folder(out, positive=positive, negative=negative, inputs=input, positive_label=positive_label,
+                           negative_label=negative_label, text_field=text_field, label_field=label_field,
+                           eval_file=eval_file, c=c, balanced=balanced, n_features_log2=features,
+                           overwrite=overwrite)
     console.print(f"trained on {json.dumps(metrics['trained_on'])} in {metrics['train_seconds']:.1f} s -> {out}")
     if "eval" in metrics:
         console.print_json(json.dumps(metrics["eval"]))
@@ -64,10 +54,7 @@ def lm(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
 ) -> None:
     """Train the hashed word trigram language model of the perplexity step on trusted text."""
-    try:
-        config = train_lm_folder(out, input, text_field=text_field, buckets_log2=buckets, overwrite=overwrite)
-    except TrainingDataError as exc:
-        raise _fail(str(exc)) from None
+    config = train_lm_folder(out, input, text_field=text_field, buckets_log2=buckets, overwrite=overwrite)
     console.print(f"trigram model of {config['tokens']:,} tokens ({config['distinct_words']:,} distinct words) "
                   f"in {config['seconds']:.1f} s -> {out}")
 

@@ -25,12 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from gristmill.errors import GristmillError
+
 KIND = "gristmill-linear"
 CONFIG = "config.json"
 WEIGHTS = "weights.safetensors"
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(GristmillError, ValueError):
     """A model folder that is missing, unreadable or of the wrong kind (a user error)."""
 
 

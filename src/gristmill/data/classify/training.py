@@ -20,10 +20,15 @@ import numpy as np
 from gristmill.data.classify.linear import LinearClassifier, VectorizerConfig, train_linear
 from gristmill.data.classify.ngram_lm import train_ngram_lm
 from gristmill.data.io import JsonlError, read_jsonl, read_texts
+from gristmill.errors import BadDataError, GristmillError
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(GristmillError, ValueError):
     """Unreadable, empty or one-label training data (a user error)."""
+
+
+class TrainingRecordError(TrainingDataError, BadDataError):
+    """A line of a training file that is not a usable record (named by file and line; exit 3)."""
 
 
 def read_labelled(path: str, text_field: str = "text", label_field: str | None = "label",
@@ -37,8 +42,8 @@ def read_labelled(path: str, text_field: str = "text", label_field: str | None =
             text = record.get(text_field) if isinstance(record, dict) else None
             value = label if label is not None else (record.get(label_field) if isinstance(record, dict) else None)
             if not isinstance(text, str) or value is None:
-                raise TrainingDataError(f"{path}:{line.number}: needs a string {text_field!r}"
-                                        + ("" if label is not None else f" and a {label_field!r}"))
+                raise TrainingRecordError(f"{path}:{line.number}: needs a string {text_field!r}"
+                                         + ("" if label is not None else f" and a {label_field!r}"))
             texts.append(text)
             labels.append(str(value))
     except JsonlError as exc:

@@ -11,10 +11,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from gristmill.data.executors.local import LocalExecutor
-from gristmill.errors import require_extra
+from gristmill.errors import GristmillError, require_extra
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class ExecutorError(GristmillError, ValueError):
+    """An executor name that is not local or ray."""
 
 
 class Executor(Protocol):
@@ -36,4 +40,4 @@ def make_executor(name: str = "local", workers: int = 1, address: str | None = N
         from gristmill.data.executors.ray import RayExecutor
 
         return RayExecutor(workers=workers, address=address, **options)
-    raise ValueError(f"unknown executor {name!r}: use local or ray")
+    raise ExecutorError(f"unknown executor {name!r}: use local or ray")

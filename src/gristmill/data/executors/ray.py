@@ -30,8 +30,15 @@ from typing import Any, TypeVar
 import ray
 import ray.exceptions
 
+from gristmill.errors import GristmillError
+
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class RayClusterError(GristmillError, RuntimeError):
+    """The Ray cluster is unreachable or lost a task past its retries: the user fixes the cluster and resumes."""
+
 
 # Failures of the machinery rather than of the task's code: Ray already retried them max_retries times.
 _INFRA_ERRORS: tuple[type[BaseException], ...] = (
@@ -49,11 +56,11 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
     """Fail fast on a wrong head address: ``ray.init`` would retry it for ever."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise RuntimeError(f"Ray address {address!r} is not HOST:PORT (or ray://HOST:PORT, or auto)")
+        raise RayClusterError(f"Ray address {address!r} is not HOST:PORT (or ray://HOST:PORT, or auto)")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise RuntimeError(f"cannot reach the Ray head at {address} ({exc.strerror or exc}): "
+        raise RayClusterError(f"cannot reach the Ray head at {address} ({exc.strerror or exc}): "
                            "is `ray start --head` running there, and is the port right?") from None
 
 
@@ -116,7 +123,7 @@ class RayExecutor:
             ray.init(**kwargs)
         except ConnectionError as exc:
             where = address or os.environ.get("RAY_ADDRESS") or "auto"
-            raise RuntimeError(f"cannot connect to the Ray cluster at {where}: {exc}") from None
+            raise RayClusterError(f"cannot connect to the Ray cluster at {where}: {exc}") from None
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
         """Run ``fn(item)`` for each item as a Ray task; items are consumed lazily, at most
@@ -152,7 +159,7 @@ class RayExecutor:
         try:
             return ray.get(ref)
         except _INFRA_ERRORS as exc:
-            raise RuntimeError(
+            raise RayClusterError(
                 f"a {_task_name(fn)} task failed on the Ray cluster after {self.max_retries} retries "
                 f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
                 "finished work is kept: fix the cause and rerun with --resume"
