@@ -73,7 +73,7 @@ def gristmill(*args: str) -> None:
 
 def read_out(out: Path) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
     """(kept id -> text, rejected id -> (reason, text)) of a finished run."""
-    from gristmill.data.io import read_documents
+    from gristmill.data.readers.output import read_documents
 
     kept = {d.id: d.text for d in read_documents(out / "kept")}
     rejected = {d.id: (d.reason or "", d.text) for d in read_documents(out / "rejected")}

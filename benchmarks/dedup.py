@@ -173,7 +173,7 @@ def run_recipe(steps: list[tuple[str, dict[str, Any]]], inputs: list[str], out: 
 
 
 def rejected_reasons(out: Path) -> dict[str, tuple[str, str]]:
-    from gristmill.data.io import read_documents
+    from gristmill.data.readers.output import read_documents
 
     return {d.id: (d.reason or "", d.detail or "") for d in read_documents(out / "rejected")}
 

@@ -18,7 +18,7 @@ import re
 import time
 from collections import Counter, defaultdict
 
-from gristmill.data.io import html_extractor
+from gristmill.data.readers.html import html_extractor
 
 WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -118,7 +118,7 @@ def load_corpus(corpus: Path) -> tuple[list[dict], list[dict]]:
 def bench_lid(pages_path: Path) -> None:
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
-    from gristmill.data.io import html_extractor
+    from gristmill.data.readers.html import html_extractor
     from gristmill.data.steps.language import identify
 
     extract = html_extractor("resiliparse")
@@ -314,7 +314,8 @@ def _datatrove_kept_ids(out: Path) -> set[str]:
 
 
 def _run_gristmill_chain(shards: Path, out: Path, workers: int, per_shard: int) -> tuple[float, float, set[str]]:
-    from gristmill.data.io import InputSpec, read_documents
+    from gristmill.data.inputs import InputSpec
+    from gristmill.data.readers.output import read_documents
     from gristmill.data.run import OutputSpec, Pipeline
     from gristmill.data.steps.quality import C4Quality, GopherQuality, GopherRepetition
 
@@ -389,8 +390,8 @@ def _recipe_with_min_words(recipe: Path, min_words: int):  # type: ignore[no-unt
 
 def bench_recipe(docs: list[dict], labels: list[dict], recipe: Path, corpus: Path, workers: int, tmp: Path) -> None:
     from gristmill.data.document import Document
-    from gristmill.data.io import read_documents
     from gristmill.data.pipeline import StepStats, run_steps
+    from gristmill.data.readers.output import read_documents
     from gristmill.data.steps import text as tx
 
     out = tmp / "recipe-run"

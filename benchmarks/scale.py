@@ -133,7 +133,7 @@ def limited_copy(corpus: Path, limit: int, tmp: Path) -> Path:
 
 
 def outcome(out: Path) -> tuple[list[str], list[tuple[str, str | None]]]:
-    from gristmill.data.io import read_documents
+    from gristmill.data.readers.output import read_documents
 
     kept = sorted(d.id for d in read_documents(out / "kept"))
     rejected = sorted((d.id, d.reason) for d in read_documents(out / "rejected"))

@@ -139,7 +139,7 @@ def domain(args: argparse.Namespace) -> dict[str, Any]:
         times["select_domain_cpu_s"] = gristmill("run", str(recipe), "--overwrite", "--no-progress")
     arms = {"selected": work / "arm-selected.jsonl", "random": work / "arm-random.jsonl"}
     if not arms["random"].is_file():
-        from gristmill.data.io import read_documents
+        from gristmill.data.readers.output import read_documents
 
         chosen = [{"id": d.id, "text": d.text} for d in read_documents(selected_dir / "kept")]
         budget = sum(words(r["text"]) for r in chosen)

@@ -22,7 +22,7 @@ class Sleepy(Filter):
 
 
 def _count_texts(path: str) -> dict[str, int]:
-    from gristmill.data.io import read_documents
+    from gristmill.data.readers.output import read_documents
 
     counts: dict[str, int] = {}
     for d in read_documents(path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gristmill.data import InputSpec, OutputSpec, Pipeline, build_step
-from gristmill.data.io import read_documents
+from gristmill.data.readers.output import read_documents
 
 GOOD = "A perfectly ordinary document with enough words to be kept by the length filter."
 

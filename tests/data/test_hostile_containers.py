@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.data.io import InputSpec, Shard, html_problem, read_documents, read_shard
+from gristmill.data.inputs import InputSpec
+from gristmill.data.readers import read_shard
+from gristmill.data.readers.html import html_problem
+from gristmill.data.readers.output import read_documents
+from gristmill.data.shards import Shard
 from tests.data.hostile import invoke, write_recipe
 
 N = 10

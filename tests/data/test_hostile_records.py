@@ -12,7 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gristmill.data import storage
-from gristmill.data.io import InputSpec, Shard, normalize_id, read_documents, read_shard, write_documents
+from gristmill.data.inputs import InputSpec
+from gristmill.data.readers import read_shard
+from gristmill.data.readers.output import read_documents
+from gristmill.data.readers.records import normalize_id
+from gristmill.data.shards import Shard
+from gristmill.data.writers import write_documents
 from tests.data.hostile import GOOD, invoke, write_recipe
 
 DEEP = "[" * 2000 + "]" * 2000  # the 4 KB line
@@ -94,7 +99,7 @@ def test_many_different_keys_across_records_stay_a_bounded_number_of_columns(tmp
     import pyarrow.parquet as pq
 
     from gristmill.data.document import Document
-    from gristmill.data.io import MAX_COLUMNS
+    from gristmill.data.writers import MAX_COLUMNS
 
     docs = [Document(f"d{j}", GOOD, {f"k{j}_{i}": i for i in range(20)}) for j in range(200)]
     write_documents(docs, tmp_path / "wide.parquet")

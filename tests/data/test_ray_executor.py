@@ -31,7 +31,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from gristmill.data.executors import make_executor  # noqa: E402
-from gristmill.data.io import read_documents  # noqa: E402
+from gristmill.data.readers.output import read_documents  # noqa: E402
 from gristmill.data.recipe import load_builtin_steps, load_recipe  # noqa: E402
 
 HELPERS = Path(__file__).parent / "ray"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.data.io import InputSpec
+from gristmill.data.inputs import InputSpec
 from gristmill.data.recipe import build_step
 from gristmill.data.rescore import RescoreError, compare_outputs, rescore
 from gristmill.data.run import OutputSpec, Pipeline
@@ -53,7 +53,7 @@ def test_rescore_equals_a_fresh_run(annotated: tuple[Path, Path], tmp_path: Path
 
 def test_stored_values_decide_like_the_filter(annotated: tuple[Path, Path]) -> None:
     """decide(stored columns) fires the same rules as measuring again, for every rule (not only the first)."""
-    from gristmill.data.io import read_documents
+    from gristmill.data.readers.output import read_documents
 
     _, base = annotated
     filters = [GopherQuality(min_words=80, min_stop_words=4), GopherRepetition(dup_line_frac=0.05),

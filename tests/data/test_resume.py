@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gristmill.data.io import read_documents
+from gristmill.data.readers.output import read_documents
 
 HERE = Path(__file__).parent
 

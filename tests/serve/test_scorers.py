@@ -12,7 +12,7 @@ import pytest
 
 from gristmill.data import InputSpec, OutputSpec, Pipeline, build_step
 from gristmill.data.classify import scorers as sc
-from gristmill.data.io import read_documents
+from gristmill.data.readers.output import read_documents
 from gristmill.data.recipe import RecipeError
 from gristmill.serve.predict import load_classifier
 from gristmill.serve.scorers import register_builtin_scorers

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from gristmill.cli import app
 from gristmill.data.document import Document
-from gristmill.data.io import write_documents
+from gristmill.data.writers import write_documents
 from gristmill.tokenizer import TokenDataset, load_tokenizer, pack_corpus, tokenizer_hash
 from gristmill.tokenizer.pack import val_mask
 from gristmill.tokenizer.tokdir import save_tokdir

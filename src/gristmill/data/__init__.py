@@ -9,8 +9,9 @@ Python use mirrors the recipe file::
 """
 
 from gristmill.data.document import Document
-from gristmill.data.io import InputSpec, read_documents, read_texts
+from gristmill.data.inputs import InputSpec
 from gristmill.data.pipeline import CorpusStep, Filter, Step, StepStats, register
+from gristmill.data.readers.output import read_documents, read_texts
 from gristmill.data.recipe import RecipeError, build_step, load_recipe, parse_recipe
 from gristmill.data.run import OutputSpec, Pipeline, RunError, RunResult
 

@@ -1,6 +1,6 @@
 """Duplicate document ids across a run's input: counted with bounded memory, reported, never fatal.
 
-Ids are strings everywhere (``io.normalize_id``: ``12``, ``12.0`` and ``"12"`` are one id), so two
+Ids are strings everywhere (``readers.records.normalize_id``: ``12``, ``12.0`` and ``"12"`` are one id), so two
 records with equal ids in different files describe the same document as far as dedup decisions, the
 validation split and joins downstream are concerned. Each stage-1 shard task writes the 64-bit hashes
 of its ids next to its done-marker; at the end the run counts repeated hashes, one slice of the hash

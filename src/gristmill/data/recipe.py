@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from gristmill.data.io import FORMATS, InputSpec
+from gristmill.data.inputs import FORMATS, InputSpec
 from gristmill.data.pipeline import STEP_REGISTRY, Step
 from gristmill.data.run import OutputSpec, Pipeline
 from gristmill.errors import GristmillError

@@ -30,17 +30,15 @@ from typing import Any
 import yaml
 
 from gristmill.data.document import Document
-from gristmill.data.io import (
-    InputSpec,
-    plan_shards,
-    read_documents,
-    read_shard,
-    write_documents,
-)
+from gristmill.data.inputs import InputSpec
 from gristmill.data.pipeline import CorpusStep, Step, StepStats, run_steps
+from gristmill.data.readers import read_shard
+from gristmill.data.readers.output import read_documents
 from gristmill.data.recipe import RecipeError, build_step
+from gristmill.data.shards import plan_shards
 from gristmill.data.steps import text as tx
 from gristmill.data.storage import atomic_write_text
+from gristmill.data.writers import write_documents
 from gristmill.errors import GristmillError
 
 PART_SIZE = 10_000

@@ -37,20 +37,14 @@ from gristmill.data.document import Document
 from gristmill.data.executors import Executor, make_executor
 from gristmill.data.fingerprint import InputChanged, check_inputs_unchanged, input_fingerprints
 from gristmill.data.idcheck import count_repeated_ids, write_id_hashes
-from gristmill.data.io import (
-    InputError,
-    InputSpec,
-    Shard,
-    expand_paths,
-    output_files,
-    plan_shards,
-    read_documents,
-    read_shard,
-    write_documents,
-)
+from gristmill.data.inputs import InputSpec, expand_paths
 from gristmill.data.pipeline import CorpusStep, Step, StepStats, batched, run_steps, split_stages
+from gristmill.data.readers import read_shard
+from gristmill.data.readers.output import output_files, read_documents
 from gristmill.data.schema import harmonize
+from gristmill.data.shards import InputError, Shard, plan_shards
 from gristmill.data.storage import atomic_write_text
+from gristmill.data.writers import write_documents
 from gristmill.errors import GristmillError
 from gristmill.progress import progress_bar
 from gristmill.provenance import provenance

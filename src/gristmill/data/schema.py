@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import gristmill.data.storage as storage
-from gristmill.data.io import output_files
+from gristmill.data.readers.output import output_files
 
 TAIL = ("reason", "detail")
 

@@ -13,6 +13,8 @@ move is a copy, but a half-written object is never visible under its final name.
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -100,6 +102,22 @@ def size(path: PathLike) -> int:
 def read_bytes(path: PathLike) -> bytes:
     with open_file(path, "rb") as f:
         return f.read()
+
+
+def open_binary(path: str) -> io.BufferedIOBase:
+    """Open a possibly compressed file (``.gz``, ``.zst``), local or URL, for binary reading."""
+    if is_url(path):
+        import fsspec
+
+        compression = "gzip" if path.endswith(".gz") else "zstd" if path.endswith((".zst", ".zstd")) else None
+        return fsspec.open(path, "rb", compression=compression).open()
+    if path.endswith(".gz"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if path.endswith((".zst", ".zstd")):
+        import zstandard
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(open(path, "rb")))  # noqa: SIM115
+    return open(path, "rb")  # noqa: SIM115
 
 
 def makedirs(folder: PathLike) -> None:

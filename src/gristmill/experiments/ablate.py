@@ -42,7 +42,7 @@ from typing import Any
 
 from rich.console import Console
 
-from gristmill.data.io import InputSpec
+from gristmill.data.inputs import InputSpec
 from gristmill.data.pipeline import Step
 from gristmill.data.recipe import build_step
 from gristmill.data.run import OutputSpec, Pipeline

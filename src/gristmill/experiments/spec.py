@@ -40,7 +40,7 @@ from typing import Any
 import yaml
 
 from gristmill.data import storage
-from gristmill.data.io import FORMATS, InputSpec, expand_paths
+from gristmill.data.inputs import FORMATS, InputSpec, expand_paths
 from gristmill.data.pipeline import CorpusStep, Step
 from gristmill.data.recipe import RecipeError, build_step, resolve_step_class
 from gristmill.errors import GristmillError

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow.compute as pc
 
 from gristmill.data import storage
-from gristmill.data.io import output_files
+from gristmill.data.readers.output import output_files
 from gristmill.report.collect import MAX_SAMPLE_DOCS, file_order, read_columns, read_stats
 from gristmill.report.terms import GROUPS, RATIOS, pattern
 

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from gristmill.data import storage
-from gristmill.data.io import output_files
+from gristmill.data.readers.output import output_files
 from gristmill.data.storage import atomic_write_text
 from gristmill.serve.model_card import front_matter
 

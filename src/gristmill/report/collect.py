@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import xxhash
 
 from gristmill.data import storage
-from gristmill.data.io import output_files
+from gristmill.data.readers.output import output_files
 from gristmill.errors import GristmillError
 
 EXAMPLES_PER_REASON = 3

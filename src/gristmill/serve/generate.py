@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from gristmill.data.io import JsonlError, read_jsonl
+from gristmill.data.readers.jsonl import JsonlError, read_jsonl
 from gristmill.errors import GristmillError
 from gristmill.model.decoder import KVCache, positions_from_mask
 from gristmill.tokenizer import load_tokenizer
@@ -290,7 +290,7 @@ class TextGenerator:
 def read_prompts(path: str | Path, field_name: str = "prompt") -> Iterator[str]:
     """Prompts from a JSONL file (plain, .gz, .zst): objects with a ``prompt`` (or ``text``) field, or JSON strings.
 
-    A bad line stops the run with one line naming the file and line (``gristmill.data.io.read_jsonl``).
+    A bad line stops the run with one line naming the file and line (``gristmill.data.readers.jsonl.read_jsonl``).
     """
     try:
         for line in read_jsonl(path, errors="raise"):

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from gristmill.data.io import JsonlError, read_jsonl
+from gristmill.data.readers.jsonl import JsonlError, read_jsonl
 from gristmill.errors import GristmillError
 from gristmill.tokenizer import load_tokenizer
 from gristmill.train.checkpoint import load_decoder_run
@@ -101,7 +101,7 @@ def score_documents(model: torch.nn.Module, config: Any, token_lists: list[list[
 def read_documents(path: str | Path, text_field: str = "text", id_field: str = "id") -> Iterator[tuple[str, str]]:
     """(id, text) from a JSONL file (plain, .gz, .zst); a record without an id gets its line number.
 
-    A bad line stops the run with one line naming the file and line (``gristmill.data.io.read_jsonl``).
+    A bad line stops the run with one line naming the file and line (``gristmill.data.readers.jsonl.read_jsonl``).
     """
     try:
         for line in read_jsonl(path, errors="raise"):

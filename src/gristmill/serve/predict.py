@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from gristmill import folders
-from gristmill.data.io import open_binary
+from gristmill.data.storage import open_binary
 from gristmill.errors import describe_os_error
 from gristmill.folders import FinetunedFolder
 from gristmill.progress import progress_bar

@@ -3,7 +3,7 @@
 The input is cut into :class:`Unit` objects (a record range of one file) so that packing can spread
 them over processes, resume after a crash and still give the same shards in the same order. Records
 are streamed in batches of ``(id, text)``; nothing here loads a whole file. JSONL goes through the
-foundation's reader (``gristmill.data.io``) so ids and malformed-record handling match ``gristmill run``;
+foundation's readers (``gristmill.data.readers``) so ids and malformed-record handling match ``gristmill run``;
 paths may be URLs on any fsspec filesystem, as for ``gristmill run`` (:mod:`gristmill.data.storage`).
 """
 
@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.data import storage
-from gristmill.data.io import InputSpec, Shard, normalize_id, plan_shards, read_shard, stable_id
+from gristmill.data.inputs import InputSpec
+from gristmill.data.readers import read_shard
+from gristmill.data.readers.records import normalize_id, stable_id
+from gristmill.data.shards import Shard, plan_shards
 from gristmill.tokenizer.tokdir import TokenizerError
 
 _JSONL = (".jsonl", ".json", ".ndjson")

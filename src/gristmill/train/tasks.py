@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gristmill import options
-from gristmill.data import io as corpus_io
+from gristmill.data.readers import jsonl as corpus_jsonl
 from gristmill.errors import BadDataError, GristmillError
 
 IGNORE_INDEX = -100
@@ -120,7 +120,7 @@ class TaskData:
 
 
 def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, record)`` for each non-blank line (plain, .gz, .zst), read by ``gristmill.data.io``.
+    """Yield ``(line_number, record)`` for each non-blank line (plain, .gz, .zst), read by ``gristmill.data.readers.jsonl``.
 
     A line that is not UTF-8, not JSON, not an object, or holds a lone surrogate (``"\\ud800"``, which no
     tokenizer can encode) is a :class:`TaskDataError` naming the file and line.
@@ -129,11 +129,11 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if not p.is_file():
         raise TaskError(f"{p}: no such file")
     try:
-        for line in corpus_io.read_jsonl(p, errors="raise"):
+        for line in corpus_jsonl.read_jsonl(p, errors="raise"):
             if not isinstance(line.record, dict):
                 raise TaskDataError(f"{p}:{line.number}: expected a JSON object, got {type(line.record).__name__}")
             yield line.number, line.record
-    except corpus_io.JsonlError as exc:
+    except corpus_jsonl.JsonlError as exc:
         raise TaskDataError(str(exc)) from None
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from gristmill.data import InputSpec, OutputSpec, Pipeline, build_step
 from gristmill.data.document import Document
-from gristmill.data.io import read_documents
+from gristmill.data.readers.output import read_documents
 
 
 @dataclass

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gristmill.data.dedup.text import tokens
-from gristmill.data.io import read_documents
+from gristmill.data.readers.output import read_documents
 from gristmill.data.recipe import load_recipe
 
 # slow: runs whole dedup recipes with one and two worker processes; `pytest -m "not slow"` skips it

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("ray")
 
 from gristmill.data.classify.training import train_folder  # noqa: E402
-from gristmill.data.io import read_documents  # noqa: E402
+from gristmill.data.readers.output import read_documents  # noqa: E402
 from gristmill.data.recipe import load_recipe  # noqa: E402
 from tests.data.selection.test_select_domain import CODE, SEA, target_file, text  # noqa: E402
 from tests.data.test_ray_executor import RayHead, _run_ray, ray_head  # noqa: E402, F401

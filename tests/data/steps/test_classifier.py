@@ -16,7 +16,7 @@ from gristmill.data import InputSpec, OutputSpec, Pipeline, build_step
 from gristmill.data.classify.linear import load_linear
 from gristmill.data.classify.scorers import chunk_text, folder_kind
 from gristmill.data.classify.training import TrainingDataError, train_folder
-from gristmill.data.io import read_documents
+from gristmill.data.readers.output import read_documents
 from gristmill.data.recipe import RecipeError
 
 ROOT = Path(__file__).resolve().parents[3]

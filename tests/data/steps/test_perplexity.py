@@ -13,7 +13,7 @@ import pytest
 
 from gristmill.data import InputSpec, OutputSpec, Pipeline, build_step
 from gristmill.data.classify.ngram_lm import load_ngram_lm, train_ngram_lm
-from gristmill.data.io import read_documents
+from gristmill.data.readers.output import read_documents
 from gristmill.data.recipe import RecipeError
 
 ROOT = Path(__file__).resolve().parents[3]

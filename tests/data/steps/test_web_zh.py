@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gristmill.data.document import Document
-from gristmill.data.io import read_documents
 from gristmill.data.pipeline import CorpusStep, StepStats, run_steps
+from gristmill.data.readers.output import read_documents
 from gristmill.data.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -19,7 +19,8 @@ import numpy as np
 
 from gristmill.data.classify.linear import LinearClassifier, VectorizerConfig, train_linear
 from gristmill.data.classify.ngram_lm import train_ngram_lm
-from gristmill.data.io import JsonlError, read_jsonl, read_texts
+from gristmill.data.readers.jsonl import JsonlError, read_jsonl
+from gristmill.data.readers.output import read_texts
 from gristmill.errors import BadDataError, GristmillError
 
 

@@ -26,8 +26,9 @@ import numpy as np
 from gristmill.data.dedup.shuffle import fresh_dir, load_array, save_array
 from gristmill.data.dedup.text import batches_by_bytes, ngram_hashes, tokenize_batch, window_hashes
 from gristmill.data.document import Document
-from gristmill.data.io import jsonl_lines, open_binary
 from gristmill.data.pipeline import CorpusStep, StepStats, register
+from gristmill.data.readers.jsonl import jsonl_lines
+from gristmill.data.storage import open_binary
 
 if TYPE_CHECKING:
     from gristmill.data.executors import Executor
