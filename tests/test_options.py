@@ -85,7 +85,8 @@ def test_ranges(allowed: Range, good: list, bad: list) -> None:
 
 
 def test_api_configs_refuse_what_the_command_line_refuses() -> None:
-    from gristmill.train.finetune import FineTuneConfig, FineTuneError
+    from gristmill.train.finetune import FineTuneConfig
+    from gristmill.train.finetuned import FineTuneError
     from gristmill.train.pretrain import PretrainConfig, PretrainError
 
     for bad in ({"lr": math.nan}, {"mask_prob": 0.0}, {"mask_prob": 2.0}, {"batch_size": 0}, {"warmup": -1.0},

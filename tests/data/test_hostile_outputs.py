@@ -154,7 +154,8 @@ def test_finetune_out_equal_to_the_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_finetune_overwrite_of_another_kind_is_refused_before_training(tmp_path: Path) -> None:
-    from gristmill.train.finetune import FineTuneError, finetune
+    from gristmill.train.finetune import finetune
+    from gristmill.train.finetuned import FineTuneError
     from gristmill.train.tasks import TaskData, TaskSpec
 
     run = tmp_path / "run"

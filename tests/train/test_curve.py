@@ -18,7 +18,8 @@ from gristmill.model.transformer import MaskedLM
 from gristmill.tokenizer.tokdir import save_tokdir
 from gristmill.train.checkpoint import save_run_weights
 from gristmill.train.curve import parse_sizes, run_curve
-from gristmill.train.finetune import FineTuneConfig, FineTuneError
+from gristmill.train.finetune import FineTuneConfig
+from gristmill.train.finetuned import FineTuneError
 from gristmill.train.tasks import load_task
 
 # slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)

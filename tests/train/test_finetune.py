@@ -22,17 +22,11 @@ from gristmill.model.transformer import MaskedLM
 from gristmill.serve.predict import PredictError, classifier_from, tagger_from
 from gristmill.tokenizer.tokdir import save_tokdir
 from gristmill.train.checkpoint import save_run_weights
-from gristmill.train.finetune import (
-    FineTuneConfig,
-    bio_spans,
-    build_model,
-    class_weight_tensor,
-    entity_metrics,
-    finetune,
-    load_finetuned,
-)
+from gristmill.train.encoding import Encoded, encode_sequences
+from gristmill.train.finetune import FineTuneConfig, build_model, class_weight_tensor, finetune
+from gristmill.train.finetuned import load_finetuned
 from gristmill.train.forward import pad_batch
-from gristmill.train.tasks import Encoded, TaskSpec, encode_sequences, load_task
+from gristmill.train.tasks import TaskSpec, load_task
 
 # slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
 pytestmark = pytest.mark.slow
@@ -207,9 +201,11 @@ def test_finetune_cli_learns_and_metrics_match_sklearn(setup):
 def test_prediction_has_one_home():
     # serve's Classifier and Tagger predict; fine-tuning keeps only its evaluation forward.
     import gristmill.train.finetune as finetune_module
+    import gristmill.train.finetuned as finetuned_module
 
-    for name in ("predict_proba", "predict_tags", "encode_texts", "encode_pairs"):
-        assert not hasattr(finetune_module, name), name
+    for module in (finetune_module, finetuned_module):
+        for name in ("predict_proba", "predict_tags", "encode_texts", "encode_pairs"):
+            assert not hasattr(module, name), (module.__name__, name)
 
 
 def test_finetune_json_summary(setup):
@@ -252,7 +248,7 @@ def test_token_classification_end_to_end(setup):
     assert [len(t) for t in tags] == [5, 1]
 
 
-# ----------------------------------------------------------------------------------------- metric helpers
+# ------------------------------------------------------------------------------------------- class weights
 
 
 def test_class_weights_are_sklearn_balanced():
@@ -262,14 +258,6 @@ def test_class_weights_are_sklearn_balanced():
     encoded = [Encoded([2, 3], [0, 0], [y]) for y in labels]
     expected = compute_class_weight("balanced", classes=np.array([0, 1, 2]), y=np.array(labels))
     assert np.allclose(class_weight_tensor(encoded, 3).numpy(), expected)
-
-
-def test_bio_spans_and_entity_f1():
-    assert bio_spans(["B-PER", "I-PER", "O", "B-LOC", "I-LOC", "I-PER"]) == {(0, 2, "PER"), (3, 5, "LOC"), (5, 6, "PER")}
-    gold = [["B-PER", "I-PER", "O", "B-LOC"]]
-    pred = [["B-PER", "O", "O", "B-LOC"]]  # the person span is cut short: wrong
-    scores = entity_metrics(gold, pred)
-    assert scores["precision"] == pytest.approx(0.5) and scores["recall"] == pytest.approx(0.5)
 
 
 # ------------------------------------------------------------------------------------------------ bad input

@@ -13,7 +13,8 @@ from tests.decoder_run import build_decoder_run
 from gristmill.model.config import read_config
 from gristmill.model.decoder import DecoderSequenceClassifier
 from gristmill.serve.predict import classifier_from
-from gristmill.train.finetune import FineTuneConfig, FineTuneError, finetune, load_finetuned
+from gristmill.train.finetune import FineTuneConfig, finetune
+from gristmill.train.finetuned import FineTuneError, load_finetuned
 from gristmill.train.tasks import load_task
 
 # slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
@@ -47,7 +48,7 @@ def test_finetune_a_decoder_run_and_load_it_back(run, tmp_path):
 
 
 def test_token_tasks_need_an_encoder(run, tmp_path):
-    from gristmill.train.finetune import build_classifier
+    from gristmill.train.finetuned import build_classifier
     from gristmill.train.tasks import TaskSpec
 
     spec = TaskSpec(type="token", labels=["O", "B-X"], max_length=32)

@@ -70,7 +70,7 @@ def test_recipe_options_reach_the_saved_model(tmp_path):
     from gristmill.serve.predict import classifier_from
     from gristmill.tokenizer.tokdir import save_tokdir
     from gristmill.train.checkpoint import save_run_weights
-    from gristmill.train.finetune import load_finetuned
+    from gristmill.train.finetuned import load_finetuned
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "blue", "cat", "dog", "the"]
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))

@@ -1,4 +1,4 @@
-"""Task files: validation messages, stratified sampling, and encoding (pairs, first-subword labels)."""
+"""Task files: validation messages and stratified sampling (encoding: test_encoding.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers
 
 from gristmill.train.tasks import (
-    IGNORE_INDEX,
     SequenceExample,
     TaskError,
-    TaskSpec,
     TokenExample,
-    encode_examples,
-    encode_sequences,
     load_task,
     stratified_sample,
     token_sample,
@@ -26,15 +21,6 @@ from gristmill.train.tasks import (
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
-
-
-def wordpiece() -> Tokenizer:
-    """A small hand-made WordPiece vocabulary with the gristmill special-token ids."""
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "new", "york", "is", "big", "un", "##believ", "##able",
-             "a", "b", "c", "d", "e", "f", "g", "##s", "city", "paris"]
-    tok = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    return tok
 
 
 def examples(counts: dict[str, int]) -> list[SequenceExample]:
@@ -154,39 +140,3 @@ def test_integer_labels_are_accepted_as_strings(tmp_path):
     data = load_task(train)
     assert data.spec.labels == ["0", "1"]
     assert data.spec.type == "sequence"
-
-
-# ---------------------------------------------------------------- encoding
-
-
-def test_encode_single_and_pair_with_truncation():
-    tok = wordpiece()
-    [(ids, types)] = encode_sequences(tok, ["new york is big"], max_length=64)
-    assert ids == [2, 5, 6, 7, 8, 3] and types == [0] * 6
-    [(ids, types)] = encode_sequences(tok, ["a b c d e f g"], max_length=5)
-    assert ids == [2, 12, 13, 14, 3]
-    [(ids, types)] = encode_sequences(tok, ["a b c d e f"], max_length=9, pairs=["paris city"])
-    # Longest first: the long first text loses tokens until 9 - 3 fit; the short pair is kept.
-    assert ids == [2, 12, 13, 14, 15, 3, 21, 20, 3]
-    assert types == [0] * 6 + [1] * 3
-
-
-def test_token_labels_go_to_first_subword_only(tmp_path):
-    tok = wordpiece()
-    spec = TaskSpec(type="token", labels=["B-LOC", "I-LOC", "O"], max_length=64)
-    ex = TokenExample(tokens=("new", "york", "is", "unbelievable"), tags=("B-LOC", "I-LOC", "O", "O"))
-    [enc] = encode_examples(tok, [ex], spec)
-    # [CLS] new york is un ##believ ##able [SEP]
-    assert enc.input_ids == [2, 5, 6, 7, 9, 10, 11, 3]
-    assert enc.labels == [IGNORE_INDEX, 0, 1, 2, 2, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]
-    assert enc.word_positions == [1, 2, 3, 4]
-
-
-def test_token_words_cut_by_max_length_are_marked():
-    tok = wordpiece()
-    spec = TaskSpec(type="token", labels=["O", "X"], max_length=5)
-    ex = TokenExample(tokens=("a", "b", "c", "d", "e"), tags=("O", "X", "O", "X", "O"))
-    [enc] = encode_examples(tok, [ex], spec)
-    assert enc.input_ids == [2, 12, 13, 14, 3]
-    assert enc.word_positions == [1, 2, 3, -1, -1]
-    assert enc.labels == [IGNORE_INDEX, 0, 1, 0, IGNORE_INDEX]

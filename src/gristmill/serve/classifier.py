@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from gristmill.serve.backends import Backend, PredictError
+from gristmill.train.encoding import encode_sequences, plain, special_ids
 from gristmill.train.forward import batched_logits, softmax
-from gristmill.train.tasks import encode_sequences, plain, special_ids
 
 
 def clean_text(text: str) -> str:

@@ -159,7 +159,7 @@ def export_onnx(
     with ``eval_file``, reports the accuracy of every variant; ``torch_int8`` adds PyTorch's in-process
     dynamic quantization to that comparison.
     """
-    from gristmill.train.finetune import load_finetuned
+    from gristmill.train.finetuned import load_finetuned
 
     ft, out = Path(ft_dir), Path(out_dir)
     if quantize not in ("none", "int8"):
@@ -249,7 +249,7 @@ def export_hf_classifier(ft_dir: str | Path, out_dir: str | Path) -> Path:
     from transformers import BertForSequenceClassification
 
     from gristmill.model.hf import to_bert_config
-    from gristmill.train.finetune import load_finetuned
+    from gristmill.train.finetuned import load_finetuned
 
     ft, out = Path(ft_dir), Path(out_dir)
     spec = read_task(ft)

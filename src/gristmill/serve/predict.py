@@ -49,8 +49,8 @@ from gristmill.serve.backends import (
 from gristmill.serve.classifier import Classifier, clean_text
 from gristmill.serve.onnx import export_onnx
 from gristmill.tokenizer.tokdir import load_tokenizer
+from gristmill.train.encoding import encode_sequences, encode_words, plain, special_ids
 from gristmill.train.forward import batched_logits, length_sorted_batches, pad_batch, softmax, torch_forward
-from gristmill.train.tasks import encode_sequences, encode_words, plain, special_ids
 
 __all__ = [
     "BACKENDS", "ONNX_FP32", "ONNX_INT8", "QUANTIZE", "Backend", "Classifier", "OnnxBackend",
@@ -98,13 +98,13 @@ def load_classifier(
             shutil.rmtree(tmp, ignore_errors=True)
         clf.source = f"{folder} (onnx{'-int8' if quantize == 'int8' else ''})"
         return clf
-    from gristmill.train.finetune import load_finetuned
+    from gristmill.train.finetuned import load_finetuned
 
     return classifier_from(load_finetuned(folder), quantize, batch_size)
 
 
 def classifier_from(ft: Any, quantize: str = "none", batch_size: int = 32) -> Classifier:
-    """The :class:`Classifier` of a loaded :class:`~gristmill.train.finetune.FineTuned` sequence model (PyTorch)."""
+    """The :class:`Classifier` of a loaded :class:`~gristmill.train.finetuned.FineTuned` sequence model (PyTorch)."""
     spec = ft.spec
     if spec.type != "sequence":
         raise PredictError(f"{ft.path} is a {spec.type!r} classification model; use a Tagger (load_tagger)")
@@ -396,7 +396,7 @@ class Tagger:
 
 def load_tagger(path: str | Path, quantize: str = "none", batch_size: int = 32) -> Tagger:
     """A :class:`Tagger` from the ``FT/`` folder of a token-classification model (PyTorch backend)."""
-    from gristmill.train.finetune import load_finetuned
+    from gristmill.train.finetuned import load_finetuned
 
     folder = Path(path)
     spec = read_task(folder, allow_token=True)
@@ -406,7 +406,7 @@ def load_tagger(path: str | Path, quantize: str = "none", batch_size: int = 32) 
 
 
 def tagger_from(ft: Any, quantize: str = "none", batch_size: int = 32) -> Tagger:
-    """The :class:`Tagger` of a loaded :class:`~gristmill.train.finetune.FineTuned` token model."""
+    """The :class:`Tagger` of a loaded :class:`~gristmill.train.finetuned.FineTuned` token model."""
     spec = ft.spec
     if spec.type != "token":
         raise PredictError(f"{ft.path} is not a token-classification model")

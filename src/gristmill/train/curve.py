@@ -29,17 +29,16 @@ from gristmill.folders import RunFolder
 from gristmill.train.baseline import NAME as BASELINE
 from gristmill.train.baseline import tfidf_logreg
 from gristmill.train.checkpoint import CheckpointError, run_weights_path
-from gristmill.train.finetune import (
-    FineTuneConfig,
+from gristmill.train.encoding import encode_examples
+from gristmill.train.finetune import FineTuneConfig, Log, finetune
+from gristmill.train.finetuned import (
     FineTuneError,
-    Log,
     check_tokenizer,
-    finetune,
     load_tokenizer_dir,
     read_model_config,
     resolve_tokenizer_dir,
 )
-from gristmill.train.tasks import TaskData, encode_examples, sample_training
+from gristmill.train.tasks import TaskData, sample_training
 
 INITS = ("pretrained", "scratch", BASELINE)
 

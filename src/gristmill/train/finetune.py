@@ -1,77 +1,54 @@
-"""Fine-tuning a pretrained encoder on a small labelled task, and the ``FT/`` folder it writes.
+"""Fine-tuning a pretrained encoder on a small labelled task: the loop, as a recipe read top to bottom.
 
-The loop reads top to bottom: load and validate the task (``gristmill.train.tasks``), take the
-``--per-class`` sample, build a classifier on the ``RUN/`` encoder (or on a random one with
+Load and validate the task (``gristmill.train.tasks``), take the ``--per-class`` sample, encode it
+(``gristmill.train.encoding``), build a classifier on the ``RUN/`` encoder (or on a random one with
 ``from_scratch``: same architecture, same budget), train with AdamW and a linear warm-up/decay
 schedule, evaluate on dev at fixed intervals and keep the best weights (early stopping), then score
-dev and test with scikit-learn's metrics.
-
-Output folder ``FT/``::
-
-    FT/config.json        the encoder's ModelConfig
-    FT/task.json          task type, labels in index order, field names, max_length, pair option
-    FT/model.safetensors  the whole classifier (encoder + head)
-    FT/tokenizer/         a copy of the tokenizer folder the model was trained with
-    FT/metrics.json       dev/test accuracy, macro-F1, per-class report, confusion matrix, budget, history
-    FT/curves.png         train/dev loss and dev accuracy per evaluation; FT/confusion.png: the confusion matrix
-
-:func:`load_finetuned` is the contract with ``gristmill.serve``, which owns prediction (its ``Classifier``
-and ``Tagger``); evaluation here batches through the same forward (``gristmill.train.forward``). This
-module does not parse command lines (``finetune_commands``) and does not pretrain.
+dev and test (``gristmill.train.scores``) and write ``FT/`` (``gristmill.train.finetuned``, which also
+loads it back for ``gristmill.serve``). Evaluation batches through the same forward as prediction
+(``gristmill.train.forward``). This module does not parse command lines (``finetune_commands``), does
+not read or write model folders itself, and does not pretrain.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from gristmill import checksums, folders, options
+from gristmill import folders, options
 from gristmill.data import storage
 from gristmill.errors import BadDataError
-from gristmill.folders import FinetunedFolder, RunFolder
-from gristmill.model.config import ConfigError, DecoderConfig, ModelConfig, read_config
-from gristmill.model.decoder import DecoderSequenceClassifier
-from gristmill.model.transformer import SequenceClassifier, TokenClassifier, init_weights
+from gristmill.folders import RunFolder
+from gristmill.model.config import ConfigError, ModelConfig
+from gristmill.model.transformer import init_weights
 from gristmill.provenance import provenance
-from gristmill.tokenizer.tokdir import TokenizerError, load_tokenizer
-from gristmill.train.checkpoint import (
-    CheckpointDataError,
-    CheckpointError,
-    check_weights,
-    load_encoder_into,
-    run_weights_path,
+from gristmill.train.checkpoint import CheckpointError, load_encoder_into, run_weights_path
+from gristmill.train.encoding import IGNORE_INDEX, Encoded, encode_examples, special_ids
+from gristmill.train.finetuned import (
+    FineTuneError,
+    build_classifier,
+    check_tokenizer,
+    load_tokenizer_dir,
+    read_model_config,
+    resolve_tokenizer_dir,
+    save_finetuned,
 )
 from gristmill.train.forward import batched_logits, torch_forward
-from gristmill.train.pictures import plot_confusion, plot_finetune_curves
-from gristmill.train.tasks import (
-    IGNORE_INDEX,
-    Encoded,
-    TaskData,
-    TaskError,
-    TaskSpec,
-    encode_examples,
-    entity_type,
-    label_counts,
-    plain,
-    sample_training,
-    special_ids,
-)
+from gristmill.train.scores import classification_metrics, entity_metrics
+from gristmill.train.tasks import Example, TaskData, TaskSpec, label_counts, sample_training
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 Log = Callable[[str], None]
-
-
-class FineTuneError(TaskError):
-    """A problem with the model folder, tokenizer or options that the user can fix."""
 
 
 @dataclass
@@ -141,59 +118,7 @@ def default_lr(config: ModelConfig) -> float:
     return 3e-5
 
 
-# ------------------------------------------------------------------------------------------ model folders
-
-
-def load_tokenizer_dir(tokdir: Path) -> Any:
-    if not tokdir.is_dir():
-        raise FineTuneError(f"{tokdir}: no tokenizer folder")
-    try:
-        return plain(load_tokenizer(tokdir))
-    except TokenizerError as exc:
-        raise FineTuneError(str(exc)) from None
-
-
-def read_model_config(folder: Path) -> ModelConfig:
-    """The ModelConfig of a RUN or FT folder; a folder that is not one is a :class:`FineTuneError`."""
-    problem = folders.run_problem(folder)
-    if problem:
-        raise FineTuneError(problem)
-    try:
-        return read_config(RunFolder(folder).config)  # type: ignore[return-value]  # a DecoderConfig for decoder runs
-    except ConfigError as exc:
-        raise FineTuneError(str(exc)) from None
-
-
-def check_tokenizer(tokenizer: Any, config: ModelConfig, tokdir: Path, model_tokdir: Path | None) -> None:
-    """Refuse a tokenizer whose ids do not mean what the model's embeddings were trained on."""
-    size = tokenizer.get_vocab_size(with_added_tokens=True)
-    if size > config.vocab_size:
-        raise FineTuneError(
-            f"tokenizer mismatch: {tokdir} has {size:,} tokens but the model's embedding table has "
-            f"{config.vocab_size:,} rows; use the tokenizer the model was pretrained with"
-            + (f" ({model_tokdir})" if model_tokdir else ""))
-    pad, _, _ = special_ids(tokenizer)
-    if pad != config.pad_id:
-        raise FineTuneError(f"tokenizer mismatch: {tokdir} has [PAD] = {pad} but the model expects {config.pad_id}")
-    if model_tokdir is None or not model_tokdir.is_dir() or model_tokdir.resolve() == tokdir.resolve():
-        return
-    reference = load_tokenizer_dir(model_tokdir)
-    ours, theirs = tokenizer.get_vocab(with_added_tokens=True), reference.get_vocab(with_added_tokens=True)
-    if ours != theirs:
-        differing = sum(1 for tok, i in ours.items() if theirs.get(tok) != i)
-        raise FineTuneError(
-            f"tokenizer mismatch: {tokdir} maps {differing:,} of its {len(ours):,} tokens to other ids than "
-            f"{model_tokdir}, the tokenizer the model was pretrained with; drop --tokenizer to use that one")
-
-
-def build_classifier(config: ModelConfig, spec: TaskSpec) -> nn.Module:
-    if isinstance(config, DecoderConfig):  # last-token pooling (model/decoder.py)
-        if spec.type == "token":
-            raise FineTuneError("token classification needs an encoder: a decoder's tokens cannot see the words "
-                                "after them")
-        return DecoderSequenceClassifier(config, len(spec.labels))
-    cls = TokenClassifier if spec.type == "token" else SequenceClassifier
-    return cls(config, len(spec.labels))
+# ------------------------------------------------------------------------------------------------- model
 
 
 def build_model(run_dir: Path, spec: TaskSpec, *, from_scratch: bool, seed: int, pooling: str | None = None,
@@ -239,7 +164,7 @@ def reinit_top_layers(model: nn.Module, config: ModelConfig, count: int) -> None
         block.apply(lambda m: init_weights(m, config))
 
 
-# ----------------------------------------------------------------------------------------------- batches
+# --------------------------------------------------------------------------------------- batches and eval
 
 
 def collate(batch: Sequence[Encoded], pad_id: int, token_task: bool) -> dict[str, torch.Tensor]:
@@ -281,57 +206,7 @@ def predict_logits(model: nn.Module, encoded: Sequence[Encoded], pad_id: int, to
     return batched_logits(pairs, pad_id, torch_forward(model), batch_size, per_token=token_task)
 
 
-# ----------------------------------------------------------------------------------------------- metrics
-
-
-def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, macro-F1, per-class report and confusion matrix (rows: true label, columns: predicted)."""
-    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
-
-    index = list(range(len(labels)))
-    return {
-        "examples": len(y_true),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        # Macro over the labels that occur in y_true or y_pred (scikit-learn's default), so a class
-        # missing from a small test file does not count as a zero.
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "report": classification_report(y_true, y_pred, labels=index, target_names=list(labels),
-                                        output_dict=True, zero_division=0),
-        "confusion_matrix": {"labels": list(labels), "rows": "true", "columns": "predicted",
-                             "matrix": confusion_matrix(y_true, y_pred, labels=index).tolist()},
-    }
-
-
-def bio_spans(tags: Sequence[str]) -> set[tuple[int, int, str]]:
-    """Entity spans ``(start, end, type)`` of a BIO/IOB2 tag sequence; a stray I- starts a new span."""
-    spans = set()
-    start, kind = None, None
-    for i, tag in enumerate([*tags, "O"]):
-        typ = entity_type(tag)
-        continues = tag.startswith("I-") and kind == typ and start is not None
-        if not continues and start is not None:
-            spans.add((start, i, kind))
-            start, kind = None, None
-        if typ is not None and not continues:
-            start, kind = i, typ
-    return spans
-
-
-def entity_metrics(true_seqs: Sequence[Sequence[str]], pred_seqs: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Exact-span micro precision, recall and F1 (the CoNLL measure)."""
-    tp = n_true = n_pred = 0
-    for t, p in zip(true_seqs, pred_seqs, strict=True):
-        st, sp = bio_spans(t), bio_spans(p)
-        tp += len(st & sp)
-        n_true += len(st)
-        n_pred += len(sp)
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_true if n_true else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "entities": n_true}
-
-
-def evaluate(model: nn.Module, examples: Sequence[Any], encoded: Sequence[Encoded], spec: TaskSpec,
+def evaluate(model: nn.Module, examples: Sequence[Example], encoded: Sequence[Encoded], spec: TaskSpec,
              pad_id: int, loss_fn: nn.Module, batch_size: int = 64) -> dict[str, Any]:
     """Loss and metrics of ``model`` on one split; token tasks are scored per word (first subword)."""
     token_task = spec.type == "token"
@@ -379,7 +254,7 @@ def evaluate(model: nn.Module, examples: Sequence[Any], encoded: Sequence[Encode
 
 @dataclass
 class TrainOutcome:
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
     steps: int = 0
     best_step: int = 0
     stopped_early: bool = False
@@ -411,7 +286,7 @@ def _optimizer(model: nn.Module, cfg: FineTuneConfig) -> torch.optim.Optimizer:
 
 
 def train_classifier(
-    model: nn.Module, spec: TaskSpec, train: Sequence[Encoded], dev_examples: Sequence[Any],
+    model: nn.Module, spec: TaskSpec, train: Sequence[Encoded], dev_examples: Sequence[Example],
     dev: Sequence[Encoded], cfg: FineTuneConfig, pad_id: int, seed: int, log: Log | None = None,
 ) -> TrainOutcome:
     """The fine-tuning loop; leaves ``model`` with the weights of the best dev evaluation."""
@@ -457,7 +332,7 @@ def train_classifier(
             last = step == plan["max_steps"]
             if step % plan["eval_every"] and not last:
                 continue
-            entry: dict[str, Any] = {"step": step, "epoch": epoch + 1, "train_loss": running / running_n}
+            entry: dict[str, float] = {"step": step, "epoch": epoch + 1, "train_loss": running / running_n}
             running, running_n = 0.0, 0
             if dev:
                 scores = evaluate(model, dev_examples, dev, spec, pad_id, eval_loss, cfg.eval_batch_size)
@@ -499,14 +374,6 @@ class FineTuneResult:
     out: Path | None
 
 
-def resolve_tokenizer_dir(run_dir: Path, tokenizer_dir: Path | None) -> Path:
-    if tokenizer_dir is not None:
-        return tokenizer_dir
-    if RunFolder(run_dir).tokenizer.is_dir():
-        return RunFolder(run_dir).tokenizer
-    raise FineTuneError(f"{run_dir} has no tokenizer/ folder; name the model's tokenizer with --tokenizer")
-
-
 def finetune(
     run_dir: str | Path,
     data: TaskData,
@@ -518,7 +385,7 @@ def finetune(
     seed: int = 0,
     tokenizer_dir: str | Path | None = None,
     overwrite: bool = False,
-    tokenizer: Any = None,
+    tokenizer: Tokenizer | None = None,
     encoded: dict[str, list[Encoded]] | None = None,
     log: Log | None = None,
 ) -> FineTuneResult:
@@ -598,95 +465,3 @@ def finetune(
     if out_dir is not None:
         save_finetuned(out_dir, model, config, spec, tokdir, metrics)
     return FineTuneResult(metrics=metrics, model=model, config=config, out=out_dir)
-
-
-def save_finetuned(out: Path, model: nn.Module, config: ModelConfig, spec: TaskSpec, tokdir: Path,
-                   metrics: dict[str, Any]) -> None:
-    """Write ``FT/`` under a temporary name and rename it, so a killed run leaves no half folder."""
-    from safetensors.torch import save_model
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    ft = FinetunedFolder(tmp)
-    config.to_json(ft.config)
-    folders.write_record(ft.task, spec.to_json())
-    save_model(model, str(ft.weights), metadata={"format": "pt", "gristmill": "finetuned"})
-    checksums.record_sidecar(ft.weights)
-    shutil.copytree(tokdir, ft.tokenizer)
-    folders.write_record(ft.metrics, metrics)
-    write_pictures(tmp, metrics, out.name)
-    storage.mark_complete(tmp, "finetune")
-    if out.exists():
-        storage.remove_output(out, "finetune", legacy=folders.LEGACY_FT, whole=True)
-    os.replace(tmp, out)
-
-
-def write_pictures(folder: Path, metrics: dict[str, Any], name: str) -> None:
-    """``curves.png`` (loss and dev accuracy per evaluation) and ``confusion.png`` (test, else dev)."""
-    what = f"{name}: {metrics.get('init', '')} {metrics.get('model_size') or ''} encoder, {metrics.get('train_examples')} examples"
-    plot_finetune_curves(metrics.get("history", []), folder / "curves.png", f"fine-tuning {what}")
-    for split in ("test", "dev"):
-        confusion = (metrics.get(split) or {}).get("confusion_matrix")
-        if confusion:
-            scores = metrics[split]
-            plot_confusion(confusion, folder / "confusion.png",
-                           f"{name}, {split} set: accuracy {scores.get('accuracy', 0):.3f}, "
-                           f"macro-F1 {scores.get('macro_f1', 0):.3f}")
-            break
-
-
-# ------------------------------------------------------------------------------------------------ loading
-
-
-@dataclass
-class FineTuned:
-    """A fine-tuned model ready to predict (``model`` is in eval mode)."""
-
-    model: nn.Module
-    tokenizer: Any
-    labels: list[str]
-    max_length: int
-    task: dict[str, Any]
-    config: ModelConfig
-    path: Path
-
-    @property
-    def spec(self) -> TaskSpec:
-        return TaskSpec.from_json(self.task)
-
-
-def load_finetuned(ft_dir: str | Path) -> FineTuned:
-    """Load ``FT/`` written by :func:`finetune`; problems are :class:`FineTuneError` messages."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_model
-
-    folder = Path(ft_dir)
-    problem = folders.finetuned_problem(folder)
-    if problem:
-        raise FineTuneError(problem)
-    ft = FinetunedFolder(folder)
-    try:
-        task = folders.read_record(ft.task)
-        spec = TaskSpec.from_json(task)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise FineTuneError(f"{ft.task} is not a valid task description: {exc}") from None
-    config = read_model_config(folder)
-    tokenizer = load_tokenizer_dir(ft.tokenizer)
-    check_tokenizer(tokenizer, config, ft.tokenizer, None)
-    model = build_classifier(config, spec)
-    weights = ft.weights
-    if not weights.is_file():
-        raise FineTuneError(f"{folder} has no {folders.WEIGHTS}")
-    check_weights(weights)
-    try:
-        load_model(model, str(weights))
-    except (SafetensorError, OSError) as exc:
-        raise CheckpointDataError(f"{weights} is damaged or not a safetensors file ({exc}); restore it or "
-                                  "fine-tune again") from None
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise FineTuneError(f"{weights} does not match {ft.config} and {folders.TASK}: {exc}") from None
-    model.eval()
-    return FineTuned(model=model, tokenizer=tokenizer, labels=list(spec.labels), max_length=spec.max_length,
-                     task=task, config=config, path=folder)

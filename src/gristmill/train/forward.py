@@ -6,7 +6,7 @@ evaluation and every predictor in ``gristmill.serve`` (``Classifier``, ``Tagger`
 through here; what differs between them is only the ``forward`` callable (a PyTorch model, an
 onnxruntime session) and what they do with the logits.
 
-Must not: tokenize (``gristmill.train.tasks`` does), know labels, or import ``gristmill.serve``.
+Must not: tokenize (``gristmill.train.encoding`` does), know labels, or import ``gristmill.serve``.
 """
 
 from __future__ import annotations

@@ -1,17 +1,16 @@
-"""Labelled task data for fine-tuning: JSONL loading and validation, label maps, sampling, encoding.
+"""Labelled task data for fine-tuning: the task spec, JSONL loading and validation, label maps, sampling.
 
 Two task types:
 
 * ``sequence``: one record per example, ``{"text": ..., "label": ...}`` (field names configurable),
   optionally with a second text for pairs (``pair_field``).
-* ``token``: NER-style, ``{"tokens": [...], "tags": [...]}`` with one tag per word. Each word's tag is
-  put on its first subword; the other subwords and the special tokens get :data:`IGNORE_INDEX`.
+* ``token``: NER-style, ``{"tokens": [...], "tags": [...]}`` with one tag per word.
 
 Everything a user can get wrong in these files (missing fields, empty texts, one class, labels in
 dev/test that training never saw) raises :class:`TaskError` with a message naming the file and line.
 
-This module owns data only: it never builds a model and never imports torch, so it stays cheap to
-import from the command line and from the inference code.
+This module owns data only: it never tokenizes (``gristmill.train.encoding`` turns examples into ids),
+never builds a model and never imports torch, so it stays cheap to import from the command line.
 """
 
 from __future__ import annotations
@@ -27,9 +26,6 @@ from typing import Any, Literal
 from gristmill import options
 from gristmill.data.readers import jsonl as corpus_jsonl
 from gristmill.errors import BadDataError, GristmillError
-
-IGNORE_INDEX = -100
-"""Label of positions that do not count in the loss or the metrics (PyTorch's cross-entropy default)."""
 
 TaskType = Literal["sequence", "token"]
 
@@ -110,9 +106,9 @@ class TaskData:
     """A validated task: its spec and the examples of each split (dev and test may be empty)."""
 
     spec: TaskSpec
-    train: list[Any]
-    dev: list[Any] = field(default_factory=list)
-    test: list[Any] = field(default_factory=list)
+    train: list[Example]
+    dev: list[Example] = field(default_factory=list)
+    test: list[Example] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)
 
 
@@ -276,10 +272,10 @@ def load_task(
     if message:
         raise TaskError(message)
 
-    def load(path: str | Path) -> list[Any]:
+    def load(path: str | Path) -> list[Example]:
         if task_type == "token":
-            return load_token_examples(path, tokens_field, tags_field)
-        return load_sequence_examples(path, text_field, label_field, pair_field)
+            return load_token_examples(path, tokens_field, tags_field)  # type: ignore[return-value]
+        return load_sequence_examples(path, text_field, label_field, pair_field)  # type: ignore[return-value]
 
     train_ex = load(train)
     labels = build_labels(train_ex, train)
@@ -306,7 +302,7 @@ def load_task(
 class Sample:
     """A subset of the training examples and what could not be met (class -> examples available)."""
 
-    examples: list[Any]
+    examples: list[Example]
     short: dict[str, int] = field(default_factory=dict)
 
 
@@ -372,110 +368,3 @@ def sample_training(examples: Sequence[Example], per_class: int | None, seed: in
     if examples and isinstance(examples[0], TokenExample):
         return token_sample(examples, per_class, seed)  # type: ignore[arg-type]
     return stratified_sample(examples, per_class, seed)  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------- encoding
-
-
-@dataclass
-class Encoded:
-    """One example as token ids (special tokens included) and its target(s)."""
-
-    input_ids: list[int]
-    token_type_ids: list[int]
-    labels: list[int]
-    """One class index (sequence task) or one per position, :data:`IGNORE_INDEX` where nothing counts."""
-    word_positions: list[int] = field(default_factory=list)
-    """Token task: position of each word's first subword, or -1 when the word was cut off or vanished."""
-
-
-def special_ids(tokenizer: Any) -> tuple[int, int, int]:
-    """``([PAD], [CLS], [SEP])`` ids; a tokenizer without them was not made for these models."""
-    ids = []
-    for token in ("[PAD]", "[CLS]", "[SEP]"):
-        tid = tokenizer.token_to_id(token)
-        if tid is None:
-            raise TaskError(f"the tokenizer has no {token} token; use a tokenizer made by `gristmill tokenizer train`")
-        ids.append(tid)
-    return ids[0], ids[1], ids[2]
-
-
-def plain(tokenizer: Any) -> Any:
-    """Turn off truncation and padding stored in a tokenizer file; we do both ourselves per batch."""
-    if tokenizer.truncation is not None:
-        tokenizer.no_truncation()
-    if tokenizer.padding is not None:
-        tokenizer.no_padding()
-    return tokenizer
-
-
-def _truncate_pair(a: list[int], b: list[int], budget: int) -> tuple[list[int], list[int]]:
-    # Longest-first, as BERT does: cut one token at a time from whichever side is longer.
-    while len(a) + len(b) > budget:
-        if len(a) >= len(b):
-            a = a[:-1]
-        else:
-            b = b[:-1]
-    return a, b
-
-
-def encode_sequences(
-    tokenizer: Any, texts: Sequence[str], max_length: int, pairs: Sequence[str] | None = None,
-) -> list[tuple[list[int], list[int]]]:
-    """``[CLS] text [SEP]`` (or ``[CLS] a [SEP] b [SEP]``) cut to ``max_length``: (ids, token types)."""
-    _, cls, sep = special_ids(tokenizer)
-    plain(tokenizer)
-    first = [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
-    if pairs is None:
-        return [([cls, *ids[: max_length - 2], sep], [0] * (min(len(ids), max_length - 2) + 2)) for ids in first]
-    second = [e.ids for e in tokenizer.encode_batch(list(pairs), add_special_tokens=False)]
-    out = []
-    for a, b in zip(first, second, strict=True):
-        a, b = _truncate_pair(a, b, max_length - 3)
-        out.append(([cls, *a, sep, *b, sep], [0] * (len(a) + 2) + [1] * (len(b) + 1)))
-    return out
-
-
-def encode_sequence_examples(tokenizer: Any, examples: Sequence[SequenceExample], spec: TaskSpec) -> list[Encoded]:
-    label2id = spec.label2id
-    pairs = [ex.text_pair or "" for ex in examples] if spec.pair_field else None
-    encoded = encode_sequences(tokenizer, [ex.text for ex in examples], spec.max_length, pairs)
-    return [Encoded(ids, types, [label2id[ex.label]]) for (ids, types), ex in zip(encoded, examples, strict=True)]
-
-
-def encode_words(tokenizer: Any, words_batch: Sequence[Sequence[str]], max_length: int) -> list[tuple[list[int], list[int]]]:
-    """Pre-split words -> (ids with [CLS]/[SEP], position of each word's first subword or -1)."""
-    _, cls, sep = special_ids(tokenizer)
-    plain(tokenizer)
-    out = []
-    for enc in tokenizer.encode_batch([list(w) for w in words_batch], is_pretokenized=True, add_special_tokens=False):
-        n_words = max((w for w in enc.word_ids if w is not None), default=-1) + 1
-        ids = enc.ids[: max_length - 2]
-        positions = [-1] * n_words
-        for pos, word in enumerate(enc.word_ids[: len(ids)]):
-            if word is not None and positions[word] == -1:
-                positions[word] = pos + 1  # +1 for [CLS]
-        out.append(([cls, *ids, sep], positions))
-    return out
-
-
-def encode_token_examples(tokenizer: Any, examples: Sequence[TokenExample], spec: TaskSpec) -> list[Encoded]:
-    """Label each word's first subword; other subwords, special tokens and cut-off words are ignored."""
-    label2id = spec.label2id
-    result = []
-    for ex, (ids, positions) in zip(examples, encode_words(tokenizer, [ex.tokens for ex in examples], spec.max_length), strict=True):
-        positions = (positions + [-1] * len(ex.tokens))[: len(ex.tokens)]  # words that produced no subword
-        labels = [IGNORE_INDEX] * len(ids)
-        for tag, pos in zip(ex.tags, positions, strict=True):
-            if pos >= 0:
-                labels[pos] = label2id[tag]
-        result.append(Encoded(ids, [0] * len(ids), labels, positions))
-    return result
-
-
-def encode_examples(tokenizer: Any, examples: Sequence[Example], spec: TaskSpec) -> list[Encoded]:
-    if not examples:
-        return []
-    if spec.type == "token":
-        return encode_token_examples(tokenizer, examples, spec)  # type: ignore[arg-type]
-    return encode_sequence_examples(tokenizer, examples, spec)  # type: ignore[arg-type]
