@@ -127,7 +127,7 @@ def bench_systems(ft: Path, hf_dir: Path, onnx_dir: Path, texts: list[str], gold
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification, pipeline
 
-    from gristmill.serve.predict import load_classifier
+    from gristmill.serve.loading import load_classifier
 
     torch.set_num_threads(threads)
     rows: list[dict[str, Any]] = []

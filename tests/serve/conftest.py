@@ -7,6 +7,7 @@ a WordPiece tokenizer trained on the task's texts and a 2-layer, 64-wide encoder
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -94,3 +95,10 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def task_test_split(n: int | None = None) -> tuple[list[str], list[str]]:
+    """Texts and labels of the first ``n`` lines (all by default) of the bundled task's test split."""
+    rows = [json.loads(line) for line in (TASK / "test.jsonl").read_text().splitlines() if line.strip()]
+    rows = rows[:n] if n else rows
+    return [r["text"] for r in rows], [r["label"] for r in rows]

@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gristmill.cli import app
+from gristmill.serve.backends import OnnxBackend, TorchBackend
+from gristmill.serve.loading import load_classifier
 from gristmill.serve.onnx import check_texts
-from gristmill.serve.predict import OnnxBackend, TorchBackend, load_classifier
 from gristmill.train.forward import pad_batch
 
 from .conftest import TASK, THREADS

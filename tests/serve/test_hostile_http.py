@@ -91,7 +91,7 @@ def test_hostile_fill_mask_bodies_are_422(mlm_client, body: bytes) -> None:
 
 def test_good_requests_still_answer(client) -> None:
     assert post(client, b'{"inputs": ["caf\\u00e9", "\\ud83d\\ude00 a real pair of surrogates"]}').status_code == 200
-    # Lone surrogates in a text are replaced (predict.clean_text), never a 500.
+    # Lone surrogates in a text are replaced (classifier.clean_text), never a 500.
     assert post(client, b'{"inputs": ["fine", "\\udfff tail", "\\ud800"]}').status_code == 200
     assert post(client, b'{"inputs": "nul \\u0000 is a character"}').status_code == 200
 

@@ -14,7 +14,7 @@ from gristmill.data import InputSpec, OutputSpec, Pipeline, build_step
 from gristmill.data.classify import scorers as sc
 from gristmill.data.readers.output import read_documents
 from gristmill.data.recipe import RecipeError
-from gristmill.serve.predict import load_classifier
+from gristmill.serve.loading import load_classifier
 from gristmill.serve.scorers import register_builtin_scorers
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from gristmill.serve.predict import MaskFiller, load_classifier
+from gristmill.serve.fill_mask import MaskFiller
+from gristmill.serve.loading import load_classifier
 from gristmill.serve.server import Limits, MicroBatcher, classifier_engine, create_app, fill_mask_engine
 
 from .conftest import ROOT, THREADS, free_port

@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from gristmill.cli import app
 from gristmill.model.config import ModelConfig
 from gristmill.model.transformer import MaskedLM
-from gristmill.serve.predict import PredictError, classifier_from, tagger_from
+from gristmill.serve.backends import PredictError
+from gristmill.serve.loading import classifier_from, tagger_from
 from gristmill.tokenizer.tokdir import save_tokdir
 from gristmill.train.checkpoint import save_run_weights
 from gristmill.train.encoding import Encoded, encode_sequences

@@ -12,7 +12,7 @@ from tests.decoder_run import build_decoder_run
 
 from gristmill.model.config import read_config
 from gristmill.model.decoder import DecoderSequenceClassifier
-from gristmill.serve.predict import classifier_from
+from gristmill.serve.loading import classifier_from
 from gristmill.train.finetune import FineTuneConfig, finetune
 from gristmill.train.finetuned import FineTuneError, load_finetuned
 from gristmill.train.tasks import load_task

@@ -67,7 +67,7 @@ def test_recipe_options_reach_the_saved_model(tmp_path):
 
     from gristmill.cli import app
     from gristmill.model.transformer import MaskedLM
-    from gristmill.serve.predict import classifier_from
+    from gristmill.serve.loading import classifier_from
     from gristmill.tokenizer.tokdir import save_tokdir
     from gristmill.train.checkpoint import save_run_weights
     from gristmill.train.finetuned import load_finetuned

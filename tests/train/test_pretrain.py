@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from gristmill.model.config import ModelConfig
-from gristmill.serve.predict import MaskFiller
+from gristmill.serve.fill_mask import MaskFiller
 from gristmill.train import pretrain as pretrain_module
 from gristmill.train.checkpoint import list_checkpoints, load_checkpoint, load_run
 from gristmill.train.metrics import read_metrics

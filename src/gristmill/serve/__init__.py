@@ -7,11 +7,11 @@ the HTTP service (``gristmill.serve.server``) needs the ``serve`` extra and is i
 from gristmill.lazy import lazy_exports
 
 _EXPORTS = {  # public name -> the module that defines it
-    "Classifier": "gristmill.serve.predict", "MaskFiller": "gristmill.serve.predict",
-    "PredictError": "gristmill.serve.predict", "Tagger": "gristmill.serve.predict",
-    "classifier_from": "gristmill.serve.predict", "load_classifier": "gristmill.serve.predict",
-    "load_tagger": "gristmill.serve.predict", "predict_file": "gristmill.serve.predict",
-    "predict_tags_file": "gristmill.serve.predict", "tagger_from": "gristmill.serve.predict",
+    "Classifier": "gristmill.serve.classifier", "MaskFiller": "gristmill.serve.fill_mask",
+    "PredictError": "gristmill.serve.backends", "Tagger": "gristmill.serve.tagger",
+    "classifier_from": "gristmill.serve.loading", "load_classifier": "gristmill.serve.loading",
+    "load_tagger": "gristmill.serve.loading", "predict_file": "gristmill.serve.predict",
+    "predict_tags_file": "gristmill.serve.predict", "tagger_from": "gristmill.serve.loading",
     "GenerateError": "gristmill.serve.generate", "Sampling": "gristmill.serve.generate",
     "TextGenerator": "gristmill.serve.generate",
     "PerplexityError": "gristmill.serve.perplexity",

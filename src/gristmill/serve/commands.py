@@ -1,7 +1,8 @@
 """Command-line verbs of gristmill.serve: ``predict``, ``fill-mask``, ``export`` and ``serve`` (registered by gristmill.cli).
 
-Each verb parses options, calls one function of :mod:`gristmill.serve.predict`, :mod:`gristmill.serve.onnx`
-or :mod:`gristmill.serve.server`, and prints the result; errors the user can fix become messages.
+Each verb parses options, loads a model (:mod:`gristmill.serve.loading`, :mod:`gristmill.serve.fill_mask`),
+calls one function of :mod:`gristmill.serve.predict`, :mod:`gristmill.serve.onnx` or
+:mod:`gristmill.serve.server`, and prints the result; errors the user can fix become messages.
 """
 
 from __future__ import annotations
@@ -26,16 +27,11 @@ from gristmill.options import (
     THREADS_HELP,
     ranged,
 )
+from gristmill.serve.fill_mask import MaskFiller
+from gristmill.serve.loading import load_classifier, load_tagger, task_type_of
 from gristmill.serve.model_card import write_model_card
 from gristmill.serve.onnx import export_hf_classifier, export_onnx
-from gristmill.serve.predict import (
-    MaskFiller,
-    load_classifier,
-    load_tagger,
-    predict_file,
-    predict_tags_file,
-    task_type_of,
-)
+from gristmill.serve.predict import predict_file, predict_tags_file
 from gristmill.verbosity import print_json
 
 ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")

@@ -4,7 +4,7 @@ The corpus refinery must not import this layer, so these factories reach it by n
 ``gristmill.scorers`` entry points in ``pyproject.toml`` (``encoder``, ``onnx``) and
 :func:`register_builtin_scorers`, which the command line calls so that an install whose metadata
 predates the entry points still finds them. Each factory returns the serve layer's
-:class:`~gristmill.serve.predict.Classifier` (``labels`` + ``predict_proba``), which already batches
+:class:`~gristmill.serve.classifier.Classifier` (``labels`` + ``predict_proba``), which already batches
 by length and cuts every text to the model's ``max_length`` tokens.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gristmill.data.classify.scorers import ENCODER, ONNX, register_scorer
-from gristmill.serve.predict import load_classifier
+from gristmill.serve.loading import load_classifier
 
 
 def _torch_threads(threads: int | None) -> None:

@@ -6,13 +6,13 @@ at most ``max_wait_ms`` so that concurrent ones share one forward pass (:class:`
 runs in one worker thread so the event loop keeps accepting requests meanwhile.
 
 Input errors are 4xx, never 500: wrong JSON types, NaN and unknown fields 422 (lone surrogates in a
-text are replaced, as in batch prediction: ``predict.clean_text``), JSON that cannot be parsed (too
+text are replaced, as in batch prediction: ``classifier.clean_text``), JSON that cannot be parsed (too
 deep, 5,000-digit numbers) 400, bodies over ``max_body_bytes`` or more than ``max_texts`` texts 413, a
 body slower than ``read_timeout_s`` 408, a full queue 503. Connection limits, the time-out for request
 heads, the Host check and the bearer token are in :mod:`gristmill.serve.guard`. ``GET /health`` reports
 the model and the counters (requests, texts, micro-batches, model forward passes) that show batching.
 
-This module must not load models itself beyond calling :mod:`gristmill.serve.predict`, and must not
+This module must not load models itself (``gristmill.serve.commands`` hands it a loaded one), and must not
 bind anything but the host it is given (``127.0.0.1`` by default).
 """
 
@@ -350,7 +350,7 @@ class Engine:
 
 
 def classifier_engine(clf: Any) -> Engine:
-    """Serve a :class:`~gristmill.serve.predict.Classifier`; items are ``(text, pair or None)``."""
+    """Serve a :class:`~gristmill.serve.classifier.Classifier`; items are ``(text, pair or None)``."""
     def run_batch(items: list[tuple[str, str | None]]) -> list[dict[str, Any]]:
         texts = [t for t, _ in items]
         pairs = [p or "" for _, p in items] if clf.pair_field else None
@@ -361,7 +361,7 @@ def classifier_engine(clf: Any) -> Engine:
 
 
 def fill_mask_engine(filler: Any) -> Engine:
-    """Serve a :class:`~gristmill.serve.predict.MaskFiller`; items are ``(text, top_k)``."""
+    """Serve a :class:`~gristmill.serve.fill_mask.MaskFiller`; items are ``(text, top_k)``."""
     return Engine("masked-lm", filler.source, "torch", filler.run_batch, lambda: filler.forward_passes,
                   encode_check=filler.check)
 
