@@ -218,7 +218,8 @@ def _inside(inner: str, outer: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip(sep) + sep)
 
 
-def check_not_input(out: PathLike, inputs: Iterable[PathLike | None], flag: str = "--out", inside_folders: bool = False) -> None:
+def check_not_input(out: PathLike, inputs: Iterable[PathLike | None], flag: str = "--out",
+                    inside_folders: bool = False) -> None:
     """Refuse an output that is, or contains, one of ``inputs`` (paths or globs): writing it would destroy them.
 
     ``inside_folders`` also refuses an output inside an input folder (for readers that walk folders

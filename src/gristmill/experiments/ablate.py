@@ -202,7 +202,8 @@ def _pretrain_cell(spec: AblationSpec, cell: Cell, tokens_dir: Path, heldout: To
             "pretrain_seconds": round(seconds, 1)}
 
 
-def _curve(spec: AblationSpec, data: TaskData, run_dir: Path, out: Path, init: str, log: Callable[[str], None]) -> list[dict]:
+def _curve(spec: AblationSpec, data: TaskData, run_dir: Path, out: Path, init: str,
+           log: Callable[[str], None]) -> list[dict]:
     from gristmill.train.curve import run_curve
     from gristmill.train.finetune import FineTuneConfig
 

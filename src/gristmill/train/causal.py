@@ -69,7 +69,8 @@ def make_causal_batch(dataset: TokenSequences, indices: np.ndarray, pad_id: int,
     return CausalBatch(ids.to(device, non_blocking=True), segments, labels.to(device, non_blocking=True))
 
 
-def causal_loss_sum(model: torch.nn.Module, batch: CausalBatch, autocast: torch.autocast) -> tuple[torch.Tensor, torch.Tensor]:
+def causal_loss_sum(model: torch.nn.Module, batch: CausalBatch, autocast: torch.autocast
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token cross-entropy over the batch's targets, and the logits [B, T, V]."""
     with autocast:
         logits = model(batch.input_ids, segments=batch.segments)

@@ -326,8 +326,8 @@ def mlm_loss_sums(model: torch.nn.Module, mb: MicroBatch, autocast: torch.autoca
     return mlm, nsp, logits
 
 
-def causal_step(trained: torch.nn.Module, dataset: TokenSequences, indices: np.ndarray, step: int, world: Dist, micro: int,
-                cfg: PretrainConfig, pad_id: int, autocast: torch.autocast) -> float:
+def causal_step(trained: torch.nn.Module, dataset: TokenSequences, indices: np.ndarray, step: int, world: Dist,
+                micro: int, cfg: PretrainConfig, pad_id: int, autocast: torch.autocast) -> float:
     """Forward and backward of one global batch for the decoder; returns its mean next-token loss.
 
     As for MLM, each micro-batch's summed loss is divided by the target count of the whole global
@@ -476,7 +476,8 @@ def pretrain(cfg: PretrainConfig, train_data: TokenSequences | None = None,
             dist.destroy_process_group()
 
 
-def _pretrain(cfg: PretrainConfig, world: Dist, train: TokenSequences | None, val: TokenSequences | None) -> PretrainResult:
+def _pretrain(cfg: PretrainConfig, world: Dist, train: TokenSequences | None,
+              val: TokenSequences | None) -> PretrainResult:
     # -- data and model shape
     if train is None:
         train, val = open_datasets(cfg.data, cfg.verify)
