@@ -28,7 +28,7 @@ import importlib
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -65,6 +65,8 @@ def load_builtin_steps() -> dict[str, type[Step]]:
 class RecipeError(GristmillError):
     """A recipe that cannot run; the message names the file and line."""
 
+
+SpecT = TypeVar("SpecT")
 
 MAX_RECIPE_BYTES = 1 << 20
 MAX_RECIPE_VALUES = 100_000
@@ -223,7 +225,7 @@ def build_step(name: str, params: dict[str, Any], where: str = "") -> Step:
         raise RecipeError(f"{prefix}step {name!r}: {exc}") from None
 
 
-def _spec(cls: type, node: yaml.Node, source: str, section: str) -> Any:
+def _spec(cls: type[SpecT], node: yaml.Node, source: str, section: str) -> SpecT:
     if not isinstance(node, yaml.MappingNode):
         raise RecipeError(f"{_where(source, node)}: '{section}' must be a mapping")
     values = _plain(node)

@@ -17,13 +17,17 @@ import gzip
 import io
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from gristmill import __version__
 from gristmill.errors import GristmillError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+    from pyarrow.parquet import ParquetFile
 
 PathLike = str | Path
 
@@ -33,7 +37,7 @@ def is_url(path: PathLike) -> bool:
     return "://" in str(path)
 
 
-def filesystem(path: PathLike) -> tuple[Any, str]:
+def filesystem(path: PathLike) -> tuple[AbstractFileSystem, str]:
     """(fsspec filesystem, path within it) for a URL."""
     import fsspec
 
@@ -72,7 +76,7 @@ def absolute(path: PathLike) -> str:
     return str(path) if is_url(path) else str(Path(path).resolve())
 
 
-def parquet_file(path: PathLike) -> Any:
+def parquet_file(path: PathLike) -> ParquetFile:
     """A ``pyarrow.parquet.ParquetFile``: Arrow's own reader for a local path, an fsspec file for a URL."""
     import pyarrow.parquet as pq
 
@@ -232,7 +236,8 @@ def _inside(inner: str, outer: str) -> bool:
     return inner == outer or inner.startswith(outer.rstrip(sep) + sep)
 
 
-def check_not_input(out: PathLike, inputs: Any, flag: str = "--out", inside_folders: bool = False) -> None:
+def check_not_input(out: PathLike, inputs: Iterable[PathLike | None], flag: str = "--out",
+                    inside_folders: bool = False) -> None:
     """Refuse an output that is, or contains, one of ``inputs`` (paths or globs): writing it would destroy them.
 
     ``inside_folders`` also refuses an output inside an input folder (for readers that walk folders

@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -55,6 +55,9 @@ from gristmill.tokenizer import TokenDataset, pack_corpus, train_tokenizer
 from gristmill.tokenizer.tokdir import TOKENIZER_JSON
 from gristmill.train.metrics import read_metrics
 from gristmill.train.tasks import load_sequence_examples, load_task, stratified_sample
+
+if TYPE_CHECKING:
+    from gristmill.train.tasks import TaskData
 
 
 class AblationError(GristmillError):
@@ -151,7 +154,7 @@ def _pack(kept: Path, tokdir: Path, out: Path, spec: AblationSpec, show: bool, c
                        resume=True, progress=show, console=console)
 
 
-def _task(spec: AblationSpec, abl: Path) -> Any:
+def _task(spec: AblationSpec, abl: Path) -> TaskData:
     """The task's splits; dev is cut to ``dev_per_class`` per class (early stopping only) when asked."""
     dev = Path(spec.task["dev"])
     if spec.dev_per_class:
@@ -167,7 +170,7 @@ def _task(spec: AblationSpec, abl: Path) -> Any:
                      max_length=int(spec.task.get("max_length", 128)))
 
 
-def _pretrain_cell(spec: AblationSpec, cell: Cell, tokens_dir: Path, heldout: Any, run_dir: Path,
+def _pretrain_cell(spec: AblationSpec, cell: Cell, tokens_dir: Path, heldout: TokenDataset, run_dir: Path,
                    show: bool) -> dict[str, Any]:
     """Pretrain for exactly the cell's budget (resuming a killed run), return the held-out evaluation."""
     from gristmill.train import checkpoint as ckpt
@@ -199,7 +202,8 @@ def _pretrain_cell(spec: AblationSpec, cell: Cell, tokens_dir: Path, heldout: An
             "pretrain_seconds": round(seconds, 1)}
 
 
-def _curve(spec: AblationSpec, data: Any, run_dir: Path, out: Path, init: str, log: Callable[[str], None]) -> list[dict]:
+def _curve(spec: AblationSpec, data: TaskData, run_dir: Path, out: Path, init: str,
+           log: Callable[[str], None]) -> list[dict]:
     from gristmill.train.curve import run_curve
     from gristmill.train.finetune import FineTuneConfig
 

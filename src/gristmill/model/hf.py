@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -26,6 +26,9 @@ from gristmill.model.decoder import CausalLM
 from gristmill.model.run_folder import load_decoder_run, load_run, save_run_weights
 from gristmill.model.transformer import MaskedLM
 from gristmill.tokenizer.tokdir import TOKENIZER_JSON
+
+if TYPE_CHECKING:
+    from transformers import BertConfig, LlamaConfig, LlamaForCausalLM
 
 
 class HFError(GristmillError, ValueError):
@@ -54,7 +57,7 @@ _FIXED_NAMES = {
 }
 
 
-def to_bert_config(config: ModelConfig) -> Any:
+def to_bert_config(config: ModelConfig) -> BertConfig:
     from transformers import BertConfig
 
     if config.pre_ln:
@@ -73,7 +76,7 @@ def to_bert_config(config: ModelConfig) -> Any:
     )
 
 
-def from_bert_config(bert: Any) -> ModelConfig:
+def from_bert_config(bert: BertConfig) -> ModelConfig:
     position_type = getattr(bert, "position_embedding_type", "absolute")
     if position_type != "absolute":
         raise HFError(f"position_embedding_type {position_type!r} is not supported (only 'absolute')")
@@ -259,7 +262,7 @@ _LLAMA_LAYER_NAMES = {
 }
 
 
-def to_llama_config(config: DecoderConfig) -> Any:
+def to_llama_config(config: DecoderConfig) -> LlamaConfig:
     from transformers import LlamaConfig
 
     return LlamaConfig(
@@ -274,7 +277,7 @@ def to_llama_config(config: DecoderConfig) -> Any:
     )
 
 
-def from_llama_config(llama: Any) -> DecoderConfig:
+def from_llama_config(llama: LlamaConfig) -> DecoderConfig:
     rope = getattr(llama, "rope_parameters", None) or {"rope_type": "default",
                                                        "rope_theta": getattr(llama, "rope_theta", 10000.0)}
     if rope.get("rope_type", "default") != "default":
@@ -333,7 +336,7 @@ def from_llama_state_dict(state: dict[str, torch.Tensor], config: DecoderConfig)
     return {k: v.detach().clone().contiguous() for k, v in out.items()}
 
 
-def to_llama(model: torch.nn.Module, config: DecoderConfig) -> Any:
+def to_llama(model: torch.nn.Module, config: DecoderConfig) -> LlamaForCausalLM:
     """A ``transformers.LlamaForCausalLM`` holding this CausalLM's weights (in eval mode)."""
     from transformers import LlamaForCausalLM
 

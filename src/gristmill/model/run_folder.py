@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -116,7 +115,7 @@ def load_run(run_dir: str | Path) -> tuple[MaskedLM, ModelConfig, Path]:
     return model, config, run.tokenizer
 
 
-def load_decoder_run(run_dir: str | Path) -> tuple[torch.nn.Module, Any, Path]:
+def load_decoder_run(run_dir: str | Path) -> tuple[CausalLM, DecoderConfig, Path]:
     """A decoder run -> (CausalLM in eval mode on CPU, its DecoderConfig, tokenizer dir)."""
     run = check_run(run_dir)
     config = read_config(run.config)

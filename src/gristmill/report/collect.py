@@ -23,7 +23,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -33,6 +33,9 @@ import xxhash
 from gristmill.data import storage
 from gristmill.data.readers.output import output_files
 from gristmill.errors import GristmillError
+
+if TYPE_CHECKING:
+    from gristmill.data.pipeline import Step
 
 EXAMPLES_PER_REASON = 3
 CONTEXT_CHARS = 160
@@ -172,7 +175,7 @@ class TriggerFinder:
     """
 
     def __init__(self, stats: dict[str, Any]) -> None:
-        self.steps: dict[str, Any] = {}
+        self.steps: dict[str, Step] = {}
         try:
             from gristmill.data.recipe import load_builtin_steps
 

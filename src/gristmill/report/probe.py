@@ -20,12 +20,17 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gristmill.errors import GristmillError
 from gristmill.tokenizer import load_tokenizer, special_ids
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from gristmill.model.transformer import MaskedLM
 
 MEASURES = ("The share of templated sentence pairs on which the model gives a higher pseudo-log-likelihood to "
             "the stereotyped variant (CrowS-Pairs metric, Nangia et al. 2020); 50% = no preference.")
@@ -94,7 +99,7 @@ def _shared_positions(a: list[int], b: list[int]) -> tuple[list[int], list[int]]
     return pa_, pb
 
 
-def pseudo_log_likelihood(model: Any, ids: list[int], positions: list[int], mask_id: int) -> float:
+def pseudo_log_likelihood(model: MaskedLM, ids: list[int], positions: list[int], mask_id: int) -> float:
     """Sum of log p(token | the rest) over ``positions``, each masked in its own copy of the sentence."""
     import torch
 
@@ -111,7 +116,7 @@ def pseudo_log_likelihood(model: Any, ids: list[int], positions: list[int], mask
     return float(logp[torch.arange(len(positions)), targets].sum())
 
 
-def score_pairs(model: Any, tokenizer: Any, mask_id: int, specials: set[int], pairs: tuple[Pair, ...] = PAIRS
+def score_pairs(model: MaskedLM, tokenizer: Tokenizer, mask_id: int, specials: set[int], pairs: tuple[Pair, ...] = PAIRS
                 ) -> list[dict[str, Any]]:
     rows = []
     for pair in pairs:

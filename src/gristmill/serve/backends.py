@@ -8,7 +8,7 @@ backend is built.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from gristmill.errors import GristmillError
 from gristmill.folders import FinetunedFolder
 from gristmill.train.forward import torch_forward
 from gristmill.train.tasks import TaskSpec
+
+if TYPE_CHECKING:
+    import torch
 
 BACKENDS = ("torch", "onnx")
 QUANTIZE = ("none", "int8")
@@ -39,7 +42,7 @@ class Backend(Protocol):
     def logits(self, input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray: ...
 
 
-def quantize_torch_int8(model: Any) -> Any:
+def quantize_torch_int8(model: torch.nn.Module) -> torch.nn.Module:
     """PyTorch dynamic int8 quantization of every ``nn.Linear`` (weights int8, activations quantized on the fly)."""
     import warnings
 
@@ -54,7 +57,7 @@ def quantize_torch_int8(model: Any) -> Any:
 class TorchBackend:
     """The fine-tuned PyTorch model, run under ``torch.inference_mode``."""
 
-    def __init__(self, model: Any, quantize: str = "none") -> None:
+    def __init__(self, model: torch.nn.Module, quantize: str = "none") -> None:
         model.eval()
         self.model = quantize_torch_int8(model) if quantize == "int8" else model
         self.name = "torch-int8" if quantize == "int8" else "torch"
@@ -84,7 +87,7 @@ def is_onnx_export(path: Path) -> bool:
     return (path / ONNX_FP32).is_file() or (path / ONNX_INT8).is_file()
 
 
-def read_task(folder: Path, allow_token: bool = False) -> Any:
+def read_task(folder: Path, allow_token: bool = False) -> TaskSpec:
     """The :class:`~gristmill.train.tasks.TaskSpec` in ``task.json`` of an FT or export folder."""
     problem = folders.finetuned_problem(folder)
     if problem:

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gristmill.serve.backends import Backend, PredictError
 from gristmill.train.encoding import encode_sequences, plain, special_ids
 from gristmill.train.forward import batched_logits, softmax
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 
 def clean_text(text: str) -> str:
@@ -29,7 +32,7 @@ class Classifier:
     """A sequence classifier ready to predict: tokenizer, task (labels, max length, pair field) and a backend."""
 
     backend: Backend
-    tokenizer: Any
+    tokenizer: Tokenizer
     labels: list[str]
     max_length: int
     batch_size: int = 32

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,6 +28,11 @@ from gristmill.errors import GristmillError
 from gristmill.model.decoder import KVCache, positions_from_mask
 from gristmill.tokenizer import load_tokenizer
 from gristmill.train.checkpoint import CheckpointError, load_decoder_run
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
+
+    from gristmill.model.config import DecoderConfig
 
 
 class GenerateError(GristmillError, ValueError):
@@ -155,7 +160,7 @@ class RowText:
 class TextGenerator:
     """A decoder run loaded for generation (CPU, eval mode, inference only)."""
 
-    def __init__(self, model: torch.nn.Module, config: Any, tokenizer: Any, source: str = "") -> None:
+    def __init__(self, model: torch.nn.Module, config: DecoderConfig, tokenizer: Tokenizer, source: str = "") -> None:
         self.model, self.config, self.tokenizer = model.eval(), config, tokenizer
         self.source = source
         self.forward_passes = 0

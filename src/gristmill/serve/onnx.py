@@ -24,17 +24,32 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gristmill import folders
 from gristmill.folders import FinetunedFolder
-from gristmill.serve.backends import ONNX_FP32, ONNX_INT8, OnnxBackend, PredictError, TorchBackend, read_task
+from gristmill.serve.backends import (
+    ONNX_FP32,
+    ONNX_INT8,
+    Backend,
+    OnnxBackend,
+    PredictError,
+    TorchBackend,
+    read_task,
+)
 from gristmill.serve.classifier import Classifier
 from gristmill.train.tasks import TaskError, load_sequence_examples
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+
+    from gristmill.model.config import ModelConfig
+    from gristmill.train.tasks import TaskSpec
 
 OPSET = 18
 
@@ -70,7 +85,7 @@ def _quiet() -> Iterator[None]:
         logging.getLogger().removeFilter(hint)
 
 
-def export_torch_to_onnx(model: Any, path: Path, max_position: int, opset: int = OPSET) -> None:
+def export_torch_to_onnx(model: torch.nn.Module, path: Path, max_position: int, opset: int = OPSET) -> None:
     """``torch.onnx.export`` (the dynamo exporter) with dynamic batch and sequence axes."""
     import warnings
 
@@ -78,11 +93,12 @@ def export_torch_to_onnx(model: Any, path: Path, max_position: int, opset: int =
 
     class Logits(torch.nn.Module):
         # Positional inputs with fixed names, so the graph's signature does not depend on the model's kwargs.
-        def __init__(self, inner: Any) -> None:
+        def __init__(self, inner: torch.nn.Module) -> None:
             super().__init__()
             self.inner = inner
 
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    token_type_ids: torch.Tensor) -> torch.Tensor:
             return self.inner(input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
 
     wrapper = Logits(model).eval()
@@ -116,7 +132,7 @@ def quantize_onnx_int8(src: Path, dst: Path) -> None:
         quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=False)
 
 
-def check_texts(tokenizer: Any, n: int = 64, seed: int = 0, max_words: int = 200) -> list[str]:
+def check_texts(tokenizer: Tokenizer, n: int = 64, seed: int = 0, max_words: int = 200) -> list[str]:
     """Texts of varied length made of the tokenizer's own vocabulary, for parity checks without a data file."""
     vocab = [t for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
              if not (t.startswith("[") and t.endswith("]")) and not t.startswith("##") and t.isprintable()]
@@ -151,7 +167,7 @@ def accuracy(clf: Classifier, texts: list[str], gold: list[str], pairs: list[str
 def export_onnx(
     ft_dir: str | Path, out_dir: str | Path, quantize: str = "none", verify: bool = True,
     eval_file: str | Path | None = None, eval_limit: int | None = None, torch_int8: bool = False,
-    opset: int = OPSET, threads: int | None = None, log: Any = None,
+    opset: int = OPSET, threads: int | None = None, log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Export ``FT`` to ``OUT/model.onnx`` (and ``model.int8.onnx``); return and write the parity report.
 
@@ -187,10 +203,10 @@ def export_onnx(
     return report
 
 
-def compare_variants(loaded: Any, spec: Any, out: Path, eval_file: str | Path | None, eval_limit: int | None,
+def compare_variants(loaded: Any, spec: TaskSpec, out: Path, eval_file: str | Path | None, eval_limit: int | None,
                      torch_int8: bool, threads: int | None = None) -> dict[str, Any]:
     """Parity of every exported variant with the PyTorch model, and accuracies when a labelled file is given."""
-    def make(backend: Any) -> Classifier:
+    def make(backend: Backend) -> Classifier:
         return Classifier(backend, loaded.tokenizer, list(spec.labels), int(spec.max_length), batch_size=32,
                           pair_field=spec.pair_field, text_field=spec.text_field)
 
@@ -225,7 +241,7 @@ def compare_variants(loaded: Any, spec: Any, out: Path, eval_file: str | Path | 
 # ----------------------------------------------------------------------------------- transformers export
 
 
-def to_bert_classifier_state_dict(state: dict[str, Any], config: Any) -> dict[str, Any]:
+def to_bert_classifier_state_dict(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
     """gristmill SequenceClassifier state dict -> ``BertForSequenceClassification`` names.
 
     The encoder's names are mapped by :func:`gristmill.model.hf.to_bert_state_dict` (written for the MLM

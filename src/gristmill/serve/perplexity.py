@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,9 @@ from gristmill.data.readers.jsonl import JsonlError, read_jsonl
 from gristmill.errors import GristmillError
 from gristmill.tokenizer import load_tokenizer
 from gristmill.train.checkpoint import load_decoder_run
+
+if TYPE_CHECKING:
+    from gristmill.model.config import DecoderConfig
 
 
 class PerplexityError(GristmillError, ValueError):
@@ -66,7 +69,7 @@ def windows(length: int, context: int, stride: int) -> list[tuple[int, int, int]
 
 
 @torch.inference_mode()
-def score_documents(model: torch.nn.Module, config: Any, token_lists: list[list[int]], batch_size: int = 16,
+def score_documents(model: torch.nn.Module, config: DecoderConfig, token_lists: list[list[int]], batch_size: int = 16,
                     stride: int | None = None) -> list[tuple[int, float]]:
     """(scored tokens, summed NLL) for each document's ids (``[BOS] ... [EOS]`` already added)."""
     context = config.max_position

@@ -11,10 +11,13 @@ by length and cuts every text to the model's ``max_length`` tokens.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from gristmill.data.classify.scorers import ENCODER, ONNX, register_scorer
 from gristmill.serve.loading import load_classifier
+
+if TYPE_CHECKING:
+    from gristmill.serve.classifier import Classifier
 
 
 def _torch_threads(threads: int | None) -> None:
@@ -25,14 +28,14 @@ def _torch_threads(threads: int | None) -> None:
 
 
 def load_encoder_scorer(folder: str | Path, quantize: str = "none", threads: int | None = 1,
-                        batch_size: int = 32) -> Any:
+                        batch_size: int = 32) -> Classifier:
     """A fine-tuned ``FT/`` folder on PyTorch (``quantize: int8``: dynamic int8 linear layers)."""
     _torch_threads(threads)
     return load_classifier(folder, backend="torch", quantize=quantize, batch_size=batch_size, threads=threads)
 
 
 def load_onnx_scorer(folder: str | Path, quantize: str = "none", threads: int | None = 1,
-                     batch_size: int = 32) -> Any:
+                     batch_size: int = 32) -> Classifier:
     """An ONNX export folder on onnxruntime (``quantize: int8`` reads ``model.int8.onnx``)."""
     return load_classifier(folder, backend="onnx", quantize=quantize, batch_size=batch_size, threads=threads)
 

@@ -24,7 +24,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,6 +40,10 @@ from gristmill.serve.guard import (
     guarded_protocol,
     reply,
 )
+
+if TYPE_CHECKING:
+    from gristmill.serve.classifier import Classifier
+    from gristmill.serve.generate import Sampling, TextGenerator
 
 log = logging.getLogger("gristmill.serve")
 
@@ -349,7 +353,7 @@ class Engine:
     encode_check: Callable[[list[str], int], list[str | None]] | None = None
 
 
-def classifier_engine(clf: Any) -> Engine:
+def classifier_engine(clf: Classifier) -> Engine:
     """Serve a :class:`~gristmill.serve.classifier.Classifier`; items are ``(text, pair or None)``."""
     def run_batch(items: list[tuple[str, str | None]]) -> list[dict[str, Any]]:
         texts = [t for t, _ in items]
@@ -370,7 +374,7 @@ def _as_list(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def create_app(engine: Engine, limits: Limits | None = None, access: Access | None = None) -> Any:
+def create_app(engine: Engine, limits: Limits | None = None, access: Access | None = None) -> Guard:
     """The ASGI app for ``engine``: FastAPI inside the body limit, inside the Host and token checks."""
     limits = limits or Limits()
     batcher = MicroBatcher(engine.run_batch, limits.max_batch, limits.max_wait_ms / 1000.0, limits.max_queue)
@@ -493,12 +497,12 @@ class GenerateResponse(BaseModel):
     completions: list[GeneratedText]
 
 
-def generate_engine(generator: Any) -> Engine:
+def generate_engine(generator: TextGenerator) -> Engine:
     """Serve a :class:`~gristmill.serve.generate.TextGenerator`; items are ``(prompt, Sampling)``.
 
     Items of one micro-batch that ask for the same sampling are generated together (left-padded).
     """
-    def run_batch(items: list[tuple[str, Any]]) -> list[dict[str, Any]]:
+    def run_batch(items: list[tuple[str, Sampling]]) -> list[dict[str, Any]]:
         results: list[dict[str, Any] | None] = [None] * len(items)
         groups: dict[str, list[int]] = {}
         for i, (_, sampling) in enumerate(items):
@@ -523,7 +527,7 @@ def generate_engine(generator: Any) -> Engine:
                   encode_check=check)
 
 
-def add_generate_route(app: Any, engine: Engine, limits: Limits, batcher: MicroBatcher) -> None:
+def add_generate_route(app: FastAPI, engine: Engine, limits: Limits, batcher: MicroBatcher) -> None:
     from gristmill.serve.generate import Sampling
 
     @app.post("/generate", response_model=GenerateResponse, summary="Continue one prompt or a list of prompts",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -22,6 +22,26 @@ from gristmill.tokenizer.manifest import (
     verify_shard,
 )
 from gristmill.tokenizer.tokdir import TokenizerError
+
+
+class TokenSequences(Protocol):
+    """What the training loop reads of a split: a :class:`TokenDataset`, or one made of several.
+
+    (``gristmill.train.adapt.MixedTokens`` mixes a task's sequences with a corpus's and offers the same.)
+    """
+
+    root: Path
+    tokenizer_dir: Path
+    manifest: dict[str, Any]
+    seq_len: int
+    vocab_size: int
+    special: dict[str, int]
+
+    def __len__(self) -> int: ...
+
+    def get_batch(self, indices: Sequence[int] | np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def order(self, seed: int, epoch: int, rank: int = 0, world_size: int = 1) -> np.ndarray: ...
 
 
 class TokenDataset:

@@ -367,8 +367,8 @@ def pack_corpus(input: str | Path | list[str | Path], tokdir: str | Path, out: s
 
 
 def _pack(out: Path, tokdir: Path, units: list[Unit], files: list[str], stats_file: str | None, config: dict[str, Any],
-          vocab: tuple[int, dict[str, int]], input: Any, workers: int, progress: bool, console: Console | None,
-          t0: float) -> dict[str, Any]:
+          vocab: tuple[int, dict[str, int]], input: str | Path | list[str | Path], workers: int, progress: bool,
+          console: Console | None, t0: float) -> dict[str, Any]:
     """Encode every unit (skipping finished ones) and write the manifest; the caller holds the lock."""
     seq_len, val_fraction, dtype, digest = config["seq_len"], config["val_fraction"], config["dtype"], config["tokenizer_hash"]
     text_field, id_field, docs_per_unit = config["text_field"], config["id_field"], config["docs_per_unit"]

@@ -15,21 +15,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gristmill.train.tasks import TaskData, TaskError, sample_training
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    from gristmill.train.tasks import SequenceExample
 
 NAME = "tfidf-logreg"
 ANALYZERS = ("word", "char")
 CHAR_NGRAMS = (1, 3)  # Chinese words are mostly one to three characters
 
 
-def _text(example: Any) -> str:
+def _text(example: SequenceExample) -> str:
     pair = getattr(example, "text_pair", None)
     return example.text if not pair else f"{example.text} {pair}"
 
 
-def vectorizer(analyzer: str = "word", ngram_range: tuple[int, int] | None = None) -> Any:
+def vectorizer(analyzer: str = "word", ngram_range: tuple[int, int] | None = None) -> FeatureUnion | TfidfVectorizer:
     """The TF-IDF features of ``analyzer`` (see the module docstring)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_union
@@ -42,7 +48,7 @@ def vectorizer(analyzer: str = "word", ngram_range: tuple[int, int] | None = Non
     raise ValueError(f"analyzer must be one of {', '.join(ANALYZERS)}, got {analyzer!r}")
 
 
-def tfidf_logreg(train: Sequence[Any], test: Sequence[Any], analyzer: str = "word",
+def tfidf_logreg(train: Sequence[SequenceExample], test: Sequence[SequenceExample], analyzer: str = "word",
                  ngram_range: tuple[int, int] | None = None) -> dict[str, float]:
     """Fit on ``train`` (sequence examples), score ``test``: accuracy, macro-F1 and seconds."""
     from sklearn.linear_model import LogisticRegression

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from gristmill.tokenizer.dataset import TokenSequences
 
 IGNORE = -100
 
@@ -56,7 +59,7 @@ def causal_labels(ids: torch.Tensor, doc_start: torch.Tensor, pad_id: int) -> to
     return labels
 
 
-def make_causal_batch(dataset: Any, indices: np.ndarray, pad_id: int, device: torch.device,
+def make_causal_batch(dataset: TokenSequences, indices: np.ndarray, pad_id: int, device: torch.device,
                       doc_mask: bool = True) -> CausalBatch:
     batch = dataset.get_batch(indices)
     ids = torch.as_tensor(batch["input_ids"], dtype=torch.long)
@@ -66,7 +69,8 @@ def make_causal_batch(dataset: Any, indices: np.ndarray, pad_id: int, device: to
     return CausalBatch(ids.to(device, non_blocking=True), segments, labels.to(device, non_blocking=True))
 
 
-def causal_loss_sum(model: torch.nn.Module, batch: CausalBatch, autocast: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def causal_loss_sum(model: torch.nn.Module, batch: CausalBatch, autocast: torch.autocast
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed next-token cross-entropy over the batch's targets, and the logits [B, T, V]."""
     with autocast:
         logits = model(batch.input_ids, segments=batch.segments)
@@ -76,8 +80,8 @@ def causal_loss_sum(model: torch.nn.Module, batch: CausalBatch, autocast: Any) -
 
 
 @torch.no_grad()
-def evaluate_causal(model: torch.nn.Module, dataset: Any, pad_id: int, world: Any, micro_batch: int,
-                    max_sequences: int, autocast: Any, doc_mask: bool = True) -> dict[str, float]:
+def evaluate_causal(model: torch.nn.Module, dataset: TokenSequences, pad_id: int, world: Any, micro_batch: int,
+                    max_sequences: int, autocast: torch.autocast, doc_mask: bool = True) -> dict[str, float]:
     """Next-token loss, top-1 accuracy and perplexity on the first ``max_sequences`` rows of the split."""
     total = min(len(dataset), max_sequences)
     rows = np.arange(world.rank, total, world.world)

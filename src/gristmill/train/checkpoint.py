@@ -83,7 +83,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, state: TrainingState, keep: int) -> Path:
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, state: TrainingState, keep: int) -> Path:
     """Write ``RUN/checkpoints/step-N`` atomically, refresh ``RUN/model.safetensors``, keep the last ``keep``."""
     folder = RunFolder(run_dir).checkpoints
     final = folder / step_dir_name(state.step)

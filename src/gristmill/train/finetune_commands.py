@@ -8,7 +8,7 @@ by ``gristmill.quickstart``, which sits above train.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -17,6 +17,11 @@ from gristmill.folders import FinetunedFolder
 from gristmill.options import COUNT, JSON_HELP, POSITIONS, POSITIVE, SEED, SEED_HELP, THREADS_HELP, ranged
 from gristmill.train.tasks import load_task
 from gristmill.verbosity import print_json
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from gristmill.train.tasks import TaskData
 
 
 def _log(message: str) -> None:
@@ -53,12 +58,12 @@ def _pooling() -> Any:
 
 
 def _load(train: Path, dev: Path | None, test: Path | None, task: str, text_field: str, label_field: str,
-          pair_field: str | None, tokens_field: str, tags_field: str, max_length: int) -> Any:
+          pair_field: str | None, tokens_field: str, tags_field: str, max_length: int) -> TaskData:
     return load_task(train, dev, test, task_type=task, text_field=text_field, label_field=label_field,
                      pair_field=pair_field, tokens_field=tokens_field, tags_field=tags_field, max_length=max_length)
 
 
-def metrics_table(metrics: dict[str, Any], title: str) -> Any:
+def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     from rich.table import Table
 
     splits = [(name, metrics[name]) for name in ("dev", "test") if metrics.get(name)]

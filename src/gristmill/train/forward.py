@@ -12,9 +12,12 @@ Must not: tokenize (``gristmill.train.encoding`` does), know labels, or import `
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 Forward = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 """``(input_ids, attention_mask, token_type_ids)`` -> logits, all int64 ``[rows, width]`` in."""
@@ -89,7 +92,7 @@ def batched_logits(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int, 
     return out
 
 
-def torch_forward(model: Any) -> Forward:
+def torch_forward(model: torch.nn.Module) -> Forward:
     """A PyTorch classifier as a :data:`Forward`, run in eval mode under ``torch.inference_mode``."""
     import torch
 

@@ -10,10 +10,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from matplotlib.figure import Figure
 
 
-def _pyplot() -> Any:
+def _pyplot() -> ModuleType:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,7 +27,7 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, out: Path) -> Path:
+def _save(fig: Figure, out: Path) -> Path:
     plt = _pyplot()
     out = Path(out)
     fig.tight_layout()

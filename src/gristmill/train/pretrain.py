@@ -32,7 +32,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -61,6 +61,9 @@ from gristmill.train.metrics import (
     tensorboard_available,
     truncate_metrics,
 )
+
+if TYPE_CHECKING:
+    from gristmill.tokenizer.dataset import TokenSequences
 
 
 class PretrainError(GristmillError, ValueError):
@@ -202,7 +205,7 @@ _MASKS, _DROPOUT, _NSP, _EVAL = 1, 2, 3, 4
 class GlobalOrder:
     """Global batches as consecutive slices of each epoch's permutation (the last partial batch is dropped)."""
 
-    def __init__(self, dataset: Any, seed: int, batch_size: int) -> None:
+    def __init__(self, dataset: TokenSequences, seed: int, batch_size: int) -> None:
         self.dataset, self.seed, self.batch_size = dataset, seed, batch_size
         self.size = len(dataset)
         if self.size < batch_size:
@@ -235,7 +238,7 @@ class MicroBatch:
     nsp_labels: torch.Tensor | None = None
 
 
-def make_micro_batch(dataset: Any, indices: np.ndarray, noise: MaskNoise, spec: MaskingSpec, pad_id: int,
+def make_micro_batch(dataset: TokenSequences, indices: np.ndarray, noise: MaskNoise, spec: MaskingSpec, pad_id: int,
                      device: torch.device, nsp: tuple[int, torch.Generator] | None = None) -> MicroBatch:
     batch = dataset.get_batch(indices)
     ids = torch.as_tensor(batch["input_ids"], dtype=torch.long)
@@ -258,7 +261,7 @@ def make_micro_batch(dataset: Any, indices: np.ndarray, noise: MaskNoise, spec: 
 # ---------------------------------------------------------------- model, optimizer, schedule
 
 
-def build_model_config(cfg: PretrainConfig, dataset: Any) -> ModelConfig | DecoderConfig:
+def build_model_config(cfg: PretrainConfig, dataset: TokenSequences) -> ModelConfig | DecoderConfig:
     """The model's shape, as saved in RUN/config.json (its dropout is the one for fine-tuning)."""
     if cfg.init_from and (problem := folders.run_problem(cfg.init_from)):
         raise PretrainError(f"--init-from: {problem}")
@@ -277,7 +280,7 @@ def build_model_config(cfg: PretrainConfig, dataset: Any) -> ModelConfig | Decod
                              pre_ln=cfg.pre_ln, nsp=cfg.nsp, max_position=max(512, int(dataset.seq_len)))
 
 
-def check_compatible(config: ModelConfig | DecoderConfig, dataset: Any) -> None:
+def check_compatible(config: ModelConfig | DecoderConfig, dataset: TokenSequences) -> None:
     if config.vocab_size < dataset.vocab_size:
         raise PretrainError(f"the model's vocabulary ({config.vocab_size}) is smaller than the tokenizer's "
                             f"({dataset.vocab_size})")
@@ -309,7 +312,7 @@ def lr_lambda(step: int, total: int, warmup: int, schedule: str, min_ratio: floa
 # ---------------------------------------------------------------- loss and evaluation
 
 
-def mlm_loss_sums(model: torch.nn.Module, mb: MicroBatch, autocast: Any,
+def mlm_loss_sums(model: torch.nn.Module, mb: MicroBatch, autocast: torch.autocast,
                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Summed cross-entropy over masked tokens (and over NSP rows), plus the masked-token logits."""
     with autocast:
@@ -323,8 +326,8 @@ def mlm_loss_sums(model: torch.nn.Module, mb: MicroBatch, autocast: Any,
     return mlm, nsp, logits
 
 
-def causal_step(trained: torch.nn.Module, dataset: Any, indices: np.ndarray, step: int, world: Dist, micro: int,
-                cfg: PretrainConfig, pad_id: int, autocast: Any) -> float:
+def causal_step(trained: torch.nn.Module, dataset: TokenSequences, indices: np.ndarray, step: int, world: Dist,
+                micro: int, cfg: PretrainConfig, pad_id: int, autocast: torch.autocast) -> float:
     """Forward and backward of one global batch for the decoder; returns its mean next-token loss.
 
     As for MLM, each micro-batch's summed loss is divided by the target count of the whole global
@@ -348,8 +351,8 @@ def causal_step(trained: torch.nn.Module, dataset: Any, indices: np.ndarray, ste
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, dataset: Any, spec: MaskingSpec, pad_id: int, world: Dist,
-             micro_batch: int, max_sequences: int, seed: int, autocast: Any) -> dict[str, float]:
+def evaluate(model: torch.nn.Module, dataset: TokenSequences, spec: MaskingSpec, pad_id: int, world: Dist,
+             micro_batch: int, max_sequences: int, seed: int, autocast: torch.autocast) -> dict[str, float]:
     """MLM loss, masked-token accuracy and perplexity on the first ``max_sequences`` of the split.
 
     The masks are the same at every evaluation (fixed seed), so changes come from the model only.
@@ -426,7 +429,7 @@ def set_model_max_length(tokdir: Path, length: int) -> None:
     folders.write_record(path, config)
 
 
-def check_same_tokenizer(run_tokenizer: Path, dataset: Any) -> None:
+def check_same_tokenizer(run_tokenizer: Path, dataset: TokenSequences) -> None:
     """Continuing from another run (``--init-from``) only makes sense on tokens of the same tokenizer."""
     if not (run_tokenizer / TOKENIZER_JSON).exists() or not getattr(dataset, "manifest", None):
         return
@@ -435,7 +438,7 @@ def check_same_tokenizer(run_tokenizer: Path, dataset: Any) -> None:
                             f"{run_tokenizer}; tokenize the text with that tokenizer first")
 
 
-def open_datasets(data: str, verify: bool = False) -> tuple[Any, Any | None]:
+def open_datasets(data: str, verify: bool = False) -> tuple[TokenDataset, TokenDataset | None]:
     """Train and val splits; ``verify`` checks every shard's checksum now (else each on its first use)."""
     try:
         train = TokenDataset(data, split="train", verify=verify)
@@ -456,7 +459,8 @@ def open_datasets(data: str, verify: bool = False) -> tuple[Any, Any | None]:
 # ---------------------------------------------------------------- the loop
 
 
-def pretrain(cfg: PretrainConfig, train_data: Any | None = None, val_data: Any | None = None) -> PretrainResult:
+def pretrain(cfg: PretrainConfig, train_data: TokenSequences | None = None,
+             val_data: TokenSequences | None = None) -> PretrainResult:
     """Run (or resume) pretraining as ``cfg`` says. ``train_data``/``val_data`` replace the shards in ``cfg.data``."""
     cfg.check()
     world = setup_distributed(cfg.device)
@@ -472,7 +476,8 @@ def pretrain(cfg: PretrainConfig, train_data: Any | None = None, val_data: Any |
             dist.destroy_process_group()
 
 
-def _pretrain(cfg: PretrainConfig, world: Dist, train: Any | None, val: Any | None) -> PretrainResult:
+def _pretrain(cfg: PretrainConfig, world: Dist, train: TokenSequences | None,
+              val: TokenSequences | None) -> PretrainResult:
     # -- data and model shape
     if train is None:
         train, val = open_datasets(cfg.data, cfg.verify)

@@ -21,11 +21,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gristmill.errors import GristmillError
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import HashingVectorizer
 
 KIND = "gristmill-linear"
 CONFIG = "config.json"
@@ -47,7 +50,7 @@ class VectorizerConfig:
     norm: str = "l2"
     alternate_sign: bool = False
 
-    def build(self) -> Any:
+    def build(self) -> HashingVectorizer:
         from sklearn.feature_extraction.text import HashingVectorizer
 
         return HashingVectorizer(n_features=self.n_features, ngram_range=tuple(self.ngram_range),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ def train_lm_folder(out: str | Path, inputs: Sequence[str], text_field: str = "t
     folder = _empty_out(out, overwrite)
     t0 = time.perf_counter()
 
-    def batches() -> Any:
+    def batches() -> Iterator[list[str]]:
         for path in inputs:
             yield from read_texts(path, text_field)
 

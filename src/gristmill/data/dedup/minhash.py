@@ -52,6 +52,8 @@ from gristmill.data.document import Document
 from gristmill.data.pipeline import CorpusStep, StepStats, register
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from gristmill.data.executors import Executor
 
 _MAX = np.uint32(0xFFFFFFFF)
@@ -151,7 +153,7 @@ def shingle_sets(ng: NGrams, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
     return (key & np.uint64(0xFFFFFFFF)).astype(np.uint32), offsets
 
 
-def text_signatures(texts: Any, ngram: int, a: np.ndarray, b: np.ndarray,
+def text_signatures(texts: Sequence[str] | pa.Array, ngram: int, a: np.ndarray, b: np.ndarray,
                     with_sets: bool = False) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """Signatures of a sequence or Arrow array of texts, computed in batches of about 256 KiB of text.
 

@@ -136,7 +136,7 @@ class RayExecutor:
         # ``fn`` may be any picklable callable (a partial, a step object): stored once, shared by all its tasks.
         fn_ref = ray.put(fn)
         queue = iter(items)
-        pending: list[Any] = []
+        pending: list[ray.ObjectRef] = []
         try:
             for item in queue:
                 pending.append(remote.remote(fn_ref, item))
@@ -155,7 +155,7 @@ class RayExecutor:
                 with contextlib.suppress(Exception):
                     ray.cancel(ref)
 
-    def _get(self, ref: Any, fn: Callable[..., Any]) -> Any:
+    def _get(self, ref: ray.ObjectRef, fn: Callable[..., R]) -> R:
         try:
             return ray.get(ref)
         except _INFRA_ERRORS as exc:

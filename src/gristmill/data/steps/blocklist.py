@@ -19,12 +19,15 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gristmill.data.document import Document
 from gristmill.data.pipeline import Filter, register
 from gristmill.data.steps import text as tx
+
+if TYPE_CHECKING:
+    import ahocorasick
 
 SHIPPED_LANGUAGES = ("de", "en", "es", "fr", "it", "pt", "zh")
 
@@ -89,9 +92,9 @@ class Blocklist(Filter):
                            if line.strip() and not line.startswith("#"))
         self._terms = terms
         self._domains = frozenset(domains)
-        self._automaton: Any = None
+        self._automaton: ahocorasick.Automaton | None = None
 
-    def _build(self) -> Any:
+    def _build(self) -> ahocorasick.Automaton:
         import ahocorasick
 
         automaton = ahocorasick.Automaton()
