@@ -54,8 +54,10 @@ def third_party_imports(path: Path) -> dict[str, bool]:
     """{top-level module: imported at module scope?} for the non-stdlib, non-gristmill imports of one file."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     module_scope = {id(node) for node in tree.body}
-    for node in tree.body:  # `if TYPE_CHECKING:` / try blocks at module level still run at import
-        if isinstance(node, (ast.If, ast.Try)):
+    for node in tree.body:  # if/try blocks at module level run at import; `if TYPE_CHECKING:` never runs
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            module_scope |= {id(n) for stmt in node.orelse for n in ast.walk(stmt)}
+        elif isinstance(node, (ast.If, ast.Try)):
             module_scope |= {id(n) for n in ast.walk(node)}
     found: dict[str, bool] = {}
     for node in ast.walk(tree):
@@ -109,10 +111,15 @@ def test_the_check_catches_an_undeclared_import(tmp_path):
     (pkg / "ok.py").write_text("import numpy\nimport json\n\n\ndef f():\n    import transformers\n")
     (pkg / "bad.py").write_text("import requests_toolbelt\n")
     (pkg / "lazy.py").write_text("import onnxruntime\n")
+    # An annotation-only import never runs; its else branch and a plain `if` do.
+    (pkg / "typed.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import transformers\n")
+    (pkg / "typed_else.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    pass\n"
+                                       "else:\n    import onnx\n")
     problems = check(pkg)
-    assert len(problems) == 2
+    assert len(problems) == 3, problems
     assert "bad.py: imports 'requests_toolbelt'" in problems[0] and "no requirement" in problems[0]
     assert "lazy.py: imports 'onnxruntime' at module scope" in problems[1]
+    assert "typed_else.py: imports 'onnx' at module scope" in problems[2]
 
 
 def test_extras_used_by_the_code_exist():
