@@ -7,6 +7,7 @@ these tests read the imports from the source, not from what is importable.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import re
 import sys
@@ -75,9 +76,15 @@ def third_party_imports(path: Path) -> dict[str, bool]:
     return found
 
 
+@functools.cache
+def installed_modules() -> dict[str, list[str]]:
+    """{top-level module: distributions providing it}; reading every installed distribution takes seconds."""
+    return importlib.metadata.packages_distributions()
+
+
 def distributions_of(module: str) -> set[str]:
     """The distributions that provide ``module`` here; if it is not installed, the requirement of the same name."""
-    dists = importlib.metadata.packages_distributions().get(module)
+    dists = installed_modules().get(module)
     return {normalise(d) for d in dists} if dists else {normalise(module)}
 
 
@@ -100,7 +107,6 @@ def check(src: Path) -> list[str]:
     return problems
 
 
-@pytest.mark.slow
 def test_every_import_under_src_is_declared():
     assert check(SRC) == []
 
