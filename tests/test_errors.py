@@ -117,6 +117,17 @@ def test_a_summary_path_prints_literally(tmp_path: Path, monkeypatch: pytest.Mon
     assert str(dest) in result.output
 
 
+def test_info_lines_print_user_paths_literally(tmp_path: Path) -> None:
+    # The tokenizer verbs' info lines name the output folder; brackets in it are no markup.
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text("".join(f'{{"text": "word{i % 50} and more words {i}"}}\n' for i in range(200)), encoding="utf-8")
+    out = tmp_path / "[red]tok"
+    result = CliRunner().invoke(cli.app, ["tokenizer", "train", "--input", str(texts), "--vocab-size", "200",
+                                          "-o", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert str(out) in result.output
+
+
 def test_user_error_class_is_gone() -> None:
     import gristmill.console
 

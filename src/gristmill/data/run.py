@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import gristmill.data.storage as storage
@@ -263,7 +264,7 @@ class Pipeline:
         stats_file = storage.join(out, "stats.json")
         if storage.exists(stats_file) and (work / "errors.json").exists():
             # Resuming a run that already completed: nothing is left to do.
-            console.print(f"{out} is already complete")
+            console.print(f"{out} is already complete", markup=False)
             stats_json = json.loads(storage.read_bytes(stats_file))
             errors = [InputError(**e) for e in json.loads((work / "errors.json").read_text())]
             t = stats_json["totals"]
@@ -271,7 +272,7 @@ class Pipeline:
             return RunResult(out, t["docs_in"], t["kept"], t["rejected"], errors, stats_json)
         plan = plan_shards(self.input, staging=work / "input", executor=executor)
         for err in plan.errors:
-            console.print(f"[yellow]input error[/] {err}")
+            console.print(f"[yellow]input error[/] {escape(str(err))}")
         stages = split_stages(self.steps)
         stats = [StepStats() for _ in self.steps]
         input_stats = StepStats()

@@ -29,4 +29,4 @@ def register(app: typer.Typer) -> None:
 
         parsed = load_spec(spec)
         run_ablate(parsed, out, resume=resume, progress=progress, console=console, threads=threads)
-        console.print(f"results: {out / 'results.jsonl'}\nsummary: {out / 'summary.md'}\nplot:    {out / 'ablation.png'}")
+        console.print(f"results: {out / 'results.jsonl'}\nsummary: {out / 'summary.md'}\nplot:    {out / 'ablation.png'}", markup=False)

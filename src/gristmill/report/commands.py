@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
             sys.stdout.write(render_html(data) if format == "html" else render_markdown(data))
             return
         path, seconds = write_report(corpus, format, output)
-        console.print(f"wrote {path} in {seconds:.1f}s")
+        console.print(f"wrote {path} in {seconds:.1f}s", markup=False)
 
     @app.command()
     def bias(
@@ -67,4 +67,4 @@ def register(app: typer.Typer) -> None:
         storage.atomic_write(target, lambda f: f.write(json.dumps(result, indent=2).encode("utf-8")))
         # Plain text, not through rich: a console would wrap the Markdown tables.
         sys.stdout.write(markdown_summary(result))
-        console.print(f"wrote {target}")
+        console.print(f"wrote {target}", markup=False)

@@ -39,7 +39,8 @@ ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 
 
 def _log(message: str) -> None:
-    console.print(message, highlight=False, soft_wrap=True)
+    """An info line; printed literally, so a path with brackets in it is not read as markup."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -109,8 +110,8 @@ def register(app: typer.Typer) -> None:
             _log(f"accuracy {summary.accuracy:.4f} on {summary.labelled:,} labelled {unit}"
                  + (f" ({summary.unknown_labels:,} had labels the model does not know)" if summary.unknown_labels else ""))
         if summary.errors:
-            _log(f"[yellow]{summary.errors:,} malformed lines got an error record instead of a prediction; first: "
-                 f"{summary.error_examples[0]}[/]")
+            console.print(f"{summary.errors:,} malformed lines got an error record instead of a prediction; first: "
+                          f"{summary.error_examples[0]}", style="yellow", markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(3)
 
     @app.command()

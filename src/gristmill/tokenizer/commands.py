@@ -64,7 +64,7 @@ def train(
         raise _output_error(exc) from None
     record = json.loads((path / "gristmill.json").read_text())
     console.print(f"{kind} tokenizer with {load_tokenizer(path).get_vocab_size():,} tokens trained on "
-                  f"{record['documents']:,} documents in {record['seconds']:.1f} s -> {path}")
+                  f"{record['documents']:,} documents in {record['seconds']:.1f} s -> {path}", markup=False)
 
 
 @tokenizer_app.command("show")
@@ -125,4 +125,4 @@ def register(app: typer.Typer) -> None:
             console.print(f"{name}: {info['sequences']:,} sequences of {seq_len}, {info['tokens']:,} tokens, "
                           f"{info['documents']:,} documents")
         console.print(f"{m['source']['documents']:,} documents read ({m['source']['empty_documents']:,} empty) in "
-                      f"{m['seconds']:.1f} s, {tokens / max(m['seconds'], 1e-9):,.0f} tokens/s -> {out}")
+                      f"{m['seconds']:.1f} s, {tokens / max(m['seconds'], 1e-9):,.0f} tokens/s -> {out}", markup=False)

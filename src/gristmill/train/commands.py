@@ -113,7 +113,7 @@ def register(app: typer.Typer) -> None:
             summary += (f", val loss {result.eval['loss']:.4f}, {kind} accuracy {result.eval['accuracy']:.3f}, "
                         f"perplexity {result.eval['perplexity']:.1f}")
         console.print(summary)
-        console.print(f"run: {result.run_dir}  (model.safetensors, metrics.jsonl, loss.png, checkpoints/)")
+        console.print(f"run: {result.run_dir}  (model.safetensors, metrics.jsonl, loss.png, checkpoints/)", markup=False)
 
     @app.command("import-hf")
     def import_hf_command(
@@ -130,4 +130,4 @@ def register(app: typer.Typer) -> None:
         if info.get("mlm_head_initialised_randomly"):
             console.print("[yellow]the checkpoint has no MLM head (an encoder only): the head starts random; "
                           "pretrain a little (--init-from) before using fill-mask[/]")
-        console.print(f"imported {hf_dir} -> {run}")
+        console.print(f"imported {hf_dir} -> {run}", markup=False)

@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 
 
 def _log(message: str) -> None:
-    console.print(message, highlight=False)
+    """An info line; printed literally, so a path with brackets in it is not read as markup."""
+    console.print(message, markup=False, highlight=False)
 
 
 def _threads(threads: int | None) -> None:

@@ -40,7 +40,7 @@ def train(
                            negative_label=negative_label, text_field=text_field, label_field=label_field,
                            eval_file=eval_file, c=c, balanced=balanced, n_features_log2=features,
                            overwrite=overwrite)
-    console.print(f"trained on {json.dumps(metrics['trained_on'])} in {metrics['train_seconds']:.1f} s -> {out}")
+    console.print(f"trained on {json.dumps(metrics['trained_on'])} in {metrics['train_seconds']:.1f} s -> {out}", markup=False)
     if "eval" in metrics:
         console.print_json(json.dumps(metrics["eval"]))
 
@@ -56,7 +56,7 @@ def lm(
     """Train the hashed word trigram language model of the perplexity step on trusted text."""
     config = train_lm_folder(out, input, text_field=text_field, buckets_log2=buckets, overwrite=overwrite)
     console.print(f"trigram model of {config['tokens']:,} tokens ({config['distinct_words']:,} distinct words) "
-                  f"in {config['seconds']:.1f} s -> {out}")
+                  f"in {config['seconds']:.1f} s -> {out}", markup=False)
 
 
 def register(app: typer.Typer) -> None:
