@@ -39,7 +39,7 @@ sys.path.insert(0, str(HELPERS))  # Ray workers on this machine inherit the driv
 
 import ray_steps  # noqa: E402
 
-# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (README, Development)
 pytestmark = pytest.mark.slow
 
 # No usage statistics (they would be sent out). Auth mode explicit on every side: Ray otherwise turns

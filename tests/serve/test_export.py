@@ -17,7 +17,7 @@ from gristmill.train.forward import pad_batch
 
 from .conftest import TASK, THREADS
 
-# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (README, Development)
 pytestmark = pytest.mark.slow
 
 

@@ -17,7 +17,7 @@ from gristmill.tokenizer import TokenDataset, TokenizerError, pack_corpus
 from gristmill.tokenizer.pack import SequenceWriter
 from tests.tokenizer.conftest import sample_texts, write_jsonl
 
-# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (README, Development)
 pytestmark = pytest.mark.slow
 
 

@@ -16,7 +16,7 @@ from gristmill.train.checkpoint import list_checkpoints
 from gristmill.train.metrics import read_metrics
 from gristmill.train.pretrain import PretrainConfig, pretrain
 
-# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (README, Development)
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 

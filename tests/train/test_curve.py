@@ -22,7 +22,7 @@ from gristmill.train.finetune import FineTuneConfig
 from gristmill.train.finetuned import FineTuneError
 from gristmill.train.tasks import load_task
 
-# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (README, Development)
 pytestmark = pytest.mark.slow
 
 WORDS = {"a": ["red", "green", "blue"], "b": ["cat", "dog", "cow"], "c": ["one", "two", "six"]}

@@ -29,7 +29,7 @@ from gristmill.train.finetuned import load_finetuned
 from gristmill.train.forward import pad_batch
 from gristmill.train.tasks import TaskSpec, load_task
 
-# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (README, Development)
 pytestmark = pytest.mark.slow
 
 TOPICS = {

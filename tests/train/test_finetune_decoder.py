@@ -17,7 +17,7 @@ from gristmill.train.finetune import FineTuneConfig, finetune
 from gristmill.train.finetuned import FineTuneError, load_finetuned
 from gristmill.train.tasks import load_task
 
-# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (README, Development)
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 TASK = Path(__file__).resolve().parents[2] / "sample" / "task"
 

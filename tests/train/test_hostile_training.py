@@ -23,7 +23,7 @@ from gristmill.tokenizer import TokenDataset
 from gristmill.tokenizer.manifest import ShardError
 from gristmill.train.tasks import TaskDataError, load_sequence_examples
 
-# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (README, Development)
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 

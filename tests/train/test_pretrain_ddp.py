@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from gristmill.train.metrics import read_metrics
 from gristmill.train.pretrain import PretrainConfig, pretrain
 
-# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (README, Development)
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 
 ARGS = dict(steps=6, batch_size=8, lr=2e-3, warmup=2, log_every=1, eval_every=3, eval_batches=2, save_every=3,

@@ -19,7 +19,7 @@ from gristmill.data.recipe import load_recipe  # noqa: E402
 from tests.data.selection.test_select_domain import CODE, SEA, target_file, text  # noqa: E402
 from tests.data.test_ray_executor import RayHead, _run_ray, ray_head  # noqa: E402, F401
 
-# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (CONTRIBUTING.md)
+# slow: trains, starts processes or a browser; `pytest -m "not slow"` is the fast tier (README, Development)
 pytestmark = pytest.mark.slow
 
 
