@@ -25,3 +25,8 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     with error_output(console):
         console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def info(message: str) -> None:
+    """An info line on stderr, printed literally: a path with brackets in it is not read as markup."""
+    console.print(message, markup=False, highlight=False, soft_wrap=True)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import typer
 
-from gristmill.console import console, fail
+from gristmill.console import console, fail, info
 from gristmill.data import storage
 from gristmill.errors import require_extra
 from gristmill.folders import TASK, is_finetuned, is_mlm_run
@@ -36,15 +36,6 @@ from gristmill.verbosity import print_json
 
 ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
 """What ONNX export and the onnx backend import (the ``serve`` extra)."""
-
-
-def _log(message: str) -> None:
-    """An info line; printed literally, so a path with brackets in it is not read as markup."""
-    console.print(message, markup=False, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    return fail(message, code)
 
 
 def _threads(threads: int | None) -> None:
@@ -84,9 +75,9 @@ def register(app: typer.Typer) -> None:
         """
         output = out or output
         if output is None:
-            raise _fail("give --out FILE.jsonl (- for stdout)")
+            raise fail("give --out FILE.jsonl (- for stdout)")
         if json_out and output == "-":
-            raise _fail("--json prints the summary on stdout: write the predictions to a file (--out FILE.jsonl)")
+            raise fail("--json prints the summary on stdout: write the predictions to a file (--out FILE.jsonl)")
         if backend == "onnx":
             require_extra("serve", "--backend onnx", *ONNX_MODULES)
         _threads(threads)
@@ -95,7 +86,7 @@ def register(app: typer.Typer) -> None:
             backend_name = "torch-int8" if quantize == "int8" else "torch"
             summary = predict_tags_file(tagger, input, output, window, progress)
         else:
-            clf = load_classifier(model, backend, quantize, batch_size, threads, log=_log)
+            clf = load_classifier(model, backend, quantize, batch_size, threads, log=info)
             backend_name = clf.backend.name
             summary = predict_file(clf, input, output, text_field, label_field or None, window, progress, drop_text)
         s = summary.as_dict()
@@ -103,11 +94,11 @@ def register(app: typer.Typer) -> None:
             print_json({"out": output, "backend": backend_name, **s})
             raise typer.Exit(3 if summary.errors else 0)
         rate = f", {s['texts_per_second']:,} texts/s" if s["texts_per_second"] else ""
-        _log(f"{summary.predicted:,} predicted in {summary.seconds:.1f}s{rate} ({backend_name}, "
+        info(f"{summary.predicted:,} predicted in {summary.seconds:.1f}s{rate} ({backend_name}, "
              f"{summary.forward_passes:,} forward passes) -> {output}")
         if summary.accuracy is not None:
             unit = "words" if task_type_of(model) == "token" else "lines"
-            _log(f"accuracy {summary.accuracy:.4f} on {summary.labelled:,} labelled {unit}"
+            info(f"accuracy {summary.accuracy:.4f} on {summary.labelled:,} labelled {unit}"
                  + (f" ({summary.unknown_labels:,} had labels the model does not know)" if summary.unknown_labels else ""))
         if summary.errors:
             console.print(f"{summary.errors:,} malformed lines got an error record instead of a prediction; first: "
@@ -136,27 +127,27 @@ def register(app: typer.Typer) -> None:
         storage.check_folder_target(out)
         if out.exists() and storage.has_content(out):
             if not overwrite:
-                raise _fail(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
+                raise fail(f"{out} already exists and is not empty; choose another --out or pass --overwrite")
             storage.remove_output(out, "export", legacy=("model.onnx", TASK, "export.json"))
         is_classifier = is_finetuned(model)
         if format == "hf":
             if quantize != "none":
-                raise _fail("--quantize applies to --format onnx only")
+                raise fail("--quantize applies to --format onnx only")
             if is_classifier:
                 export_hf_classifier(model, out)
-                _log(f"wrote {out} (BertForSequenceClassification + tokenizer)")
+                info(f"wrote {out} (BertForSequenceClassification + tokenizer)")
             else:
                 from gristmill.model.hf import export_hf
 
                 export_hf(model, out)
-                _log(f"wrote {out} (BertForMaskedLM + tokenizer)")
-            _log(f"wrote {write_model_card(model, out, 'BertForSequenceClassification' if is_classifier else 'BertForMaskedLM')}")
+                info(f"wrote {out} (BertForMaskedLM + tokenizer)")
+            info(f"wrote {write_model_card(model, out, 'BertForSequenceClassification' if is_classifier else 'BertForMaskedLM')}")
             storage.mark_complete(out, "export")
             return
         if not is_classifier:
-            raise _fail(f"{model} has no task.json: ONNX export takes a fine-tuned classifier (FT folder)")
+            raise fail(f"{model} has no task.json: ONNX export takes a fine-tuned classifier (FT folder)")
         report = export_onnx(model, out, quantize=quantize, eval_file=eval_file, eval_limit=eval_limit,
-                             torch_int8=torch_int8, threads=threads, log=_log)
+                             torch_int8=torch_int8, threads=threads, log=info)
         storage.mark_complete(out, "export")
         _print_report(report, out)
 
@@ -177,7 +168,7 @@ def register(app: typer.Typer) -> None:
         filler = MaskFiller(model)
         problem = filler.check([text])[0]
         if problem:
-            raise _fail(f"cannot fill the text: {problem}")
+            raise fail(f"cannot fill the text: {problem}")
         masks = filler.run_batch([(text, top_k)])[0]
         if as_json:
             print_json({"results": [masks]})
@@ -238,16 +229,16 @@ def register(app: typer.Typer) -> None:
             engine = generate_engine(TextGenerator.from_run(model))
         elif model.is_dir() and is_mlm_run(model):
             if backend != "torch" or quantize != "none":
-                raise _fail("a masked-LM RUN folder is served with the torch backend, unquantized")
+                raise fail("a masked-LM RUN folder is served with the torch backend, unquantized")
             engine = fill_mask_engine(MaskFiller(model, batch_size))
         else:
-            engine = classifier_engine(load_classifier(model, backend, quantize, batch_size, threads, log=_log))
+            engine = classifier_engine(load_classifier(model, backend, quantize, batch_size, threads, log=info))
         limits = Limits(max_body_bytes=max_body_bytes, max_texts=max_texts, max_batch=max_batch,
                         max_wait_ms=max_wait_ms, read_timeout_s=read_timeout, keep_alive_s=keep_alive,
                         max_connections=max_connections)
         access = Access(token=token or None,
                         allowed_hosts=tuple(allowed_host) if allowed_host else default_allowed_hosts(host))
-        _log(f"serving {engine.model} ({engine.kind}, {engine.backend}) on http://{host}:{port} "
+        info(f"serving {engine.model} ({engine.kind}, {engine.backend}) on http://{host}:{port} "
              f"- docs at /docs, stop with Ctrl-C or SIGTERM")
         run_server(engine, host, port, limits, log_level, access)
 
@@ -268,4 +259,4 @@ def _print_report(report: dict[str, Any], out: Path) -> None:
         acc = f"{accuracy[name]:.4f}" if name in accuracy else ""
         table.add_row(name, f"{p['argmax_agreement']:.4f}", f"{p['max_prob_diff']:.2e}", acc)
     Console().print(table)
-    _log(f"wrote {out} (report: {out / 'export.json'})")
+    info(f"wrote {out} (report: {out / 'export.json'})")

@@ -18,10 +18,6 @@ from gristmill.data.storage import atomic_write_text
 from gristmill.options import COUNT, NON_NEGATIVE, SEED, SEED_HELP, THREADS_HELP, at_least, ranged
 
 
-def _fail(message: str) -> typer.Exit:
-    return fail(message)
-
-
 def register(app: typer.Typer) -> None:
     """Add the decoder verbs to the main app."""
 
@@ -53,7 +49,7 @@ def register(app: typer.Typer) -> None:
         if threads:
             torch.set_num_threads(threads)
         if bool(prompt) == (prompts is not None):
-            raise _fail("give --prompt TEXT or --prompts FILE.jsonl (one of them)")
+            raise fail("give --prompt TEXT or --prompts FILE.jsonl (one of them)")
         sampling = Sampling(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                             repetition_penalty=repetition_penalty, stop=list(stop or []), seed=seed,
                             truncate=truncate)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
-from gristmill.console import console
+from gristmill.console import info
 from gristmill.folders import FinetunedFolder
 from gristmill.options import COUNT, JSON_HELP, POSITIONS, POSITIVE, SEED, SEED_HELP, THREADS_HELP, ranged
 from gristmill.train.tasks import load_task
@@ -22,11 +22,6 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from gristmill.train.tasks import TaskData
-
-
-def _log(message: str) -> None:
-    """An info line; printed literally, so a path with brackets in it is not read as markup."""
-    console.print(message, markup=False, highlight=False)
 
 
 def _threads(threads: int | None) -> None:
@@ -126,14 +121,14 @@ def register(app: typer.Typer) -> None:
                       reinit_layers=reinit_layers, pooling=pooling)
         result = run_finetune(model, data, cfg, out=out,
                               from_scratch=from_scratch, per_class=per_class, seed=seed, tokenizer_dir=tokenizer,
-                              overwrite=overwrite, log=_log)
+                              overwrite=overwrite, log=info)
         m = result.metrics
         if json_out:
             print_json({"out": str(out), "metrics_path": str(FinetunedFolder(out).metrics), **m})
             return
         Console().print(metrics_table(m, f"{m['init']} {m['task']} classifier, {m['train_examples']:,} training examples"))
-        _log(f"model:   {out}  (config.json, task.json, model.safetensors, tokenizer/)")
-        _log(f"metrics: {out / 'metrics.json'}")
+        info(f"model:   {out}  (config.json, task.json, model.safetensors, tokenizer/)")
+        info(f"metrics: {out / 'metrics.json'}")
 
     @app.command()
     def curve(
@@ -175,6 +170,6 @@ def register(app: typer.Typer) -> None:
         summary = run_curve(model, data, sizes, list(range(seeds)), out,
                             _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
                                     reinit_layers=reinit_layers, pooling=pooling), tokenizer_dir=tokenizer,
-                            overwrite=overwrite, log=_log)
+                            overwrite=overwrite, log=info)
         Console().print(markdown_table(summary))
-        _log(f"table: {out / 'curve.md'}   plot: {out / 'curve.png'}   runs: {out / 'runs.jsonl'}")
+        info(f"table: {out / 'curve.md'}   plot: {out / 'curve.png'}   runs: {out / 'runs.jsonl'}")

@@ -33,39 +33,14 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _LONG_NUMBER = re.compile(rb"\d{19}")
 
 
-def _depth(value: object) -> int:
-    """Nesting depth of parsed JSON, without recursion."""
-    deepest, todo = 0, [(value, 1)]
+def _nodes(value: object) -> Iterator[tuple[object, int]]:
+    """Every value of parsed JSON with its nesting depth (1 at the top), without recursion."""
+    todo = [(value, 1)]
     while todo:
         item, depth = todo.pop()
+        yield item, depth
         if isinstance(item, (dict, list)):
-            deepest = max(deepest, depth)
             todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
-    return deepest
-
-
-def _walk(value: object) -> Iterator[object]:
-    todo = [value]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, dict):
-            todo.extend(item.keys())
-            todo.extend(item.values())
-        elif isinstance(item, list):
-            todo.extend(item)
-        else:
-            yield item
-
-
-def _walk_dicts(value: object) -> Iterator[dict]:
-    todo = [value]
-    while todo:
-        item = todo.pop()
-        if isinstance(item, dict):
-            yield item
-            todo.extend(item.values())
-        elif isinstance(item, list):
-            todo.extend(item)
 
 
 def record_problem(raw: bytes, record: object) -> tuple[str, str] | None:
@@ -75,7 +50,8 @@ def record_problem(raw: bytes, record: object) -> tuple[str, str] | None:
     :data:`MAX_DEPTH`, more than :data:`MAX_FIELDS` keys, lone surrogates (``"\\ud800"``, not encodable as UTF-8) and integers beyond 64 bits.
     Each check starts with a cheap look at the raw bytes, so an ordinary record costs three scans in C.
     """
-    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and _depth(record) > MAX_DEPTH:
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and max(
+            (depth for item, depth in _nodes(record) if isinstance(item, (dict, list))), default=0) > MAX_DEPTH:
         return "too_deep", f"JSON nested deeper than {MAX_DEPTH} levels"
     if _SURROGATE_ESCAPE.search(raw):
         try:
@@ -83,10 +59,10 @@ def record_problem(raw: bytes, record: object) -> tuple[str, str] | None:
         except UnicodeEncodeError as exc:
             bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode()
             return "invalid_unicode", f"lone surrogate {bad} (not encodable as UTF-8)"
-    if raw.count(b":") > MAX_FIELDS and sum(len(v) for v in _walk_dicts(record)) > MAX_FIELDS:
+    if raw.count(b":") > MAX_FIELDS and sum(len(item) for item, _ in _nodes(record) if isinstance(item, dict)) > MAX_FIELDS:
         return "too_many_fields", f"more than {MAX_FIELDS:,} fields"
     if _LONG_NUMBER.search(raw):
-        for item in _walk(record):
+        for item, _ in _nodes(record):
             if isinstance(item, int) and not isinstance(item, bool) and not INT64[0] <= item <= INT64[1]:
                 return "int_out_of_range", f"integer {str(item)[:30]}{'...' if len(str(item)) > 30 else ''} does not fit in 64 bits"
     return None
