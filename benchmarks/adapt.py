@@ -67,14 +67,17 @@ def child_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def stage(times: dict[str, dict[str, float]], name: str, done: Path, *command: str) -> None:
-    """Run ``gristmill COMMAND`` unless ``done`` exists; record wall and CPU seconds."""
+def stage(times: dict[str, dict[str, float]], name: str, done: Path, *command: str, processes: int = 1) -> None:
+    """Run ``gristmill COMMAND`` unless ``done`` exists (under torchrun when ``processes`` > 1); record wall
+    and CPU seconds."""
     if done.exists():
         print(f"{name}: {done} exists, skipped", flush=True)
         return
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] \
+        if processes > 1 else [sys.executable]
     print("$ gristmill " + " ".join(command), flush=True)
     t0, c0 = time.perf_counter(), child_cpu_seconds()
-    subprocess.run([sys.executable, "-m", "gristmill", *command], cwd=ROOT, check=True)
+    subprocess.run([*launcher, "-m", "gristmill", *command], cwd=ROOT, check=True)
     times[name] = {"wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(child_cpu_seconds() - c0, 1)}
     print(f"{name}: {times[name]}", flush=True)
 
@@ -93,9 +96,14 @@ def prepare(args: argparse.Namespace, work: Path, times: dict[str, dict[str, flo
     stage(times, "pretrain", run / "train-done", "pretrain", "--data", str(work / "tokens"), "--model-size",
           args.model_size, "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--lr", str(args.lr),
           "--eval-every", str(max(args.steps // 10, 50)), "--log-every", "50", "--save-every", "250", "--keep", "1",
-          "--threads", str(args.threads), "--resume", "--out", str(run), "--no-progress")
+          "--threads", str(args.threads), "--resume", "--out", str(run), "--no-progress", *precision(args),
+          processes=args.processes)
     (run / "train-done").touch()
     return run
+
+
+def precision(args: argparse.Namespace) -> list[str]:
+    return ["--bf16"] if args.bf16 else []
 
 
 def dev_splits(task: Path, work: Path, per_class: int) -> tuple[Path, Path]:
@@ -187,7 +195,8 @@ def adapt_task(args: argparse.Namespace, work: Path, run: Path, task: Path,
     stage(times, f"adapt-{task.name}", out / "adapt-done", "adapt", str(run), "--texts", str(task / "train.jsonl"),
           "--steps", str(args.adapt_steps), "--batch-size", str(args.batch_size), "--eval-every",
           str(max(args.adapt_steps // 4, 25)), "--save-every", "100", "--threads", str(args.threads),
-          *(["--resume"] if (out / "adapt.json").is_file() else []), "--out", str(out), "--no-progress")
+          *(["--resume"] if (out / "adapt.json").is_file() else []), "--out", str(out), "--no-progress",
+          *precision(args))
     (out / "adapt-done").touch()
     return out
 
@@ -336,6 +345,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3, help="Pretraining peak learning rate.")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=1, help="Pretraining processes (torchrun, DDP).")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for pretraining and adaptation.")
     parser.add_argument("--prepare-only", action="store_true")
     parser.add_argument("--part", choices=("adapt", "curve", "report", "recipe"), default="report",
                         help="adapt: adapt runs; curve: fine-tunings and baseline; report: table and plot; "

@@ -286,10 +286,12 @@ def bench_unk(work: Path, clean_kept: Path) -> dict[str, Any]:
 # -------------------------------------------------------------------------------------------- 4. curve
 
 
-def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None], inits: list[str]) -> dict[str, Any]:
+def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None], inits: list[str],
+                adapted: Path | None = None) -> dict[str, Any]:
     """Fine-tune (or fit TF-IDF) for every (size, seed, init) not yet in ``WORKDIR/curve/runs.jsonl``.
 
     ``scratch`` needs only the run's config and tokenizer, so it can run while pretraining is still going.
+    ``adapted`` fine-tunes ``adapted`` (``gristmill adapt RUN --texts task/train.jsonl``) the same way.
     """
     from gristmill.train.baseline import tfidf_scores
     from gristmill.train.curve import size_name
@@ -314,8 +316,10 @@ def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None]
                 if init == "tfidf":
                     row = {**tfidf_scores(data, size, seed, analyzer="char"), "per_class": size_name(size), "seed": seed, "init": init}
                 else:
-                    m = finetune(run, data, FineTuneConfig(), from_scratch=init == "scratch", per_class=size,
-                                 seed=seed).metrics
+                    if init == "adapted" and adapted is None:
+                        raise SystemExit("--adapted ADAPTED_RUN is needed for the adapted init")
+                    m = finetune(adapted if init == "adapted" else run, data, FineTuneConfig(),
+                                 from_scratch=init == "scratch", per_class=size, seed=seed).metrics
                     row = {"per_class": size_name(size), "seed": seed, "init": init, "train_examples": m["train_examples"],
                            "test_accuracy": m["test"]["accuracy"], "test_macro_f1": m["test"]["macro_f1"],
                            "steps": m["training"]["steps"], "seconds": m["training"]["seconds"]}
@@ -336,11 +340,13 @@ def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None]
     rows = []
     for s in sizes:
         name = size_name(s)
-        pre, scr, tf = accs(name, "pretrained"), accs(name, "scratch"), accs(name, "tfidf")
+        pre, ada, scr, tf = (accs(name, i) for i in ("pretrained", "adapted", "scratch", "tfidf"))
         n_train = next((r["train_examples"] for r in runs if r["per_class"] == name), "")
-        rows.append([name, n_train, fmt(pre), fmt(scr), gap(pre, scr), fmt(tf), gap(pre, tf)])
-    text = [table(["labels per class", "training examples", "pretrained (mean ± std over seeds)", "scratch",
-                   "pretrained - scratch (points)", "TF-IDF char 1-3-grams + LR", "pretrained - TF-IDF"], rows)]
+        rows.append([name, n_train, fmt(pre), fmt(ada), fmt(scr), gap(pre, scr), gap(ada, scr), fmt(tf), gap(pre, tf),
+                     gap(ada, tf)])
+    text = [table(["labels per class", "training examples", "pretrained (mean ± std over seeds)", "pretrained + adapted",
+                   "scratch", "pretrained - scratch (points)", "adapted - scratch", "TF-IDF char 1-3-grams + LR",
+                   "pretrained - TF-IDF", "adapted - TF-IDF"], rows)]
     return {"markdown": "\n".join(text), "runs": runs}
 
 
@@ -354,7 +360,8 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="Pretrained run folder for the curve (gristmill pretrain --out).")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--sizes", default="8,16,all")
-    parser.add_argument("--inits", default="pretrained,scratch,tfidf")
+    parser.add_argument("--adapted", type=Path, help="Adapted run (gristmill adapt --out) for the adapted init.")
+    parser.add_argument("--inits", default="pretrained,adapted,scratch,tfidf")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     import torch
@@ -380,7 +387,8 @@ def main() -> None:
             if args.run is None:
                 raise SystemExit("--run RUN_DIR is needed for the curve")
             sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
-            res = bench_curve(work, args.run, [int(s) for s in args.seeds.split(",")], sizes, args.inits.split(","))
+            res = bench_curve(work, args.run, [int(s) for s in args.seeds.split(",")], sizes, args.inits.split(","),
+                              args.adapted)
         else:
             raise SystemExit(f"unknown part {part}")
         res["wall_seconds"], res["part_cpu_seconds"] = round(time.perf_counter() - t0, 1), round(cpu_seconds() - c0, 1)

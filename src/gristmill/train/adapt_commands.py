@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         save_every: int = typer.Option(100, "--save-every", callback=ranged(COUNT), help="Checkpoint every N steps (and at the end)."),
         resume: bool = typer.Option(False, "--resume", help="Continue a killed adaptation in --out exactly."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing adapt run."),
+        bf16: bool = typer.Option(False, "--bf16/--fp32", help="bf16 autocast for the forward pass."),
         threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
         progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     ) -> None:
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
                           batch_size=batch_size, lr=lr, warmup=warmup, mix=str(mix) if mix else None,
                           mix_share=mix_share, text_field=text_field, seq_len=seq_len, seed=seed,
                           eval_every=eval_every, save_every=save_every, resume=resume, overwrite=overwrite,
-                          progress=progress)
+                          progress=progress, extra={"bf16": bf16})
         result = run_adapt(cfg)
         summary = f"step {result.step}, {result.tokens:,} tokens, {result.seconds:.0f}s"
         if result.eval:
