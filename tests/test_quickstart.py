@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gristmill.data.run import count_documents
-from tests.quickstart_run import run_fast_quickstart
+from tests.quickstart_run import REPO, run_fast_quickstart
 
 
 @pytest.mark.slow
@@ -16,7 +16,8 @@ def test_quickstart_fast_runs_the_whole_path(tmp_path):
     out = tmp_path / "qs"
     output, summary = run_fast_quickstart(out, timeout=540)
     assert summary["setting"] == "fast"
-    for key in ("clean", "tokenizer", "tokens", "pretrain", "ft-pretrained", "ft-scratch", "predictions", "curve"):
+    for key in ("clean", "tokenizer", "tokens", "pretrain", "adapt", "ft-pretrained", "ft-adapted", "ft-scratch",
+                "predictions", "curve"):
         assert Path(summary["artefacts"][key]).exists(), key
         assert summary["artefacts"][key] in output  # the path is printed
 
@@ -34,6 +35,15 @@ def test_quickstart_fast_runs_the_whole_path(tmp_path):
         assert metrics["init"] == init and metrics["train_examples"] == 360
         assert metrics["test"]["examples"] == 240
         assert summary["results"][init]["test_accuracy"] == metrics["test"]["accuracy"]
+    # Task-adaptive pretraining read the training file's texts only, and its run was fine-tuned like the others.
+    assert (out / "adapt" / "model.safetensors").is_file()
+    adapted = json.loads((out / "adapt" / "adapt.json").read_text())
+    assert adapted["texts"] == [str(REPO / "sample" / "task" / "train.jsonl")]
+    metrics = json.loads((out / "ft-adapted" / "metrics.json").read_text())
+    assert metrics["train_examples"] == 360 and metrics["test"]["examples"] == 240
+    assert summary["results"]["pretrained + adapt"]["test_accuracy"] == metrics["test"]["accuracy"]
+    assert list(summary["results"])[:4] == ["pretrained", "pretrained + adapt", "scratch", "tfidf-logreg"]
+    assert "pretrained + adapt" in output and "pretrained + adapt - scratch:" in output
     baseline = summary["results"]["tfidf-logreg"]  # the baseline sits in the same table
     assert baseline["train_examples"] == 360 and 0.0 <= baseline["test_accuracy"] <= 1.0
     assert "TF-IDF + logistic regression" in output

@@ -29,7 +29,8 @@ def test_quickstart_zh_fast_runs_the_whole_path(tmp_path):
     output, summary = run_fast_quickstart(out, "--lang", "zh", timeout=1100)
     assert summary["setting"] == "fast" and summary["lang"] == "zh" and summary["classes"] == 4
     assert summary["recipe"].endswith("web-zh.yaml")
-    for key in ("clean", "tokenizer", "tokens", "pretrain", "ft-pretrained", "ft-scratch", "predictions"):
+    for key in ("clean", "tokenizer", "tokens", "pretrain", "adapt", "ft-pretrained", "ft-adapted", "ft-scratch",
+                "predictions"):
         assert Path(summary["artefacts"][key]).exists(), key
 
     # Every Chinese sample document is accounted for, and most clean ones were kept.
@@ -41,6 +42,15 @@ def test_quickstart_zh_fast_runs_the_whole_path(tmp_path):
     for init in ("pretrained", "scratch"):
         metrics = json.loads((out / f"ft-{init}" / "metrics.json").read_text())
         assert metrics["train_examples"] == 128 and metrics["test"]["examples"] == 80
+    # Task-adaptive pretraining read the training file's texts only, and its run was fine-tuned like the others.
+    assert (out / "adapt" / "model.safetensors").is_file()
+    adapted = json.loads((out / "adapt" / "adapt.json").read_text(encoding="utf-8"))
+    assert adapted["texts"] == [str(REPO / "sample" / "zh" / "task" / "train.jsonl")]
+    metrics = json.loads((out / "ft-adapted" / "metrics.json").read_text())
+    assert metrics["train_examples"] == 128 and metrics["test"]["examples"] == 80
+    assert summary["results"]["pretrained + adapt"]["test_accuracy"] == metrics["test"]["accuracy"]
+    assert list(summary["results"]) == ["pretrained", "pretrained + adapt", "scratch", "tfidf-logreg",
+                                        "tf-idf (char 1-3-grams)"]
     tfidf = summary["results"]["tf-idf (char 1-3-grams)"]
     assert tfidf["train_examples"] == 128 and 0.25 <= tfidf["test_accuracy"] <= 1.0
 
@@ -48,3 +58,4 @@ def test_quickstart_zh_fast_runs_the_whole_path(tmp_path):
     assert len(predictions) == 80
     assert set(predictions[0]["probabilities"]) == {"用户命令", "库函数", "概述与约定", "系统管理"}
     assert "4 classes" in output and "tf-idf (char 1-3-grams)" in output
+    assert "pretrained + adapt" in output and "pretrained + adapt - scratch:" in output
