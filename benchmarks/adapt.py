@@ -211,7 +211,7 @@ def curves(args: argparse.Namespace, work: Path, run: Path, times: dict[str, dic
     from gristmill.train.tasks import load_task
 
     sizes = parse_sizes(args.sizes)
-    cfg = FineTuneConfig()
+    cfg = FineTuneConfig(bf16=args.bf16)
     for task in args.task:
         stop, _ = dev_splits(task, work / f"dev-{task.name}-{os.getpid()}", args.dev_per_class)
         data = load_task(task / "train.jsonl", stop, task / "test.jsonl")
@@ -346,7 +346,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=2e-3, help="Pretraining peak learning rate.")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--processes", type=int, default=1, help="Pretraining processes (torchrun, DDP).")
-    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for pretraining and adaptation.")
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast for pretraining, adaptation and fine-tuning.")
     parser.add_argument("--prepare-only", action="store_true")
     parser.add_argument("--part", choices=("adapt", "curve", "report", "recipe"), default="report",
                         help="adapt: adapt runs; curve: fine-tunings and baseline; report: table and plot; "

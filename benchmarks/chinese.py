@@ -287,7 +287,7 @@ def bench_unk(work: Path, clean_kept: Path) -> dict[str, Any]:
 
 
 def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None], inits: list[str],
-                adapted: Path | None = None) -> dict[str, Any]:
+                adapted: Path | None = None, bf16: bool = False) -> dict[str, Any]:
     """Fine-tune (or fit TF-IDF) for every (size, seed, init) not yet in ``WORKDIR/curve/runs.jsonl``.
 
     ``scratch`` needs only the run's config and tokenizer, so it can run while pretraining is still going.
@@ -318,7 +318,7 @@ def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None]
                 else:
                     if init == "adapted" and adapted is None:
                         raise SystemExit("--adapted ADAPTED_RUN is needed for the adapted init")
-                    m = finetune(adapted if init == "adapted" else run, data, FineTuneConfig(),
+                    m = finetune(adapted if init == "adapted" else run, data, FineTuneConfig(bf16=bf16),
                                  from_scratch=init == "scratch", per_class=size, seed=seed).metrics
                     row = {"per_class": size_name(size), "seed": seed, "init": init, "train_examples": m["train_examples"],
                            "test_accuracy": m["test"]["accuracy"], "test_macro_f1": m["test"]["macro_f1"],
@@ -363,6 +363,7 @@ def main() -> None:
     parser.add_argument("--adapted", type=Path, help="Adapted run (gristmill adapt --out) for the adapted init.")
     parser.add_argument("--inits", default="pretrained,adapted,scratch,tfidf")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--bf16", action="store_true", help="bf16 autocast while fine-tuning (every init alike).")
     args = parser.parse_args()
     import torch
 
@@ -388,7 +389,7 @@ def main() -> None:
                 raise SystemExit("--run RUN_DIR is needed for the curve")
             sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
             res = bench_curve(work, args.run, [int(s) for s in args.seeds.split(",")], sizes, args.inits.split(","),
-                              args.adapted)
+                              args.adapted, args.bf16)
         else:
             raise SystemExit(f"unknown part {part}")
         res["wall_seconds"], res["part_cpu_seconds"] = round(time.perf_counter() - t0, 1), round(cpu_seconds() - c0, 1)

@@ -58,19 +58,15 @@ def test_reinit_resets_only_the_top_blocks():
     assert torch.equal(after["encoder.embeddings.word_embeddings.weight"], before["encoder.embeddings.word_embeddings.weight"])
 
 
-def test_recipe_options_reach_the_saved_model(tmp_path):
-    """--pooling mean is saved in FT/config.json, so prediction pools as training did."""
+def _tiny_run_and_task(tmp_path):
+    """A 2-layer RUN folder with a word-level tokenizer, and a two-class task as train/dev/test JSONL."""
     import json
 
     from tokenizers import Tokenizer, models, pre_tokenizers
-    from typer.testing import CliRunner
 
-    from gristmill.cli import app
     from gristmill.model.transformer import MaskedLM
-    from gristmill.serve.loading import classifier_from
     from gristmill.tokenizer.tokdir import save_tokdir
     from gristmill.train.checkpoint import save_run_weights
-    from gristmill.train.finetuned import load_finetuned
 
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "red", "blue", "cat", "dog", "the"]
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
@@ -85,6 +81,20 @@ def test_recipe_options_reach_the_saved_model(tmp_path):
             for w in ws for _ in range(4)]
     for split in ("train", "dev", "test"):
         (tmp_path / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def test_recipe_options_reach_the_saved_model(tmp_path):
+    """--pooling mean is saved in FT/config.json, so prediction pools as training did."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from gristmill.cli import app
+    from gristmill.serve.loading import classifier_from
+    from gristmill.train.finetuned import load_finetuned
+
+    run = _tiny_run_and_task(tmp_path)
     out = tmp_path / "ft"
     done = CliRunner().invoke(app, ["finetune", "--model", str(run), "--train", str(tmp_path / "train.jsonl"),
                                     "--dev", str(tmp_path / "dev.jsonl"), "--test", str(tmp_path / "test.jsonl"),
@@ -98,3 +108,28 @@ def test_recipe_options_reach_the_saved_model(tmp_path):
     bad = CliRunner().invoke(app, ["finetune", "--model", str(run), "--train", str(tmp_path / "train.jsonl"),
                                    "--pooling", "max", "--max-length", "16", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "pooling" in bad.output
+
+
+def test_bf16_autocast_trains_and_saves_fp32_weights(tmp_path):
+    """--bf16 runs the training forward pass in bf16 (so the weights differ from an fp32 run with the same
+    seed) and still saves fp32 weights that predict."""
+    import json
+
+    from safetensors.torch import load_file
+    from typer.testing import CliRunner
+
+    from gristmill.cli import app
+
+    run = _tiny_run_and_task(tmp_path)
+    weights = {}
+    for precision in ("--bf16", "--fp32"):
+        out = tmp_path / f"ft{precision}"
+        done = CliRunner().invoke(app, ["finetune", "--model", str(run), "--train", str(tmp_path / "train.jsonl"),
+                                        "--dev", str(tmp_path / "dev.jsonl"), "--test", str(tmp_path / "test.jsonl"),
+                                        "--epochs", "2", "--max-length", "16", precision, "--out", str(out)])
+        assert done.exit_code == 0, done.output
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["budget"]["bf16"] is (precision == "--bf16") and 0 <= metrics["test"]["accuracy"] <= 1
+        weights[precision] = load_file(out / "model.safetensors")
+    assert {t.dtype for w in weights.values() for t in w.values() if t.is_floating_point()} == {torch.float32}
+    assert any(not torch.equal(weights["--bf16"][k], weights["--fp32"][k]) for k in weights["--fp32"])

@@ -82,6 +82,9 @@ class FineTuneConfig:
     layer_decay: float = 1.0
     reinit_layers: int = 0
     pooling: str | None = None
+    # bf16 autocast for the training forward pass (about 1.5x faster on CPUs with AVX512_BF16 or AMX);
+    # weights, optimiser state and dev/test scoring stay fp32.
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         # The command line's ranges (gristmill.options), so the API refuses what the command line refuses.
@@ -318,8 +321,9 @@ def train_classifier(
         for start in range(0, len(order), cfg.batch_size):
             model.train()
             batch = collate([train[i] for i in order[start : start + cfg.batch_size]], pad_id, token_task)
-            logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-            loss = loss_fn(logits.reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1))
+            with torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+            loss = loss_fn(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:

@@ -49,6 +49,10 @@ def _reinit_layers() -> Any:
     return typer.Option(None, "--reinit-layers", help="Re-initialise this many top encoder blocks before fine-tuning.")
 
 
+def _bf16() -> Any:
+    return typer.Option(False, "--bf16/--fp32", help="bf16 autocast for the training forward pass (weights stay fp32).")
+
+
 def _pooling() -> Any:
     return typer.Option(None, "--pooling", help="What the classification head sees: the [CLS] vector or the mean.")
 
@@ -107,6 +111,7 @@ def register(app: typer.Typer) -> None:
         layer_decay: float | None = _layer_decay(),
         reinit_layers: int | None = _reinit_layers(),
         pooling: Literal["cls", "mean"] | None = _pooling(),
+        bf16: bool = _bf16(),
         json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Fine-tune a pretrained encoder on a labelled JSONL task; writes FT/ with weights and metrics.json."""
@@ -118,7 +123,7 @@ def register(app: typer.Typer) -> None:
         data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
                      max_length)
         cfg = _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
-                      reinit_layers=reinit_layers, pooling=pooling)
+                      reinit_layers=reinit_layers, pooling=pooling, bf16=bf16)
         result = run_finetune(model, data, cfg, out=out,
                               from_scratch=from_scratch, per_class=per_class, seed=seed, tokenizer_dir=tokenizer,
                               overwrite=overwrite, log=info)
@@ -157,6 +162,7 @@ def register(app: typer.Typer) -> None:
         layer_decay: float | None = _layer_decay(),
         reinit_layers: int | None = _reinit_layers(),
         pooling: Literal["cls", "mean"] | None = _pooling(),
+        bf16: bool = _bf16(),
     ) -> None:
         """Learning curve: fine-tune pretrained and from scratch at several labels-per-class, several seeds."""
         from rich.console import Console
@@ -169,7 +175,7 @@ def register(app: typer.Typer) -> None:
                      max_length)
         summary = run_curve(model, data, sizes, list(range(seeds)), out,
                             _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
-                                    reinit_layers=reinit_layers, pooling=pooling), tokenizer_dir=tokenizer,
+                                    reinit_layers=reinit_layers, pooling=pooling, bf16=bf16), tokenizer_dir=tokenizer,
                             overwrite=overwrite, log=info)
         Console().print(markdown_table(summary))
         info(f"table: {out / 'curve.md'}   plot: {out / 'curve.png'}   runs: {out / 'runs.jsonl'}")
