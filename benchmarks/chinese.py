@@ -13,12 +13,14 @@ Parts (``--parts``, default all), on the Chinese sample built by ``sample/zh/bui
    alphabet, and of the English default (the English quickstart's WordPiece on ``sample/``);
 4. ``curve``: on the man-page section task, for labels per class 8, 16 and all (32), seeds 0-2: the
    encoder pretrained on the cleaned Chinese corpus (``--run``, e.g. the ``pretrain`` folder of
-   ``gristmill quickstart --lang zh``) against the same encoder from scratch, and TF-IDF over
-   character 1-3-grams on the same samples.
+   ``gristmill quickstart --lang zh``), the same encoder after ``gristmill adapt`` on the task's training
+   texts (``--adapted``, e.g. the quickstart's ``adapt`` folder), the same encoder from scratch, and
+   TF-IDF over character 1-3-grams on the same samples.
 
 Usage::
 
-    python benchmarks/chinese.py --workdir /tmp/gm_zh --run runs/quickstart-zh/pretrain --threads 1
+    python benchmarks/chinese.py --workdir /tmp/gm_zh --run runs/quickstart-zh/pretrain \
+        --adapted runs/quickstart-zh/adapt --threads 1
 
 Writes ``WORKDIR/results.json`` and prints Markdown tables. The machine is shared: report CPU seconds.
 """
