@@ -143,7 +143,7 @@ def recipe(args: argparse.Namespace, work: Path, run: Path) -> None:
     out = work / "recipe.jsonl"
     done = {(r["variant"], r["task"], r["seed"]) for r in map(json.loads, out.read_text().splitlines())} \
         if out.is_file() else set()
-    names = [v for v in VARIANTS if not args.variants or v in args.variants.split(",")]
+    names = [v for v in VARIANTS if not args.variants or v in args.variants.split(";")]
     for task in args.task:
         stop, rest = dev_splits(task, work, args.dev_per_class)
         data = load_task(task / "train.jsonl", stop, rest)  # "test" here is the rest of dev
@@ -152,7 +152,8 @@ def recipe(args: argparse.Namespace, work: Path, run: Path) -> None:
                 if (name, task.name, seed) in done:
                     continue
                 t0, c0 = time.perf_counter(), time.process_time()
-                m = finetune(run, data, FineTuneConfig(**VARIANTS[name]), per_class=args.per_class, seed=seed).metrics
+                m = finetune(run, data, FineTuneConfig(**VARIANTS[name], bf16=args.bf16), per_class=args.per_class,
+                             seed=seed).metrics
                 row = {"variant": name, "task": task.name, "seed": seed, "dev_eval_accuracy": m["test"]["accuracy"],
                        "dev_eval_macro_f1": m["test"]["macro_f1"], "dev_stop_macro_f1": m["dev"]["macro_f1"],
                        "steps": m["training"]["steps"], "best_step": m["training"]["best_step"],
@@ -356,7 +357,7 @@ def parse_args() -> argparse.Namespace:
                              "or the TF-IDF baseline.")
     parser.add_argument("--seed-list", default="", help="Seeds for --part curve, e.g. 0 or 0,1,2 (default: --seeds).")
     parser.add_argument("--run", type=Path, help="Use this pretrained run instead of the one --steps names.")
-    parser.add_argument("--variants", default="", help="Recipe variants to run (comma-separated names).")
+    parser.add_argument("--variants", default="", help="Recipe variants to run (names separated by ';').")
     parser.add_argument("--per-class", type=int, default=32, help="Labels per class for the recipe part.")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--dev-per-class", type=int, default=20)
