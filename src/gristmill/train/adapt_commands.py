@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from gristmill.options import (
+    BF16_HELP,
     COUNT,
     FRACTION,
     NON_NEGATIVE,
@@ -43,7 +44,7 @@ def register(app: typer.Typer) -> None:
         save_every: int = typer.Option(100, "--save-every", callback=ranged(COUNT), help="Checkpoint every N steps (and at the end)."),
         resume: bool = typer.Option(False, "--resume", help="Continue a killed adaptation in --out exactly."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing adapt run."),
-        bf16: bool = typer.Option(False, "--bf16/--fp32", help="bf16 autocast for the forward pass."),
+        bf16: bool = typer.Option(False, "--bf16/--fp32", help=BF16_HELP),
         threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP),
         progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     ) -> None:

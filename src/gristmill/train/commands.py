@@ -15,6 +15,7 @@ from rich.console import Console
 from gristmill.errors import require_extra
 from gristmill.folders import RunFolder, read_record
 from gristmill.options import (
+    BF16_HELP,
     COUNT,
     FRACTION,
     JSON_HELP,
@@ -57,7 +58,7 @@ def register(app: typer.Typer) -> None:
         schedule: Literal["linear", "cosine", "constant"] = typer.Option("linear", "--schedule", help="linear, cosine or constant after warmup."),
         weight_decay: float = typer.Option(0.01, "--weight-decay", callback=ranged(NON_NEGATIVE), help="AdamW weight decay (not on biases and LayerNorms)."),
         clip: float = typer.Option(1.0, "--clip", callback=ranged(NON_NEGATIVE), help="Gradient-norm clipping (0 = off)."),
-        bf16: bool = typer.Option(False, "--bf16/--fp32", help="bf16 autocast for the forward pass."),
+        bf16: bool = typer.Option(False, "--bf16/--fp32", help=BF16_HELP),
         seed: int = typer.Option(0, "--seed", callback=ranged(SEED), help=SEED_HELP),
         mask_prob: float = typer.Option(0.15, "--mask-prob", callback=ranged(MASK_PROB), help="Share of tokens chosen for prediction."),
         whole_word: bool = typer.Option(False, "--whole-word", help="Mask whole words, not word pieces."),

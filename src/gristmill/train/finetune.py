@@ -308,6 +308,7 @@ def train_classifier(
         return max(0.0, (plan["max_steps"] - step) / max(1, plan["max_steps"] - warmup))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
+    autocast = torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
     generator = torch.Generator().manual_seed(seed)
     outcome = TrainOutcome()
     best_score: tuple[float, float] | None = None
@@ -321,7 +322,7 @@ def train_classifier(
         for start in range(0, len(order), cfg.batch_size):
             model.train()
             batch = collate([train[i] for i in order[start : start + cfg.batch_size]], pad_id, token_task)
-            with torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+            with autocast:
                 logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
             loss = loss_fn(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1))
             optimizer.zero_grad(set_to_none=True)

@@ -14,7 +14,17 @@ import typer
 
 from gristmill.console import info
 from gristmill.folders import FinetunedFolder
-from gristmill.options import COUNT, JSON_HELP, POSITIONS, POSITIVE, SEED, SEED_HELP, THREADS_HELP, ranged
+from gristmill.options import (
+    BF16_HELP,
+    COUNT,
+    JSON_HELP,
+    POSITIONS,
+    POSITIVE,
+    SEED,
+    SEED_HELP,
+    THREADS_HELP,
+    ranged,
+)
 from gristmill.train.tasks import load_task
 from gristmill.verbosity import print_json
 
@@ -50,7 +60,7 @@ def _reinit_layers() -> Any:
 
 
 def _bf16() -> Any:
-    return typer.Option(False, "--bf16/--fp32", help="bf16 autocast for the training forward pass (weights stay fp32).")
+    return typer.Option(False, "--bf16/--fp32", help=BF16_HELP)
 
 
 def _pooling() -> Any:
