@@ -49,7 +49,6 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -115,6 +114,7 @@ def precision(args: argparse.Namespace) -> list[str]:
 def dev_splits(task: Path, work: Path, per_class: int) -> tuple[Path, Path]:
     """Dev cut in two, stratified and seeded: ``per_class`` per class for early stopping, the rest to score
     recipe choices on (so the test split is not looked at while choosing)."""
+    from gristmill.data.storage import atomic_write_text
     from gristmill.train.tasks import load_sequence_examples, stratified_sample
 
     examples = load_sequence_examples(task / "dev.jsonl")
@@ -122,32 +122,26 @@ def dev_splits(task: Path, work: Path, per_class: int) -> tuple[Path, Path]:
     chosen = {e.line for e in stop}
     rest = [e for e in examples if e.line not in chosen]
     paths = (work / "dev" / f"{task.name}-stop.jsonl", work / "dev" / f"{task.name}-eval.jsonl")
-    paths[0].parent.mkdir(parents=True, exist_ok=True)
     for path, items in zip(paths, (stop, rest), strict=True):
-        # Parallel processes write the same bytes to the same path: each through its own temporary file.
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text("".join(json.dumps({"text": e.text, "label": e.label}, ensure_ascii=False) + "\n"
-                               for e in items), encoding="utf-8")
-        os.replace(tmp, path)
+        # Parallel processes write the same bytes to the same path, each through its own temporary file.
+        atomic_write_text(path, "".join(json.dumps({"text": e.text, "label": e.label}, ensure_ascii=False) + "\n"
+                                        for e in items))
     return paths
 
 
-VARIANTS: dict[str, dict[str, Any]] = {
-    # The default budget (issue 20's measurements kept it): at least 300 steps and 3 epochs, patience 5.
-    "old default": {"min_steps": 300, "patience": 5},
-    "longer": {"min_steps": 1000, "patience": 10},
-    "longer + LLRD 0.8": {"min_steps": 1000, "patience": 10, "layer_decay": 0.8},
-    "longer + mean pooling": {"min_steps": 1000, "patience": 10, "pooling": "mean"},
-    "longer + re-init top layer": {"min_steps": 1000, "patience": 10, "reinit_layers": 1},
-    "longer, lr 1e-3": {"min_steps": 1000, "patience": 10, "lr": 1e-3},
-    "longer, lr 1e-4": {"min_steps": 1000, "patience": 10, "lr": 1e-4},
-    # The same options on the default budget, which the longer one did not beat (docs/finetuning.md).
+# The default budget (at least 300 steps and 3 epochs, patience 5; issue 20's measurements kept it) and a longer one.
+BUDGETS: dict[str, dict[str, Any]] = {"old default": {}, "longer": {"min_steps": 1000, "patience": 10}}
+OPTIONS: dict[str, dict[str, Any]] = {
     "LLRD 0.8": {"layer_decay": 0.8},
     "mean pooling": {"pooling": "mean"},
     "re-init top layer": {"reinit_layers": 1},
     "lr 1e-3": {"lr": 1e-3},
     "lr 1e-4": {"lr": 1e-4},
 }
+# Each option on the default budget ("LLRD 0.8") and on the longer one ("longer + LLRD 0.8").
+VARIANTS: dict[str, dict[str, Any]] = {**BUDGETS, **OPTIONS,
+                                       **{f"longer + {name}": {**BUDGETS["longer"], **option}
+                                          for name, option in OPTIONS.items()}}
 
 
 def recipe(args: argparse.Namespace, work: Path, run: Path) -> None:
@@ -156,10 +150,7 @@ def recipe(args: argparse.Namespace, work: Path, run: Path) -> None:
     from gristmill.train.tasks import load_task
 
     out = work / "recipe.jsonl"
-    # Rows before per_class was recorded were all at 32 labels per class.
-    done = {(r["variant"], r["task"], r["seed"], r.get("per_class", 32))
-            for r in map(json.loads, out.read_text().splitlines())} \
-        if out.is_file() else set()
+    done = {(r["variant"], r["task"], r["seed"], r["per_class"]) for r in read_recipe(out)}
     names = [v for v in VARIANTS if not args.variants or v in args.variants.split(";")]
     for task in args.task:
         stop, rest = dev_splits(task, work, args.dev_per_class)
@@ -182,16 +173,23 @@ def recipe(args: argparse.Namespace, work: Path, run: Path) -> None:
     print_recipe(out, args.per_class)
 
 
+def read_recipe(path: Path) -> list[dict[str, Any]]:
+    """The rows of recipe.jsonl; rows written before ``per_class`` was recorded were all at 32."""
+    if not path.is_file():
+        return []
+    return [{"per_class": 32, **json.loads(line)} for line in path.read_text(encoding="utf-8").splitlines()]
+
+
 def print_recipe(path: Path, per_class: int) -> None:
     """Mean dev accuracy per variant and task; an "LR search" picks, per task and seed, the learning rate
     (1e-4, default 3e-4, 1e-3; on the default or the longer budget) with the best early-stopping dev macro-F1."""
-    rows = [r for r in map(json.loads, path.read_text().splitlines()) if r.get("per_class", 32) == per_class]
+    rows = [r for r in read_recipe(path) if r["per_class"] == per_class]
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     table: dict[str, dict[str, list[float]]] = {}
     for r in rows:
         table.setdefault(r["variant"], {}).setdefault(r["task"], []).append(r["dev_eval_accuracy"])
     searches = {"LR search (dev)": ("old default", "lr 1e-3", "lr 1e-4"),
-                "longer, LR search (dev)": ("longer", "longer, lr 1e-3", "longer, lr 1e-4")}
+                "longer, LR search (dev)": ("longer", "longer + lr 1e-3", "longer + lr 1e-4")}
     for search, lrs in searches.items():
         for task in tasks:
             for seed in sorted({r["seed"] for r in rows if r["task"] == task}):
@@ -278,7 +276,8 @@ def collect(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         if not rows:
             continue
         summary = summarise(rows, sizes)
-        plot(summary, rows, work / f"curve-{task.name}.png", f"{task.name}: {args.model_size} + adapt ({args.adapt_steps} steps)")
+        title = f"{task.name}: {args.model_size} + adapt ({args.adapt_steps} steps)"
+        plot(summary, rows, work / f"curve-{task.name}.png", title)
         adapt_json = work / f"adapt-{task.name}-{args.adapt_steps}" / "adapt.json"
         results[task.name] = {"summary": summary, "runs": rows, "pretrain_tokens": args.steps * args.batch_size * 128,
                               "adapt": json.loads(adapt_json.read_text(encoding="utf-8")) if adapt_json.is_file() else None}
