@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 import gristmill.cli as cli
+import gristmill.data.rescore as rescore_module
 from gristmill.errors import BadDataError, GristmillError, exit_code
 from gristmill.model.run_folder import CheckpointDataError
 from gristmill.train.pretrain import TrainingDiverged
@@ -60,7 +61,7 @@ def invoke(monkeypatch: pytest.MonkeyPatch, exc: BaseException, *args: str):
     def boom(*_a: object, **_k: object) -> None:
         raise exc
 
-    monkeypatch.setattr(cli, "rescore_run", boom)
+    monkeypatch.setattr(rescore_module, "rescore", boom)  # the verb imports it when it runs
     return CliRunner().invoke(cli.app, ["rescore", "OUT", "--set", "noop.x=1", "--out", "DEST", *args])
 
 
@@ -88,9 +89,10 @@ def test_a_bug_is_not_swallowed_into_one_line(monkeypatch: pytest.MonkeyPatch, b
 def test_a_bug_prints_its_traceback_through_main(tmp_path: Path) -> None:
     # gristmill.cli.main() as the console script runs it, with a genuine bug in the verb's work
     script = ("import gristmill.cli as cli\n"
+              "import gristmill.data.rescore as rescore_module\n"
               "def buggy(*args, **kwargs):\n"
               "    raise ValueError('a bug in gristmill')\n"
-              "cli.rescore_run = buggy\n"
+              "rescore_module.rescore = buggy\n"
               "cli.main()\n")
     proc = subprocess.run([sys.executable, "-c", script, "rescore", "OUT", "--set", "a.b=1", "--out", "D"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -109,8 +111,8 @@ def test_user_text_prints_literally_not_as_markup(tmp_path: Path) -> None:
 
 
 def test_a_summary_path_prints_literally(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "rescore_run", lambda *a, **k: {"totals": {"changed_decisions": 1, "kept": 2,
-                                                                         "rejected": 3, "seconds": 0.5}})
+    monkeypatch.setattr(rescore_module, "rescore", lambda *a, **k: {"totals": {"changed_decisions": 1, "kept": 2,
+                                                                                "rejected": 3, "seconds": 0.5}})
     dest = tmp_path / "[bold]out"
     result = CliRunner().invoke(cli.app, ["rescore", "OUT", "--set", "noop.x=1", "--out", str(dest)])
     assert result.exit_code == 0, result.output

@@ -1,4 +1,5 @@
-"""The curated public names of gristmill.model, .train and .serve: each imports, and the CLI stays torch-free."""
+"""The curated public names of gristmill.data, .tokenizer, .model, .train and .serve: each imports, and the CLI
+stays torch-free."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-PACKAGES = ("gristmill.data", "gristmill.model", "gristmill.train", "gristmill.serve")
+PACKAGES = ("gristmill.data", "gristmill.tokenizer", "gristmill.model", "gristmill.train", "gristmill.serve")
 
 
 @pytest.mark.parametrize("package", PACKAGES)

@@ -1,13 +1,14 @@
 """The ``gristmill`` command line: one thin command per verb, each calling one function of a package.
 
 Data verbs live here; the other packages add theirs through a ``register(app)`` function in their
-``commands`` module, so heavy imports (torch, onnxruntime) happen only when their verbs run.
+``commands`` module, so heavy imports (torch, onnxruntime, pyarrow) happen only when their verbs run.
 
 Import rule: gristmill modules import each other at the top of the file; an import sits inside a
 function only when it would load a heavy package (torch, transformers, onnx/onnxruntime, ray, sklearn,
-matplotlib, fastapi/uvicorn) on a path that does not need it, such as ``import gristmill.cli`` or the
-corpus steps, or when it loads plugins (``data.recipe.load_builtin_steps``); tests/test_layers.py checks
-the layering and that ``import gristmill.cli`` stays light.
+matplotlib, fastapi/uvicorn, pyarrow, tokenizers) on a path that does not need it, such as
+``import gristmill.cli`` (``gristmill --help`` imports every verb's module) or the corpus steps, or when it
+loads plugins (``data.recipe.load_builtin_steps``); tests/test_layers.py checks the layering and that
+``import gristmill.cli`` stays light.
 
 Error rule: a verb neither catches nor prints the errors of the code it calls. A user error is a
 ``GristmillError`` raised where it is detected (a third-party error that means "your input is wrong" is
@@ -30,18 +31,12 @@ from gristmill import __version__, quickstart
 from gristmill.console import console, fail
 from gristmill.data import storage
 from gristmill.data.classify import commands as classify_commands
-from gristmill.data.recipe import load_builtin_steps, load_recipe
-from gristmill.data.rescore import parse_settings
-from gristmill.data.rescore import rescore as rescore_run
-from gristmill.data.run import RunError, run_pipeline, summary_table
 from gristmill.errors import GristmillError, describe_os_error, exit_code
 from gristmill.experiments import commands as experiments_commands
 from gristmill.options import COUNT, JSON_HELP, PROGRESS_HELP, ranged
 from gristmill.report import commands as report_commands
-from gristmill.report.run_report import finish_run
 from gristmill.serve import commands as serve_commands
 from gristmill.serve import decoder_commands
-from gristmill.serve.scorers import register_builtin_scorers
 from gristmill.tokenizer import commands as tokenizer_commands
 from gristmill.train import adapt_commands, finetune_commands
 from gristmill.train import commands as train_commands
@@ -117,6 +112,11 @@ def run(
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run a corpus recipe: every input document ends in OUT/kept or OUT/rejected (with step:reason)."""
+    from gristmill.data.recipe import load_recipe
+    from gristmill.data.run import RunError, run_pipeline, summary_table
+    from gristmill.report.run_report import finish_run
+    from gristmill.serve.scorers import register_builtin_scorers
+
     register_builtin_scorers()  # the classifier step's encoder back-ends, also where package metadata is stale
     try:
         pipeline = load_recipe(recipe, output_override=out or output, input_override=input)
@@ -160,6 +160,9 @@ def rescore(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output run."),
 ) -> None:
     """Change a filter's thresholds from the stored values: the result of a fresh run, without rerunning it."""
+    from gristmill.data.rescore import parse_settings
+    from gristmill.data.rescore import rescore as rescore_run
+
     stats = rescore_run(run_out, parse_settings(set_), dest, overwrite=overwrite)
     t = stats["totals"]
     console.print(f"{t['changed_decisions']:,} decisions changed; kept {t['kept']:,}, rejected {t['rejected']:,} "
@@ -174,6 +177,8 @@ def steps(
     import dataclasses
 
     from rich.table import Table
+
+    from gristmill.data.recipe import load_builtin_steps
 
     if json_out:
         print_json({"steps": {name: {

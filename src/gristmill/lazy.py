@@ -1,8 +1,8 @@
 """Lazy public names for a package's ``__init__``: ``from gristmill.train import finetune`` imports torch then, not before.
 
 ``gristmill.cli`` imports the packages whose verbs it registers; their ``__init__`` must stay cheap (no torch,
-no onnxruntime), yet ``gristmill.model``, ``gristmill.train`` and ``gristmill.serve`` name their public API in
-``__all__``. :func:`lazy_exports` gives such a package the module-level ``__getattr__`` and ``__dir__``
+no onnxruntime, no pyarrow or tokenizers), yet ``gristmill.data``, ``gristmill.tokenizer``, ``gristmill.model``,
+``gristmill.train`` and ``gristmill.serve`` name their public API in ``__all__``. :func:`lazy_exports` gives such a package the module-level ``__getattr__`` and ``__dir__``
 (PEP 562) that import a name's module on first use. This module imports nothing from gristmill.
 """
 

@@ -39,8 +39,6 @@ import typer
 from gristmill.console import console
 from gristmill.errors import GristmillError
 from gristmill.options import COUNT, THREADS_HELP, ranged
-from gristmill.train.baseline import tfidf_logreg, tfidf_scores
-from gristmill.train.tasks import load_sequence_examples, load_task
 
 Log = Callable[[str], None]
 
@@ -226,6 +224,7 @@ def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Sett
     import torch
 
     from gristmill.train.finetune import FineTuneConfig, finetune
+    from gristmill.train.tasks import load_task
 
     if threads:
         torch.set_num_threads(threads)
@@ -257,6 +256,9 @@ def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Sett
 
 def _baseline(sample_dir: Path) -> dict[str, Any]:
     """TF-IDF + logistic regression on the same training file, scored on the same test file."""
+    from gristmill.train.baseline import tfidf_logreg
+    from gristmill.train.tasks import load_sequence_examples
+
     task = sample_dir / "task"
     train = load_sequence_examples(task / "train.jsonl")
     scores = tfidf_logreg(train, load_sequence_examples(task / "test.jsonl"))
@@ -268,6 +270,7 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
     """A small learning curve (a few labels per class, pretrained vs scratch, one seed): OUT/curve/curve.png."""
     from gristmill.train.curve import run_curve
     from gristmill.train.finetune import FineTuneConfig
+    from gristmill.train.tasks import load_task
 
     task = sample_dir / "task"
     sizes = list(setting.curve_per_class)
@@ -286,6 +289,9 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
 
 def _char_tfidf(sample_dir: Path, log: Log) -> tuple[dict[str, Any], float]:
     """The non-neural peer on the same training file (train.baseline, character n-grams)."""
+    from gristmill.train.baseline import tfidf_scores
+    from gristmill.train.tasks import load_task
+
     task = sample_dir / "task"
     log("\n[bold]TF-IDF over character n-grams + logistic regression[/] (gristmill.train.baseline)")
     t0 = time.perf_counter()

@@ -306,10 +306,10 @@ def test_serve_command_passes_token_hosts_and_limits(monkeypatch, tmp_path: Path
     from typer.testing import CliRunner
 
     from gristmill.cli import app
-    from gristmill.serve import commands, server
+    from gristmill.serve import loading, server
 
     calls: list[tuple] = []
-    monkeypatch.setattr(commands, "load_classifier", lambda *a, **k: object())
+    monkeypatch.setattr(loading, "load_classifier", lambda *a, **k: object())
     monkeypatch.setattr(server, "classifier_engine", lambda clf: fake_engine())
     monkeypatch.setattr(server, "run_server", lambda *args: calls.append(args))
     runner = CliRunner()

@@ -6,17 +6,23 @@ Python use mirrors the recipe file::
     from gristmill.data import Pipeline, InputSpec, OutputSpec, build_step
     pipe = Pipeline(InputSpec(paths=["docs.jsonl.gz"]), [build_step("normalize", {})], OutputSpec("out/run1"))
     result = pipe.run(workers=2)
+
+The names below are imported on first use (``gristmill.lazy``), so importing a light module of this package
+(``gristmill.data.storage``) or ``gristmill.cli`` loads no pyarrow.
 """
 
-from gristmill.data.document import Document
-from gristmill.data.inputs import InputSpec
-from gristmill.data.pipeline import CorpusStep, Filter, Step, StepStats, register
-from gristmill.data.readers.output import read_documents, read_texts
-from gristmill.data.recipe import RecipeError, build_step, load_recipe, parse_recipe
-from gristmill.data.run import OutputSpec, Pipeline, RunError, RunResult
+from gristmill.lazy import lazy_exports
 
-__all__ = [
-    "CorpusStep", "Document", "Filter", "InputSpec", "OutputSpec", "Pipeline", "RecipeError", "RunError",
-    "RunResult", "Step", "StepStats", "build_step", "load_recipe", "parse_recipe", "read_documents",
-    "read_texts", "register",
-]
+_EXPORTS = {  # public name -> the module that defines it
+    "Document": "gristmill.data.document", "InputSpec": "gristmill.data.inputs",
+    "CorpusStep": "gristmill.data.pipeline", "Filter": "gristmill.data.pipeline", "Step": "gristmill.data.pipeline",
+    "StepStats": "gristmill.data.pipeline", "register": "gristmill.data.pipeline",
+    "read_documents": "gristmill.data.readers.output", "read_texts": "gristmill.data.readers.output",
+    "RecipeError": "gristmill.data.recipe", "build_step": "gristmill.data.recipe",
+    "load_recipe": "gristmill.data.recipe", "parse_recipe": "gristmill.data.recipe",
+    "OutputSpec": "gristmill.data.run", "Pipeline": "gristmill.data.run", "RunError": "gristmill.data.run",
+    "RunResult": "gristmill.data.run",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

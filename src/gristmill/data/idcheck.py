@@ -9,12 +9,13 @@ space at a time, so memory stays below ``budget`` hashes however large the corpu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import xxhash
+
+from gristmill.data.storage import atomic_write
 
 
 def write_id_hashes(ids: Sequence[str], path: Path) -> None:
@@ -22,11 +23,7 @@ def write_id_hashes(ids: Sequence[str], path: Path) -> None:
     hashes = np.fromiter((xxhash.xxh64_intdigest(i.encode("utf-8", "surrogatepass")) for i in ids),
                          dtype=np.uint64, count=len(ids))
     hashes.sort()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, hashes)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, hashes))
 
 
 def count_repeated_ids(files: Sequence[Path], budget: int = 50_000_000) -> int:

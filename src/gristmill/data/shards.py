@@ -125,9 +125,8 @@ def _stage_compressed_jsonl(path: str, shard_size: int, staging: Path) -> tuple[
 
     def flush() -> None:
         chunk = staging / f"{key}-{len(chunks):05d}.jsonl"
-        tmp = chunk.with_name(chunk.name + ".tmp")
-        tmp.write_bytes(b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines))
-        os.replace(tmp, chunk)
+        body = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
+        storage.atomic_write(chunk, lambda f: f.write(body))
         chunks.append((n - len(lines), n, str(chunk)))
         lines.clear()
 

@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from gristmill.experiments.ablate import ablate as run_ablate
-from gristmill.experiments.spec import load_spec
 from gristmill.options import COUNT, PROGRESS_HELP, THREADS_HELP, ranged
 
 console = Console(stderr=True, soft_wrap=True)
@@ -26,6 +24,8 @@ def register(app: typer.Typer) -> None:
         progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
     ) -> None:
         """Pretrain and fine-tune once per data variant at equal token budgets; compare them paired by seed."""
+        from gristmill.experiments.ablate import ablate as run_ablate
+        from gristmill.experiments.spec import load_spec
 
         parsed = load_spec(spec)
         run_ablate(parsed, out, resume=resume, progress=progress, console=console, threads=threads)

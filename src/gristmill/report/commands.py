@@ -13,18 +13,12 @@ from rich.console import Console
 
 from gristmill.data import storage
 from gristmill.options import COUNT, SEED, SEED_HELP, ranged
-from gristmill.report.bias import corpus_bias, markdown_summary
-from gristmill.report.collect import collect
-from gristmill.report.html_page import render_html
-from gristmill.report.markdown import render_markdown
-from gristmill.report.probe import probe_model
-from gristmill.report.run_report import write_report
 
 console = Console(stderr=True, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this package's verbs to the main app."""
+    """Add this package's verbs to the main app. Import heavy modules inside each command."""
 
     @app.command()
     def report(
@@ -35,6 +29,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Rebuild a run's report: funnel, rejections with examples, lengths, languages, duplicates, PII, time."""
         import sys
+
+        from gristmill.report.collect import collect
+        from gristmill.report.html_page import render_html
+        from gristmill.report.markdown import render_markdown
+        from gristmill.report.run_report import write_report
 
         output = out or output
         if output == "-":
@@ -58,6 +57,9 @@ def register(app: typer.Typer) -> None:
         """Measure (not filter) demographic term rates in a corpus, kept vs rejected, and a model's stereotype preference."""
         import json
         import sys
+
+        from gristmill.report.bias import corpus_bias, markdown_summary
+        from gristmill.report.probe import probe_model
 
         output = out or output
         result = corpus_bias(corpus, by=by, max_docs=max_docs, resamples=resamples, seed=seed)

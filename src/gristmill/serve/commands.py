@@ -27,11 +27,6 @@ from gristmill.options import (
     THREADS_HELP,
     ranged,
 )
-from gristmill.serve.fill_mask import MaskFiller
-from gristmill.serve.loading import load_classifier, load_tagger, task_type_of
-from gristmill.serve.model_card import write_model_card
-from gristmill.serve.onnx import export_hf_classifier, export_onnx
-from gristmill.serve.predict import predict_file, predict_tags_file
 from gristmill.verbosity import print_json
 
 ONNX_MODULES = ("onnx", "onnxruntime", "onnxscript")
@@ -73,6 +68,9 @@ def register(app: typer.Typer) -> None:
         predicted_tags and tag_scores, one per word); a malformed line gets an output line with an error
         instead (exit status 3).
         """
+        from gristmill.serve.loading import load_classifier, load_tagger, task_type_of
+        from gristmill.serve.predict import predict_file, predict_tags_file
+
         output = out or output
         if output is None:
             raise fail("give --out FILE.jsonl (- for stdout)")
@@ -118,6 +116,9 @@ def register(app: typer.Typer) -> None:
         threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP + " For the parity check."),
     ) -> None:
         """Export a model: ONNX (dynamic batch and sequence axes, optional int8) or a transformers folder."""
+        from gristmill.serve.model_card import write_model_card
+        from gristmill.serve.onnx import export_hf_classifier, export_onnx
+
         _threads(threads)
         if format == "hf":
             require_extra("hf", "export --format hf", "transformers")
@@ -163,6 +164,8 @@ def register(app: typer.Typer) -> None:
         """Print the model's top-k predictions for each [MASK] in the text."""
         from rich.console import Console
         from rich.table import Table
+
+        from gristmill.serve.fill_mask import MaskFiller
 
         _threads(threads)
         filler = MaskFiller(model)
@@ -216,7 +219,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Serve a model over HTTP (FastAPI + uvicorn) until SIGTERM or Ctrl-C; OpenAPI schema at /docs."""
         require_extra("serve", "gristmill serve", "fastapi", "uvicorn", "h11", "pydantic")
+        from gristmill.serve.fill_mask import MaskFiller
         from gristmill.serve.guard import default_allowed_hosts
+        from gristmill.serve.loading import load_classifier
         from gristmill.serve.server import Access, Limits, classifier_engine, fill_mask_engine, run_server
 
         if backend == "onnx":

@@ -7,29 +7,21 @@ Public API::
     special_ids(tokdir_or_tokenizer) -> {"pad", "unk", "cls", "sep", "mask"}
     pack_corpus(input, tokdir, out, seq_len=128, val_fraction=0.01, workers=1, resume=False) -> manifest
     TokenDataset(tokens_dir, split="train")                                        # random access for training
+
+The names above are imported on first use (``gristmill.lazy``), so ``import gristmill.tokenizer`` (and the CLI,
+which registers this package's verbs) loads neither ``tokenizers`` nor pyarrow.
 """
 
-from gristmill.tokenizer.dataset import TokenDataset
-from gristmill.tokenizer.manifest import read_manifest
-from gristmill.tokenizer.pack import pack_corpus
-from gristmill.tokenizer.tokdir import (
-    SPECIAL_TOKENS,
-    TokenizerError,
-    load_tokenizer,
-    special_ids,
-    tokenizer_hash,
-)
-from gristmill.tokenizer.train import build_tokenizer, train_tokenizer
+from gristmill.lazy import lazy_exports
 
-__all__ = [
-    "SPECIAL_TOKENS",
-    "TokenDataset",
-    "TokenizerError",
-    "build_tokenizer",
-    "load_tokenizer",
-    "pack_corpus",
-    "read_manifest",
-    "special_ids",
-    "tokenizer_hash",
-    "train_tokenizer",
-]
+_EXPORTS = {  # public name -> the module that defines it
+    "TokenDataset": "gristmill.tokenizer.dataset", "read_manifest": "gristmill.tokenizer.manifest",
+    "pack_corpus": "gristmill.tokenizer.pack",
+    "SPECIAL_TOKENS": "gristmill.tokenizer.tokdir", "TokenizerError": "gristmill.tokenizer.tokdir",
+    "load_tokenizer": "gristmill.tokenizer.tokdir", "special_ids": "gristmill.tokenizer.tokdir",
+    "tokenizer_hash": "gristmill.tokenizer.tokdir",
+    "build_tokenizer": "gristmill.tokenizer.train", "train_tokenizer": "gristmill.tokenizer.train",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -17,7 +17,6 @@ from gristmill.console import fail
 from gristmill.data.storage import OutputError
 from gristmill.errors import describe_os_error
 from gristmill.options import COUNT, FRACTION, POSITIONS, PROGRESS_HELP, at_least, ranged
-from gristmill.tokenizer import TokenDataset, load_tokenizer, pack_corpus, train_tokenizer
 
 console = Console(stderr=True, soft_wrap=True)
 tokenizer_app = typer.Typer(no_args_is_help=True, help="Train a tokenizer (Hugging Face format) and inspect token shards.")
@@ -54,6 +53,8 @@ def train(
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
 ) -> None:
     """Train a tokenizer on a corpus (streamed) and write it as a Hugging Face tokenizer folder."""
+    from gristmill.tokenizer import load_tokenizer, train_tokenizer
+
     try:
         path = train_tokenizer(input, out, kind=kind, vocab_size=vocab_size, lowercase=lowercase,
                                normalization=normalization, strip_accents=strip_accents, cjk=cjk,
@@ -74,6 +75,8 @@ def show(
     index: list[int] = typer.Option([0], "--index", "-n", help="Sequence(s) to decode."),
 ) -> None:
     """Print the manifest summary and decode sequences back to text (word and document starts marked)."""
+    from gristmill.tokenizer import TokenDataset, load_tokenizer
+
     ds = TokenDataset(tokens, split)
     tok = load_tokenizer(ds.tokenizer_dir)
     m = ds.manifest
@@ -114,6 +117,8 @@ def register(app: typer.Typer) -> None:
         allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE),
     ) -> None:
         """Encode a corpus and pack it into fixed-length sequences (numpy memmap shards + manifest)."""
+        from gristmill.tokenizer import pack_corpus
+
         try:
             m = pack_corpus(input, tokenizer, out, seq_len=seq_len, val_fraction=val_fraction, workers=workers,
                             resume=resume, overwrite=overwrite, docs_per_unit=docs_per_unit, text_field=text_field,

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
 
+from gristmill.data.storage import atomic_write_text
 from gristmill.errors import GristmillError
 
 SPECIAL_TOKENS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
@@ -119,7 +119,5 @@ def save_tokdir(tok: Tokenizer, out: Path, *, lowercase: bool, model_max_length:
     if extra is not None:
         files["gristmill.json"] = json.dumps(extra, indent=2, default=str)
     for name, text in files.items():
-        tmp = out / f".{name}.tmp-{os.getpid()}"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, out / name)
+        atomic_write_text(out / name, text)
     return out

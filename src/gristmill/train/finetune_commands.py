@@ -25,7 +25,6 @@ from gristmill.options import (
     THREADS_HELP,
     ranged,
 )
-from gristmill.train.tasks import load_task
 from gristmill.verbosity import print_json
 
 if TYPE_CHECKING:
@@ -69,6 +68,8 @@ def _pooling() -> Any:
 
 def _load(train: Path, dev: Path | None, test: Path | None, task: str, text_field: str, label_field: str,
           pair_field: str | None, tokens_field: str, tags_field: str, max_length: int) -> TaskData:
+    from gristmill.train.tasks import load_task
+
     return load_task(train, dev, test, task_type=task, text_field=text_field, label_field=label_field,
                      pair_field=pair_field, tokens_field=tokens_field, tags_field=tags_field, max_length=max_length)
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from gristmill import folders
+from gristmill.data.storage import atomic_write_text
 from gristmill.folders import RunFolder
 from gristmill.model.config import is_decoder_run
 from gristmill.train.pictures import plot_pretraining
@@ -46,9 +46,7 @@ def truncate_metrics(run_dir: Path, after_step: int) -> None:
     if not path.exists():
         return
     kept = [row for row in read_metrics(run_dir) if int(row.get("step", 0)) <= after_step]
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(row) + "\n" for row in kept), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
 
 
 def tensorboard_available() -> bool:

@@ -7,10 +7,11 @@ training needs, and a run without matplotlib's optional fonts still gets its num
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from gristmill.data.storage import atomic_write
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -31,10 +32,8 @@ def _save(fig: Figure, out: Path) -> Path:
     plt = _pyplot()
     out = Path(out)
     fig.tight_layout()
-    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp)
+    atomic_write(out, lambda f: fig.savefig(f, format="png"))  # a file object has no suffix to name the format
     plt.close(fig)
-    os.replace(tmp, out)
     return out
 
 

@@ -12,8 +12,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from gristmill.data.classify.training import train_folder, train_lm_folder
-
 console = Console(stderr=True)
 classify_app = typer.Typer(no_args_is_help=True, help="Train the models of the classifier and perplexity steps.")
 
@@ -36,6 +34,8 @@ def train(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
 ) -> None:
     """Train a linear classifier (hashed word uni+bigrams, logistic regression) for the classifier step."""
+    from gristmill.data.classify.training import train_folder
+
     metrics = train_folder(out, positive=positive, negative=negative, inputs=input, positive_label=positive_label,
                            negative_label=negative_label, text_field=text_field, label_field=label_field,
                            eval_file=eval_file, c=c, balanced=balanced, n_features_log2=features,
@@ -54,10 +54,13 @@ def lm(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing model folder."),
 ) -> None:
     """Train the hashed word trigram language model of the perplexity step on trusted text."""
+    from gristmill.data.classify.training import train_lm_folder
+
     config = train_lm_folder(out, input, text_field=text_field, buckets_log2=buckets, overwrite=overwrite)
     console.print(f"trigram model of {config['tokens']:,} tokens ({config['distinct_words']:,} distinct words) "
                   f"in {config['seconds']:.1f} s -> {out}", markup=False)
 
 
 def register(app: typer.Typer) -> None:
+    """Add this package's verbs to the main app. Import heavy modules inside each command."""
     app.add_typer(classify_app, name="classify")

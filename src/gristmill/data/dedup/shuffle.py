@@ -16,7 +16,6 @@ This module owns these mechanics; it knows nothing about what the keys mean.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -25,6 +24,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from gristmill.data.storage import atomic_write
 
 ROW_BITS = 32
 ROW_MASK = np.uint64((1 << ROW_BITS) - 1)
@@ -105,11 +106,7 @@ def fresh_dir(path: Path) -> Path:
 
 def save_array(path: Path, array: np.ndarray) -> None:
     """Write an .npy file atomically (a retried task never leaves half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
 
 
 def load_array(path: Path, mmap: bool = True) -> np.ndarray:
