@@ -289,7 +289,7 @@ def bench_unk(work: Path, clean_kept: Path) -> dict[str, Any]:
 
 
 def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None], inits: list[str],
-                adapted: Path | None = None, bf16: bool = False) -> dict[str, Any]:
+                adapted: Path | None = None, bf16: bool = False, max_length: int = 128) -> dict[str, Any]:
     """Fine-tune (or fit TF-IDF) for every (size, seed, init) not yet in ``WORKDIR/curve/runs.jsonl``.
 
     ``scratch`` needs only the run's config and tokenizer, so it can run while pretraining is still going.
@@ -301,7 +301,7 @@ def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None]
     from gristmill.train.tasks import load_task
 
     task = ZH / "task"
-    data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl")
+    data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl", max_length=max_length)
     runs_file = work / "curve" / "runs.jsonl"
     runs_file.parent.mkdir(parents=True, exist_ok=True)
     runs = [json.loads(line) for line in runs_file.read_text().splitlines() if line.strip()] if runs_file.is_file() else []
@@ -324,7 +324,7 @@ def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None]
                                  from_scratch=init == "scratch", per_class=size, seed=seed).metrics
                     row = {"per_class": size_name(size), "seed": seed, "init": init, "train_examples": m["train_examples"],
                            "test_accuracy": m["test"]["accuracy"], "test_macro_f1": m["test"]["macro_f1"],
-                           "steps": m["training"]["steps"], "seconds": m["training"]["seconds"]}
+                           "steps": m["training"]["steps"], "seconds": m["training"]["seconds"], "max_length": max_length}
                 print(f"    test accuracy {row['test_accuracy']:.4f}", flush=True)
                 runs.append(row)
                 with runs_file.open("a", encoding="utf-8") as f:
@@ -366,6 +366,8 @@ def main() -> None:
     parser.add_argument("--inits", default="pretrained,adapted,scratch,tfidf")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast while fine-tuning (every init alike).")
+    parser.add_argument("--max-length", type=int, default=128,
+                        help="Tokens per task text when fine-tuning, [CLS] and [SEP] included (TF-IDF sees whole texts).")
     args = parser.parse_args()
     import torch
 
@@ -391,7 +393,7 @@ def main() -> None:
                 raise SystemExit("--run RUN_DIR is needed for the curve")
             sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
             res = bench_curve(work, args.run, [int(s) for s in args.seeds.split(",")], sizes, args.inits.split(","),
-                              args.adapted, args.bf16)
+                              args.adapted, args.bf16, args.max_length)
         else:
             raise SystemExit(f"unknown part {part}")
         res["wall_seconds"], res["part_cpu_seconds"] = round(time.perf_counter() - t0, 1), round(cpu_seconds() - c0, 1)

@@ -39,9 +39,14 @@ def test_quickstart_zh_fast_runs_the_whole_path(tmp_path):
     record = json.loads((out / "tokenizer" / "gristmill.json").read_text())
     assert record["alphabet"] == "cjk" and record["vocab_size"] >= 9000
 
+    # 256-token sequences, half as many per step: the task's texts are read (nearly) whole.
+    assert summary["budget"]["seq_len"] == 256 and summary["budget"]["pretrain_batch"] == 8
+    assert json.loads((out / "tokens" / "manifest.json").read_text())["seq_len"] == 256
     for init in ("pretrained", "scratch"):
         metrics = json.loads((out / f"ft-{init}" / "metrics.json").read_text())
         assert metrics["train_examples"] == 128 and metrics["test"]["examples"] == 80
+        cut = metrics["truncation"]["train"]  # at 128 tokens most texts lost their end
+        assert metrics["budget"]["max_length"] == 256 and cut["texts_cut"] < 16 and cut["share_of_tokens_cut"] < 0.01
     # Task-adaptive pretraining read the training file's texts only, and its run was fine-tuned like the others.
     assert (out / "adapt" / "model.safetensors").is_file()
     adapted = json.loads((out / "adapt" / "adapt.json").read_text(encoding="utf-8"))

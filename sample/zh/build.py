@@ -22,12 +22,18 @@ Needs (Debian 12)::
 
     apt-get install -y mandoc manpages-zh debian-reference-zh-cn debian-faq-zh-cn maint-guide-zh-cn \\
         gimp-help-zh-cn fortunes-zh debian-reference-en debian-reference-ja
+    apt-get install -y --no-install-recommends libreoffice-help-zh-cn debian-handbook   # --size large only
     apt-get update -o Acquire::Languages=zh_CN      # Translation-zh_CN, for heldout.jsonl.gz
 
 Usage::
 
     python sample/zh/build.py                       # the shipped small sample (a few MB)
     python sample/zh/build.py --size large --out /tmp/zh-large   # every document of every source
+    python sample/zh/build.py --size large --no-extra-sources --out /tmp/zh-large-old   # without lo-help, handbook
+
+The large size adds two sources the small one never reads (``EXTRA_SOURCES``): ``lo-help`` (LibreOffice's
+zh-CN help) and ``handbook`` (the Debian Administrator's Handbook, zh-CN). ``--no-extra-sources`` leaves
+them out, which gives the large size as it was before they were added.
 """
 
 from __future__ import annotations
@@ -54,10 +60,15 @@ FAQ = Path("/usr/share/doc/debian/FAQ/zh-cn")
 MAINT = Path("/usr/share/doc/maint-guide-zh-cn/html")
 GIMP = Path("/usr/share/gimp/2.0/help/zh_CN")
 FORTUNES = Path("/usr/share/games/fortunes")
+LO_HELP = Path("/usr/share/libreoffice/help/zh-CN/text")
+HANDBOOK = Path("/usr/share/doc/debian-handbook/html/zh-CN")
 TRANSLATION = "/var/lib/apt/lists/*_dists_bookworm_main_i18n_Translation-zh%5fCN*"
 
 PACKAGES = ["mandoc", "manpages-zh", "debian-reference-zh-cn", "debian-faq-zh-cn", "maint-guide-zh-cn",
             "gimp-help-zh-cn", "fortunes-zh", "debian-reference-en", "debian-reference-ja"]
+# Read by the large size only (and listed in its provenance.tsv); --no-extra-sources leaves them out.
+EXTRA_PACKAGES = ["libreoffice-help-zh-cn", "debian-handbook"]
+EXTRA_SOURCES = ["lo-help", "handbook"]
 
 # The task: four sections of the Simplified Chinese manual pages, with Chinese label names.
 SECTIONS = {"1": "用户命令", "3": "库函数", "7": "概述与约定", "8": "系统管理"}
@@ -66,7 +77,9 @@ TASK_MAX_CHARS = 300
 CONTAMINATION_NGRAM = 13  # characters; the decontaminate step's default n-gram, counted in CJK characters
 
 # Small sample: at most this many base documents per source (None: all of them).
-SMALL_CAPS = {"manpage": None, "debref": None, "faq": None, "maint-guide": None, "gimp-help": None, "fortune": 400}
+# The extra sources have a cap of 0, so the small sample is what it was before they were added.
+SMALL_CAPS = {"manpage": None, "debref": None, "faq": None, "maint-guide": None, "gimp-help": None, "fortune": 400,
+              **dict.fromkeys(EXTRA_SOURCES, 0)}
 MAX_DOC_CHARS = 6000
 
 CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -210,10 +223,16 @@ def build_task(seed: int) -> tuple[dict[str, list[dict]], set[tuple[str, str]], 
 
 
 class _Extractor(html.parser.HTMLParser):
-    """Blocks of text of a DocBook-style HTML page; navigation headers, footers and tables of contents skipped."""
+    """Blocks of text of a DocBook-style HTML page; navigation headers, footers and tables of contents skipped.
 
-    SKIP_TAGS = {"script", "style", "head", "title"}
-    SKIP_CLASSES = {"navheader", "navfooter", "toc", "list-of-tables", "list-of-figures", "list-of-examples"}
+    Also skipped: the page chrome of LibreOffice's help (``header``: logo and module menu; ``aside``: contents
+    and index/search; ``footer``: debug info) and of the Debian Handbook (``id="banner"``, ``class="docnav"``:
+    the ebook link and the previous/next/home bar). No page of the other sources has these tags, ids or classes.
+    """
+
+    SKIP_TAGS = {"script", "style", "head", "title", "header", "aside", "footer"}
+    SKIP_CLASSES = {"navheader", "navfooter", "toc", "list-of-tables", "list-of-figures", "list-of-examples", "docnav"}
+    SKIP_IDS = {"banner"}
     BLOCK = {"p", "div", "li", "pre", "tr", "dt", "dd", "table", "blockquote", "br", "ul", "ol", "dl", "hr",
              "h4", "h5", "h6", "title"}
     HEADINGS = {"h1", "h2", "h3"}
@@ -239,7 +258,9 @@ class _Extractor(html.parser.HTMLParser):
             self.blocks.append(("h" if self.in_heading else "p", text))
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        classes = set((dict(attrs).get("class") or "").split())
+        attr = dict(attrs)
+        classes = set((attr.get("class") or "").split())
+        skip = tag in self.SKIP_TAGS or bool(classes & self.SKIP_CLASSES) or attr.get("id") in self.SKIP_IDS
         if tag in self.BLOCK or tag in self.HEADINGS:
             self._flush()
         if tag in self.HEADINGS:
@@ -247,7 +268,7 @@ class _Extractor(html.parser.HTMLParser):
         if tag == "pre":
             self.pre += 1
         if tag not in self.VOID:
-            self.stack.append((tag, self._skipping() or tag in self.SKIP_TAGS or bool(classes & self.SKIP_CLASSES)))
+            self.stack.append((tag, self._skipping() or skip))
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self.BLOCK or tag in self.HEADINGS:
@@ -293,8 +314,8 @@ def html_sections(path: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------- sources
 
 
-def base_documents(task_pages: set[tuple[str, str]]) -> list[dict]:
-    """Every clean base document: (source, origin, url, text), in a fixed order."""
+def base_documents(task_pages: set[tuple[str, str]], extra: bool = False) -> list[dict]:
+    """Every clean base document: (source, origin, url, text), in a fixed order; ``extra``: EXTRA_SOURCES too."""
     docs: list[dict] = []
     for lang, host in (("zh_CN", "manpages.example.cn"), ("zh_TW", "manpages.example.tw")):
         for name, section, path in man_pages(lang):
@@ -312,10 +333,19 @@ def base_documents(task_pages: set[tuple[str, str]]) -> list[dict]:
          "https://www.debian.org/doc/manuals/maint-guide/"),
         ("gimp-help", "gimp-help-zh-cn", sorted(GIMP.rglob("*.html")), "https://docs.gimp.org/2.10/zh_CN/"),
     ]
+    roots: dict[str, Path] = {}  # sources whose origin/url keep the path under this root (file names repeat)
+    if extra:
+        html_sources += [
+            ("lo-help", "libreoffice-help-zh-cn", sorted(LO_HELP.rglob("*.html")),
+             "https://help.libreoffice.org/7.4/zh-CN/text/"),
+            ("handbook", "debian-handbook", sorted(HANDBOOK.glob("*.html")),
+             "https://debian-handbook.info/browse/zh-CN/stable/"),
+        ]
+        roots = {"lo-help": LO_HELP, "handbook": HANDBOOK}
     for source, package, paths, base in html_sources:
         for path in paths:
             for k, text in enumerate(html_sections(path)):
-                rel = path.relative_to(path.parents[0]).as_posix()
+                rel = path.relative_to(roots.get(source, path.parents[0])).as_posix()
                 docs.append({"source": source, "origin": f"{package}:{rel}#{k}", "url": f"{base}{rel}#s{k}",
                              "text": text})
     for name in ("chinese", "tang300", "song100"):
@@ -633,11 +663,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE)
     parser.add_argument("--size", choices=("small", "large"), default="small")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--extra-sources", action=argparse.BooleanOptionalAction, default=None,
+                        help="read lo-help and handbook (default: for --size large only; capped at 0 in small)")
     args = parser.parse_args()
+    extra = args.size == "large" if args.extra_sources is None else args.extra_sources
     os.environ["LC_ALL"] = "C.UTF-8"
 
     task, task_pages, task_texts = build_task(args.seed)
-    base = base_documents(task_pages)
+    base = base_documents(task_pages, extra)
     base = [d for d in base if is_chinese(d["text"])]
     # Decontaminate the base documents against every task text (train included) before anything else.
     grams: set[str] = set()
@@ -671,7 +704,8 @@ def main() -> None:
     counts: dict[str, int] = {}
     for d in base:
         counts[d["origin"].split(":")[0]] = counts.get(d["origin"].split(":")[0], 0) + 1
-    rows = ["package\tversion\tbase_documents"] + [f"{p}\t{package_version(p)}\t{counts.get(p, 0)}" for p in PACKAGES]
+    rows = ["package\tversion\tbase_documents"] + [f"{p}\t{package_version(p)}\t{counts.get(p, 0)}"
+                                              for p in PACKAGES + (EXTRA_PACKAGES if extra else [])]
     (out / "provenance.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
 
     by_defect: dict[str, int] = {}

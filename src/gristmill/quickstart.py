@@ -79,12 +79,15 @@ class Language:
     tokenizer_args: tuple[str, ...]  # extra `gristmill tokenizer train` options
     vocab_size: tuple[int, int]      # (full, fast); None-free so the Setting stays shared
     char_tfidf: bool                 # add TF-IDF over character n-grams to the table
+    seq_len: int = 128               # pretraining sequence and fine-tuning --max-length, in tokens
 
 
 LANGUAGES = {
     "en": Language("sample", ("web-en.yaml", "quickstart.yaml"), (), (FULL.vocab_size, FAST.vocab_size), False),
     # Every common Han character gets a token (tokenizer/train.py: cjk_alphabet), hence the larger vocabulary.
-    "zh": Language("sample/zh", ("web-zh.yaml",), ("--alphabet", "cjk"), (12000, 10000), True),
+    # The task's texts are a median of 165 tokens (one per Han character): at 128 most lose their end,
+    # which cost 2-10 points (benchmarks/results/chinese.md, section 6).
+    "zh": Language("sample/zh", ("web-zh.yaml",), ("--alphabet", "cjk"), (12000, 10000), True, seq_len=256),
 }
 
 
@@ -143,7 +146,10 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
         raise QuickstartError(f"no quickstart for language {lang!r}: use one of {', '.join(LANGUAGES)}")
     language = LANGUAGES[lang]
     setting = FAST if fast else FULL
-    setting = Setting(**{**asdict(setting), "vocab_size": language.vocab_size[1 if fast else 0]})
+    # Longer sequences, fewer of them: the same tokens per pretraining step.
+    batch = max(1, setting.pretrain_batch * setting.seq_len // language.seq_len)
+    setting = Setting(**{**asdict(setting), "vocab_size": language.vocab_size[1 if fast else 0],
+                         "seq_len": language.seq_len, "pretrain_batch": batch})
     root, sample_dir = find_repo(sample, lang)
     out_dir = Path(out).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -232,14 +238,15 @@ def _finetune(init: str, paths: dict[str, Path], sample_dir: Path, setting: Sett
     model = paths["adapt"] if init == "adapted" else paths["pretrain"]  # scratch reads only the config
     task = sample_dir / "task"
     args = ["finetune", "--model", str(model), "--train", str(task / "train.jsonl"),
-            "--dev", str(task / "dev.jsonl"), "--test", str(task / "test.jsonl"), "--out", str(out), "--overwrite"]
+            "--dev", str(task / "dev.jsonl"), "--test", str(task / "test.jsonl"), "--max-length", str(setting.seq_len),
+            "--out", str(out), "--overwrite"]
     if init == "scratch":
         args.append("--from-scratch")
     if setting.finetune_epochs:
         args += ["--epochs", str(setting.finetune_epochs)]
     log(f"\n[bold]fine-tune ({init})[/]: gristmill {' '.join(shlex.quote(a) for a in args)}")
     t0 = time.perf_counter()
-    data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl")
+    data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl", max_length=setting.seq_len)
     cfg = FineTuneConfig(lr=setting.finetune_lr, epochs=setting.finetune_epochs)
     metrics = finetune(model, data, cfg, out=out, from_scratch=init == "scratch", overwrite=True,
                        log=lambda m: log(f"    {m}")).metrics
@@ -276,9 +283,9 @@ def _learning_curve(paths: dict[str, Path], sample_dir: Path, setting: Setting, 
     sizes = list(setting.curve_per_class)
     log(f"\n[bold]learning curve[/]: gristmill curve --model {paths['pretrain']} --train {task / 'train.jsonl'} "
         f"--dev {task / 'dev.jsonl'} --test {task / 'test.jsonl'} --per-class {','.join(map(str, sizes))} --seeds 1 "
-        f"--out {paths['curve']}")
+        f"--max-length {setting.seq_len} --out {paths['curve']}")
     t0 = time.perf_counter()
-    data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl")
+    data = load_task(task / "train.jsonl", task / "dev.jsonl", task / "test.jsonl", max_length=setting.seq_len)
     run_curve(paths["pretrain"], data, sizes, [0], paths["curve"],
               FineTuneConfig(lr=setting.finetune_lr, epochs=setting.finetune_epochs), overwrite=True,
               log=lambda m: log(f"    {m}"))

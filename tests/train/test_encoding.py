@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tokenizers import Tokenizer, models, pre_tokenizers
 
-from gristmill.train.encoding import IGNORE_INDEX, encode_examples, encode_sequences
-from gristmill.train.tasks import TaskSpec, TokenExample
+from gristmill.train.encoding import IGNORE_INDEX, cut_summary, cut_warning, encode_examples, encode_sequences
+from gristmill.train.tasks import SequenceExample, TaskSpec, TokenExample
 
 
 def wordpiece() -> Tokenizer:
@@ -48,3 +48,26 @@ def test_token_words_cut_by_max_length_are_marked():
     assert enc.input_ids == [2, 12, 13, 14, 3]
     assert enc.word_positions == [1, 2, 3, -1, -1]
     assert enc.labels == [IGNORE_INDEX, 0, 1, 0, IGNORE_INDEX]
+
+
+def test_cut_tokens_are_counted_per_example_and_per_split():
+    tok = wordpiece()
+    spec = TaskSpec(type="sequence", labels=["x", "y"], max_length=5)
+    examples = [SequenceExample(text="a b c d e f g", label="x"), SequenceExample(text="new york", label="y")]
+    long, short = encode_examples(tok, examples, spec)
+    assert long.input_ids == [2, 12, 13, 14, 3] and long.cut_tokens == 4  # d e f g never reach the model
+    assert short.cut_tokens == 0
+    summary = cut_summary([long, short])
+    # 4 of the 4 + 5 + 4 tokens the two texts had with their special tokens
+    assert summary == {"texts": 2, "texts_cut": 1, "tokens_cut": 4, "share_of_tokens_cut": round(4 / 13, 4)}
+    line = cut_warning(summary, "training", 5)
+    assert line is not None and line.startswith("1 of 2 training texts are longer than --max-length 5")
+    assert cut_warning(cut_summary([short]), "training", 5) is None
+
+
+def test_cut_tokens_of_a_pair_count_both_sides():
+    tok = wordpiece()
+    spec = TaskSpec(type="sequence", labels=["x"], max_length=9, pair_field="b")
+    [enc] = encode_examples(tok, [SequenceExample(text="a b c d e f", label="x", text_pair="paris city new york")], spec)
+    assert len(enc.input_ids) == 9
+    assert enc.cut_tokens == 6 + 4 - (9 - 3)

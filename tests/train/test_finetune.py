@@ -165,6 +165,21 @@ def test_scratch_and_pretrained_runs_share_budget_and_sample(setup):
     assert pre["training"]["steps"] == scratch["training"]["steps"] == 2 * 4
 
 
+def test_texts_cut_by_max_length_are_reported(setup):
+    # Each topic text is 9 words: --max-length 8 leaves room for 6 of them, so every text loses 3 tokens.
+    cfg = FineTuneConfig(lr=1e-3, epochs=1, batch_size=8)
+    lines: list[str] = []
+    cut = finetune(setup["run"], load_task(setup["train"], setup["dev"], max_length=8), cfg, per_class=5,
+                   log=lines.append).metrics["truncation"]
+    assert cut["train"]["texts"] == cut["train"]["texts_cut"] == 15 and cut["train"]["tokens_cut"] == 45
+    assert cut["dev"]["texts_cut"] == cut["dev"]["texts"] == 24
+    assert any(line.startswith("15 of 15 training texts are longer than --max-length 8") for line in lines)
+    lines.clear()
+    whole = finetune(setup["run"], load_task(setup["train"], setup["dev"], max_length=32), cfg, per_class=5,
+                     log=lines.append).metrics["truncation"]
+    assert whole["train"]["texts_cut"] == 0 and not any("--max-length" in line for line in lines)
+
+
 # ------------------------------------------------------------------------------------- CLI and FT/ folder
 
 

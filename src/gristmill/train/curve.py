@@ -29,7 +29,7 @@ from gristmill.folders import RunFolder
 from gristmill.train.baseline import NAME as BASELINE
 from gristmill.train.baseline import tfidf_logreg
 from gristmill.train.checkpoint import CheckpointError, run_weights_path
-from gristmill.train.encoding import encode_examples
+from gristmill.train.encoding import cut_summary, cut_warning, encode_examples
 from gristmill.train.finetune import FineTuneConfig, Log, finetune
 from gristmill.train.finetuned import (
     FineTuneError,
@@ -257,6 +257,9 @@ def run_curve(
     (out_dir / "setup.json").write_text(json.dumps(setup, indent=2) + "\n", encoding="utf-8")
 
     encoded = {split: encode_examples(tokenizer, getattr(data, split), data.spec) for split in ("dev", "test")}
+    if log and data.spec.type == "sequence" and (line := cut_warning(cut_summary(encoded["test"]), "test",
+                                                                     data.spec.max_length)):
+        log(line)
     finished = {(r["per_class"], r["seed"], r["init"]) for r in done}
     inits = [i for i in inits if i != BASELINE or data.spec.type == "sequence"]
     total = len(sizes) * len(seeds) * len(inits)

@@ -34,6 +34,8 @@ class Encoded:
     """One class index (sequence task) or one per position, :data:`IGNORE_INDEX` where nothing counts."""
     word_positions: list[int] = field(default_factory=list)
     """Token task: position of each word's first subword, or -1 when the word was cut off or vanished."""
+    cut_tokens: int = 0
+    """Sequence task: tokens of the text (or pair) that did not fit in ``max_length`` and were cut off."""
 
 
 def special_ids(tokenizer: Tokenizer) -> tuple[int, int, int]:
@@ -70,24 +72,34 @@ def encode_sequences(
     tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pairs: Sequence[str] | None = None,
 ) -> list[tuple[list[int], list[int]]]:
     """``[CLS] text [SEP]`` (or ``[CLS] a [SEP] b [SEP]``) cut to ``max_length``: (ids, token types)."""
+    return [(ids, types) for ids, types, _ in _encode_and_cut(tokenizer, texts, max_length, pairs)]
+
+
+def _encode_and_cut(
+    tokenizer: Tokenizer, texts: Sequence[str], max_length: int, pairs: Sequence[str] | None = None,
+) -> list[tuple[list[int], list[int], int]]:
+    """:func:`encode_sequences` plus, per example, how many tokens were cut off."""
     _, cls, sep = special_ids(tokenizer)
     plain(tokenizer)
     first = [e.ids for e in tokenizer.encode_batch(list(texts), add_special_tokens=False)]
     if pairs is None:
-        return [([cls, *ids[: max_length - 2], sep], [0] * (min(len(ids), max_length - 2) + 2)) for ids in first]
+        return [([cls, *ids[: max_length - 2], sep], [0] * (min(len(ids), max_length - 2) + 2),
+                 max(0, len(ids) - (max_length - 2))) for ids in first]
     second = [e.ids for e in tokenizer.encode_batch(list(pairs), add_special_tokens=False)]
     out = []
     for a, b in zip(first, second, strict=True):
+        whole = len(a) + len(b)
         a, b = _truncate_pair(a, b, max_length - 3)
-        out.append(([cls, *a, sep, *b, sep], [0] * (len(a) + 2) + [1] * (len(b) + 1)))
+        out.append(([cls, *a, sep, *b, sep], [0] * (len(a) + 2) + [1] * (len(b) + 1), whole - len(a) - len(b)))
     return out
 
 
 def encode_sequence_examples(tokenizer: Tokenizer, examples: Sequence[SequenceExample], spec: TaskSpec) -> list[Encoded]:
     label2id = spec.label2id
     pairs = [ex.text_pair or "" for ex in examples] if spec.pair_field else None
-    encoded = encode_sequences(tokenizer, [ex.text for ex in examples], spec.max_length, pairs)
-    return [Encoded(ids, types, [label2id[ex.label]]) for (ids, types), ex in zip(encoded, examples, strict=True)]
+    encoded = _encode_and_cut(tokenizer, [ex.text for ex in examples], spec.max_length, pairs)
+    return [Encoded(ids, types, [label2id[ex.label]], cut_tokens=cut)
+            for (ids, types, cut), ex in zip(encoded, examples, strict=True)]
 
 
 def encode_words(tokenizer: Tokenizer, words_batch: Sequence[Sequence[str]], max_length: int) -> list[tuple[list[int], list[int]]]:
@@ -126,3 +138,20 @@ def encode_examples(tokenizer: Tokenizer, examples: Sequence[Example], spec: Tas
     if spec.type == "token":
         return encode_token_examples(tokenizer, examples, spec)  # type: ignore[arg-type]
     return encode_sequence_examples(tokenizer, examples, spec)  # type: ignore[arg-type]
+
+
+def cut_summary(encoded: Sequence[Encoded]) -> dict[str, float | int]:
+    """How much ``max_length`` cut from a split: texts cut, tokens cut, and that as a share of all their tokens."""
+    cut = sum(e.cut_tokens for e in encoded)
+    whole = cut + sum(len(e.input_ids) for e in encoded)
+    return {"texts": len(encoded), "texts_cut": sum(1 for e in encoded if e.cut_tokens),
+            "tokens_cut": cut, "share_of_tokens_cut": round(cut / whole, 4) if whole else 0.0}
+
+
+def cut_warning(summary: dict[str, float | int], split: str, max_length: int) -> str | None:
+    """One line for the log when ``max_length`` cut texts of a split (None when it cut nothing)."""
+    if not summary["texts_cut"]:
+        return None
+    return (f"{summary['texts_cut']} of {summary['texts']} {split} texts are longer than --max-length {max_length} "
+            f"and were cut ({summary['share_of_tokens_cut']:.0%} of the split's tokens unseen); a longer "
+            "--max-length lets the model read them whole")

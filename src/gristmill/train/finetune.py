@@ -31,7 +31,14 @@ from gristmill.model.config import ConfigError, ModelConfig
 from gristmill.model.transformer import init_weights
 from gristmill.provenance import provenance
 from gristmill.train.checkpoint import CheckpointError, load_encoder_into, run_weights_path
-from gristmill.train.encoding import IGNORE_INDEX, Encoded, encode_examples, special_ids
+from gristmill.train.encoding import (
+    IGNORE_INDEX,
+    Encoded,
+    cut_summary,
+    cut_warning,
+    encode_examples,
+    special_ids,
+)
 from gristmill.train.finetuned import (
     FineTuneError,
     build_classifier,
@@ -435,6 +442,13 @@ def finetune(
         if split not in encoded:
             encoded[split] = encode_examples(tokenizer, getattr(data, split), spec)
 
+    # Cut texts are a silent handicap against baselines that read whole texts (TF-IDF): say so.
+    cuts = {split: cut_summary(enc) for split, enc in (("train", train_enc), *encoded.items()) if enc}
+    if spec.type == "token":
+        cuts = {}
+    if log and cuts and (line := cut_warning(cuts["train"], "training", spec.max_length)):
+        log(line)
+
     model, config = build_model(run, spec, from_scratch=from_scratch, seed=seed, pooling=cfg.pooling,
                                 reinit_layers=cfg.reinit_layers)
     cfg = cfg.resolved(config)
@@ -458,6 +472,7 @@ def finetune(
         "sample_short": sample.short,
         "data": data.paths,
         "budget": {**asdict(cfg), **plan, "max_length": spec.max_length},
+        "truncation": cuts,
         "training": {"steps": outcome.steps, "best_step": outcome.best_step,
                      "stopped_early": outcome.stopped_early, "seconds": round(outcome.seconds, 2)},
         "history": outcome.history,
