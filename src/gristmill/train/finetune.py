@@ -443,9 +443,8 @@ def finetune(
             encoded[split] = encode_examples(tokenizer, getattr(data, split), spec)
 
     # Cut texts are a silent handicap against baselines that read whole texts (TF-IDF): say so.
-    cuts = {split: cut_summary(enc) for split, enc in (("train", train_enc), *encoded.items()) if enc}
-    if spec.type == "token":
-        cuts = {}
+    cuts = {} if spec.type == "token" else {  # token tasks score cut words as "O" instead
+        split: cut_summary(enc) for split, enc in (("train", train_enc), *encoded.items()) if enc}
     if log and cuts and (line := cut_warning(cuts["train"], "training", spec.max_length)):
         log(line)
 
