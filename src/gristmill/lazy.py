@@ -2,8 +2,9 @@
 
 ``gristmill.cli`` imports the packages whose verbs it registers; their ``__init__`` must stay cheap (no torch,
 no onnxruntime, no pyarrow or tokenizers), yet ``gristmill.data``, ``gristmill.tokenizer``, ``gristmill.model``,
-``gristmill.train`` and ``gristmill.serve`` name their public API in ``__all__``. :func:`lazy_exports` gives such a package the module-level ``__getattr__`` and ``__dir__``
-(PEP 562) that import a name's module on first use. This module imports nothing from gristmill.
+``gristmill.train`` and ``gristmill.serve`` name their public API in ``__all__``. :func:`lazy_exports` gives such
+a package the module-level ``__getattr__`` and ``__dir__`` (PEP 562) that import a name's module on first use.
+This module imports nothing from gristmill.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ def test_token_words_cut_by_max_length_are_marked():
     assert enc.input_ids == [2, 12, 13, 14, 3]
     assert enc.word_positions == [1, 2, 3, -1, -1]
     assert enc.labels == [IGNORE_INDEX, 0, 1, 0, IGNORE_INDEX]
+    assert enc.cut_tokens == 2  # d and e, counted like a sequence task's cut tokens
 
 
 def test_cut_tokens_are_counted_per_example_and_per_split():

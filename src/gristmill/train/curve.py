@@ -257,8 +257,7 @@ def run_curve(
     (out_dir / "setup.json").write_text(json.dumps(setup, indent=2) + "\n", encoding="utf-8")
 
     encoded = {split: encode_examples(tokenizer, getattr(data, split), data.spec) for split in ("dev", "test")}
-    if log and data.spec.type == "sequence" and (line := cut_warning(cut_summary(encoded["test"]), "test",
-                                                                     data.spec.max_length)):
+    if log and (line := cut_warning(cut_summary(encoded["test"]), "test", data.spec.max_length)):
         log(line)
     finished = {(r["per_class"], r["seed"], r["init"]) for r in done}
     inits = [i for i in inits if i != BASELINE or data.spec.type == "sequence"]

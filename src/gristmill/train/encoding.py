@@ -35,7 +35,7 @@ class Encoded:
     word_positions: list[int] = field(default_factory=list)
     """Token task: position of each word's first subword, or -1 when the word was cut off or vanished."""
     cut_tokens: int = 0
-    """Sequence task: tokens of the text (or pair) that did not fit in ``max_length`` and were cut off."""
+    """Tokens of the text, pair or words that did not fit in ``max_length`` and were cut off."""
 
 
 def special_ids(tokenizer: Tokenizer) -> tuple[int, int, int]:
@@ -104,6 +104,13 @@ def encode_sequence_examples(tokenizer: Tokenizer, examples: Sequence[SequenceEx
 
 def encode_words(tokenizer: Tokenizer, words_batch: Sequence[Sequence[str]], max_length: int) -> list[tuple[list[int], list[int]]]:
     """Pre-split words -> (ids with [CLS]/[SEP], position of each word's first subword or -1)."""
+    return [(ids, positions) for ids, positions, _ in _encode_words_and_cut(tokenizer, words_batch, max_length)]
+
+
+def _encode_words_and_cut(
+    tokenizer: Tokenizer, words_batch: Sequence[Sequence[str]], max_length: int,
+) -> list[tuple[list[int], list[int], int]]:
+    """:func:`encode_words` plus, per example, how many subword tokens were cut off."""
     _, cls, sep = special_ids(tokenizer)
     plain(tokenizer)
     out = []
@@ -114,7 +121,7 @@ def encode_words(tokenizer: Tokenizer, words_batch: Sequence[Sequence[str]], max
         for pos, word in enumerate(enc.word_ids[: len(ids)]):
             if word is not None and positions[word] == -1:
                 positions[word] = pos + 1  # +1 for [CLS]
-        out.append(([cls, *ids, sep], positions))
+        out.append(([cls, *ids, sep], positions, len(enc.ids) - len(ids)))
     return out
 
 
@@ -122,13 +129,14 @@ def encode_token_examples(tokenizer: Tokenizer, examples: Sequence[TokenExample]
     """Label each word's first subword; other subwords, special tokens and cut-off words are ignored."""
     label2id = spec.label2id
     result = []
-    for ex, (ids, positions) in zip(examples, encode_words(tokenizer, [ex.tokens for ex in examples], spec.max_length), strict=True):
+    encoded = _encode_words_and_cut(tokenizer, [ex.tokens for ex in examples], spec.max_length)
+    for ex, (ids, positions, cut) in zip(examples, encoded, strict=True):
         positions = (positions + [-1] * len(ex.tokens))[: len(ex.tokens)]  # words that produced no subword
         labels = [IGNORE_INDEX] * len(ids)
         for tag, pos in zip(ex.tags, positions, strict=True):
             if pos >= 0:
                 labels[pos] = label2id[tag]
-        result.append(Encoded(ids, [0] * len(ids), labels, positions))
+        result.append(Encoded(ids, [0] * len(ids), labels, positions, cut_tokens=cut))
     return result
 
 

@@ -443,9 +443,8 @@ def finetune(
             encoded[split] = encode_examples(tokenizer, getattr(data, split), spec)
 
     # Cut texts are a silent handicap against baselines that read whole texts (TF-IDF): say so.
-    cuts = {} if spec.type == "token" else {  # token tasks score cut words as "O" instead
-        split: cut_summary(enc) for split, enc in (("train", train_enc), *encoded.items()) if enc}
-    if log and cuts and (line := cut_warning(cuts["train"], "training", spec.max_length)):
+    cuts = {split: cut_summary(enc) for split, enc in (("train", train_enc), *encoded.items()) if enc}
+    if log and (line := cut_warning(cuts["train"], "training", spec.max_length)):
         log(line)
 
     model, config = build_model(run, spec, from_scratch=from_scratch, seed=seed, pooling=cfg.pooling,
