@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,18 @@ def _read(tmp_path: Path, data: bytes, name: str) -> list:
     return list(read_shard(Shard(str(path), "warc", 0), InputSpec(paths=[str(path)])))
 
 
+def _inside_member(data: bytes, member: int) -> int:
+    """An offset halfway through gzip member ``member``: cutting there always damages it, never ends on a boundary."""
+    start = 0
+    for _ in range(member):
+        reader = zlib.decompressobj(wbits=31)
+        reader.decompress(data[start:])
+        start = len(data) - len(reader.unused_data)
+    reader = zlib.decompressobj(wbits=31)
+    reader.decompress(data[start:])
+    return (start + len(data) - len(reader.unused_data)) // 2
+
+
 PLAIN = _warc()
 GZ = _warc(gz=True)
 RECORD = len(PLAIN) // N
@@ -57,7 +70,7 @@ CASES = {
     "content-length x5 (issue)": (_content_length_times(PLAIN, 5), "a.warc", None, "input:damaged_record"),
     "content-length too small": (_content_length_times(PLAIN, 0.8), "a.warc", N - 1, "input:damaged_record"),
     "content-length past the end": (_content_length_times(PLAIN, 30, record=N - 1), "a.warc", N - 1, "input:damaged_record"),
-    "truncated .warc.gz (issue)": (GZ[: len(GZ) // 2], "a.warc.gz", N // 2, "input:damaged_file"),
+    "truncated .warc.gz (issue)": (GZ[: _inside_member(GZ, N // 2)], "a.warc.gz", N // 2, "input:damaged_file"),
     "truncated single-member .gz": (gzip.compress(PLAIN)[:-200], "a.warc.gz", None, "input:damaged_file"),
     "corrupt gzip bytes": (GZ[:200] + b"\0" * 50 + GZ[250:], "a.warc.gz", 0, "input:damaged_file"),
     "truncated inside a header": (PLAIN[: 3 * RECORD + 60], "a.warc", 3, "input:damaged_file"),

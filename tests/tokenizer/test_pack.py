@@ -199,13 +199,17 @@ def test_a_run_output_on_an_fsspec_filesystem(tokdir: Path, tmp_path: Path) -> N
         write_documents(docs[:50], tmp_path / "local" / "kept" / "part-00000.parquet")
         write_documents(docs[50:], tmp_path / "local" / "kept" / "part-00001.jsonl", "jsonl")
 
+        # memory:// lives in this process, so one worker; file:// URLs below take the same path in worker processes
         remote = pack_corpus(storage.join(root, "OUT"), tokdir, tmp_path / "t", seq_len=48, val_fraction=0.0,
-                             docs_per_unit=20, workers=2)
+                             docs_per_unit=20)
         local = pack_corpus(tmp_path / "local" / "kept", tokdir, tmp_path / "t2", seq_len=48, val_fraction=0.0,
                             docs_per_unit=20)
         assert remote["source"]["run_stats"]["totals"] == {"kept": len(docs)}
         assert remote["source"]["files"][0].startswith("memory://")
         assert remote["splits"] == local["splits"]
+        file_url = pack_corpus(f"file://{tmp_path / 'local' / 'kept'}", tokdir, tmp_path / "t3", seq_len=48,
+                               val_fraction=0.0, docs_per_unit=20, workers=2)
+        assert file_url["splits"] == local["splits"]
         check_split(tmp_path / "t", "train", expected_documents([{"id": d.id, "text": d.text} for d in docs], tokdir))
 
         # (The trainer's vocabulary itself is not reproducible run to run: equal counts tie at the cut-off.)

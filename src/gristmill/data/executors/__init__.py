@@ -10,15 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
-from gristmill.data.executors.local import LocalExecutor
-from gristmill.errors import GristmillError, require_extra
+from gristmill.data.executors.local import ExecutorError, LocalExecutor
+from gristmill.errors import require_extra
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-class ExecutorError(GristmillError, ValueError):
-    """An executor name that is not local or ray."""
 
 
 class Executor(Protocol):
