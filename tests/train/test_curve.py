@@ -17,7 +17,7 @@ from gristmill.model.config import ModelConfig
 from gristmill.model.transformer import MaskedLM
 from gristmill.tokenizer.tokdir import save_tokdir
 from gristmill.train.checkpoint import save_run_weights
-from gristmill.train.curve import parse_sizes, run_curve
+from gristmill.train.curve import parse_inits, parse_sizes, run_curve
 from gristmill.train.finetune import FineTuneConfig
 from gristmill.train.finetuned import FineTuneError
 from gristmill.train.tasks import load_task
@@ -63,6 +63,12 @@ def task(tmp_path_factory):
         paths[split] = root / f"{split}.jsonl"
         paths[split].write_text("".join(json.dumps(r) + "\n" for r in rows(n, rng)))
     return run, load_task(paths["train"], paths["dev"], paths["test"], max_length=16), root
+
+
+def test_parse_inits():
+    assert parse_inits("scratch, pretrained,scratch") == ["scratch", "pretrained"]
+    with pytest.raises(FineTuneError, match="name at least one"):
+        parse_inits(" , ")
 
 
 def test_parse_sizes():
@@ -144,3 +150,16 @@ def test_curve_command(task, tmp_path):
     result = CliRunner().invoke(app, ["curve", "--model", str(run), "--train", data.paths["train"], "--test",
                                       data.paths["test"], "--per-class", "8,lots", "--out", str(out)])
     assert result.exit_code == 2 and "'lots' is not a number" in result.output
+
+    only = tmp_path / "only"
+    result = CliRunner().invoke(app, ["curve", "--model", str(run), "--train", data.paths["train"], "--test",
+                                      data.paths["test"], "--per-class", "2", "--seeds", "2", "--epochs", "1",
+                                      "--max-length", "16", "--inits", "tfidf-logreg, pretrained", "--out", str(only)])
+    assert result.exit_code == 0, result.output
+    runs = [json.loads(line) for line in (only / "runs.jsonl").read_text().splitlines()]
+    assert sorted((r["seed"], r["init"]) for r in runs) == [(0, "pretrained"), (0, "tfidf-logreg"),
+                                                           (1, "pretrained"), (1, "tfidf-logreg")]
+
+    result = CliRunner().invoke(app, ["curve", "--model", str(run), "--train", data.paths["train"], "--test",
+                                      data.paths["test"], "--inits", "pretrained,adapted", "--out", str(only)])
+    assert result.exit_code == 2 and "'adapted' is not one of pretrained, scratch, tfidf-logreg" in result.output

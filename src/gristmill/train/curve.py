@@ -43,6 +43,19 @@ from gristmill.train.tasks import TaskData, sample_training
 INITS = ("pretrained", "scratch", BASELINE)
 
 
+def parse_inits(text: str) -> list[str]:
+    """``"pretrained,tfidf-logreg"`` -> the inits to run, in the order given (each once)."""
+    inits: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if part and part not in INITS:
+            raise FineTuneError(f"--inits: {part!r} is not one of {', '.join(INITS)}")
+        if part and part not in inits:
+            inits.append(part)
+    if not inits:
+        raise FineTuneError(f"--inits: name at least one of {', '.join(INITS)}")
+    return inits
+
+
 def parse_sizes(text: str) -> list[int | None]:
     """``"8,32,128,all"`` -> ``[8, 32, 128, None]`` (None: the whole training file)."""
     sizes: list[int | None] = []

@@ -155,6 +155,7 @@ def register(app: typer.Typer) -> None:
         dev: Path | None = typer.Option(None, "--dev", help="Dev JSONL: early stopping and model selection."),
         per_class: str = typer.Option("8,32,128,all", "--per-class", help="Comma-separated sizes; 'all' = whole file."),
         seeds: int = typer.Option(3, "--seeds", callback=ranged(COUNT), help="Runs per size and init (seeds 0..N-1)."),
+        inits: str = typer.Option("pretrained,scratch,tfidf-logreg", "--inits", help="Comma-separated, what to run at each point: pretrained, scratch, tfidf-logreg (sequence tasks)."),
         task: Literal["auto", "sequence", "token"] = typer.Option("auto", "--task", help="sequence, token (NER-style tokens+tags) or auto."),
         text_field: str = typer.Option("text", "--text-field", help="JSON field holding the text."),
         label_field: str = typer.Option("label", "--label-field", help="JSON field holding the label."),
@@ -178,15 +179,16 @@ def register(app: typer.Typer) -> None:
         """Learning curve: fine-tune pretrained and from scratch at several labels-per-class, several seeds."""
         from rich.console import Console
 
-        from gristmill.train.curve import markdown_table, parse_sizes, run_curve
+        from gristmill.train.curve import markdown_table, parse_inits, parse_sizes, run_curve
 
         _threads(threads)
         sizes = parse_sizes(per_class)
+        chosen = parse_inits(inits)
         data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
                      max_length)
         summary = run_curve(model, data, sizes, list(range(seeds)), out,
                             _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
                                     reinit_layers=reinit_layers, pooling=pooling, bf16=bf16), tokenizer_dir=tokenizer,
-                            overwrite=overwrite, log=info)
+                            overwrite=overwrite, log=info, inits=chosen)
         Console().print(markdown_table(summary))
         info(f"table: {out / 'curve.md'}   plot: {out / 'curve.png'}   runs: {out / 'runs.jsonl'}")
