@@ -30,7 +30,6 @@ INT64 = (-(1 << 63), (1 << 63) - 1)
 MAX_FIELDS = 1000
 """Most keys a record may have (all levels): each metadata key becomes a column of its shard."""
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_LONG_NUMBER = re.compile(rb"\d{19}")
 
 
 def _nodes(value: object) -> Iterator[tuple[object, int]]:
@@ -48,7 +47,8 @@ def record_problem(raw: bytes, record: object) -> tuple[str, str] | None:
 
     Checks what the JSON parser accepts but a writer or a later step cannot handle: nesting deeper than
     :data:`MAX_DEPTH`, more than :data:`MAX_FIELDS` keys, lone surrogates (``"\\ud800"``, not encodable as UTF-8) and integers beyond 64 bits.
-    Each check starts with a cheap look at the raw bytes, so an ordinary record costs three scans in C.
+    The depth, surrogate and field checks start with a cheap look at the raw bytes; integers are looked up in the
+    parsed record, which for an ordinary record is a handful of values.
     """
     if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and max(
             (depth for item, depth in _nodes(record) if isinstance(item, (dict, list))), default=0) > MAX_DEPTH:
@@ -61,10 +61,28 @@ def record_problem(raw: bytes, record: object) -> tuple[str, str] | None:
             return "invalid_unicode", f"lone surrogate {bad} (not encodable as UTF-8)"
     if raw.count(b":") > MAX_FIELDS and sum(len(item) for item, _ in _nodes(record) if isinstance(item, dict)) > MAX_FIELDS:
         return "too_many_fields", f"more than {MAX_FIELDS:,} fields"
-    if _LONG_NUMBER.search(raw):
-        for item, _ in _nodes(record):
-            if isinstance(item, int) and not isinstance(item, bool) and not INT64[0] <= item <= INT64[1]:
-                return "int_out_of_range", f"integer {str(item)[:30]}{'...' if len(str(item)) > 30 else ''} does not fit in 64 bits"
+    if (big := _int_out_of_range(record)) is not None:
+        return "int_out_of_range", f"integer {str(big)[:30]}{'...' if len(str(big)) > 30 else ''} does not fit in 64 bits"
+    return None
+
+
+def _int_out_of_range(record: object) -> int | None:
+    """The first integer of ``record`` beyond 64 bits, if any.
+
+    A walk over the parsed values, not a look at the raw bytes: a record has a few values but kilobytes of text,
+    and a regular expression for 19 digits in a row read the bytes at 55 MB/s, a third of a plain run's time.
+    """
+    todo: list[Any] = [record]
+    while todo:
+        item = todo.pop()
+        kind = type(item)  # exact types: bool is no integer here, and json.loads makes no subclasses
+        if kind is int:
+            if not INT64[0] <= item <= INT64[1]:
+                return item
+        elif kind is dict:
+            todo.extend(item.values())
+        elif kind is list:
+            todo.extend(item)
     return None
 
 
