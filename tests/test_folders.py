@@ -58,6 +58,24 @@ def test_problems_name_the_folder_and_what_to_do(tmp_path: Path) -> None:
     assert folders.run_problem(run) is None and folders.read_record(run / "config.json") == {"vocab_size": 10}
 
 
+def test_a_record_is_replaced_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.json or tokenizer_config.json of a run killed mid-write must not be left as half a JSON file."""
+    record = tmp_path / "train.json"
+    folders.write_record(record, {"steps": 100})
+
+    def killed(src: object, dst: object) -> None:
+        raise KeyboardInterrupt  # the write is stopped after the new text is on disk, before it takes the name
+
+    monkeypatch.setattr(folders.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        folders.write_record(record, {"steps": 200, "note": "x" * 100_000})
+    monkeypatch.undo()
+    assert folders.read_record(record) == {"steps": 100}
+    assert [p.name for p in tmp_path.iterdir()] == ["train.json"]
+    folders.write_record(record, {"steps": 200})
+    assert record.read_text(encoding="utf-8") == '{\n  "steps": 200\n}\n'
+
+
 @pytest.mark.parametrize("args", [
     ["fill-mask", "{hf}", "a [MASK]"],
     ["finetune", "--model", "{hf}", "--train", "{train}", "--out", "{out}"],

@@ -16,6 +16,7 @@ their own error with the message.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,20 @@ def read_record(path: Path) -> Any:
 
 
 def write_record(path: Path, data: Any) -> None:
-    """The same files as written: indented JSON with a final newline."""
-    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    """The same files as written: indented JSON with a final newline, replacing the old file whole.
+
+    A killed write leaves the old file or none, never half of one. (``data.storage.atomic_write_text`` does the
+    same for any path, but this module imports nothing from gristmill; the temporary name is storage's, so its
+    cleanup of stale temporaries applies.)
+    """
+    path = Path(path)
+    text = json.dumps(data, indent=2) + "\n"
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def hf_hint(folder: Path) -> str | None:
