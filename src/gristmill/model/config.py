@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from gristmill.data.storage import atomic_write_text
 from gristmill.errors import GristmillError
-from gristmill.folders import RunFolder
+from gristmill.folders import RunFolder, write_record
 from gristmill.options import MAX_POSITIONS
 
 # The BERT miniatures (Turc et al., 2019) and BERT-base: name -> (layers, hidden). Heads = hidden / 64,
@@ -99,7 +98,7 @@ class SizedConfig:
         return cls(**data)
 
     def to_json(self, path: str | Path) -> None:
-        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+        write_record(Path(path), self.to_dict())
 
     @classmethod
     def from_json(cls: type[C], path: str | Path) -> C:

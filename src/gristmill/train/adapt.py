@@ -265,7 +265,7 @@ def adapt(cfg: AdaptConfig) -> PretrainResult:
         "tokens_seen": cfg.steps * cfg.batch_size * seq_len,
         "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
     }
-    atomic_write_text(out / "adapt.json", json.dumps(record, indent=2) + "\n")
+    folders.write_record(out / "adapt.json", record)
     # resume=True: RUN2 already holds the packed tokens, and a fresh run simply finds no checkpoint.
     pcfg = PretrainConfig(data=str(out / "tokens"), out=str(out), init_from=str(base), steps=cfg.steps,
                           batch_size=cfg.batch_size, lr=lr, warmup=cfg.warmup, seed=cfg.seed,

@@ -6,19 +6,15 @@ size". As with Python's own spawn and forkserver, each worker imports the script
 that runs gristmill with more than one worker keeps its work under ``if __name__ == "__main__":``.
 
 Workers die with the process that started them, even when it is killed with SIGKILL and cannot clean
-up: a thread in each worker waits for that process to end (on a pidfd where Linux has one), or, where
-the worker is its direct child, the kernel sends SIGKILL (``prctl(PR_SET_PDEATHSIG)``). The fork server
-exits once its workers have. No orphan keeps memory or the output's lock.
+up: a thread in each worker waits for that process to end (on a pidfd where Linux has one), and the
+fork server exits once its workers have. No orphan keeps memory or the output's lock.
 """
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing as mp
 import os
 import select
-import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -30,8 +26,6 @@ from gristmill.errors import GristmillError
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-PR_SET_PDEATHSIG = 1
 
 
 class ExecutorError(GristmillError, ValueError):
@@ -46,21 +40,12 @@ WORKER_DIED = ("a worker process ended abruptly (killed, out of memory, or it fa
 def die_with_caller(caller_pid: int) -> None:
     """Run first in each worker: end this process when ``caller_pid``, the process that started the pool, ends.
 
-    Under a fork server the worker's parent is the server, and the server outlives a killed caller (each worker
-    holds its "a client is alive" pipe open), so such a worker watches the caller itself.
+    Under a fork server the worker's parent is the server, which outlives a killed caller (each worker holds its
+    "a client is alive" pipe open), so the worker watches the caller itself; without one (Windows) the caller is
+    its parent.
     """
-    if os.getppid() != caller_pid:
-        threading.Thread(target=_watch_process, args=(caller_pid,), daemon=True, name="gristmill-caller-watch").start()
-        return
-    if sys.platform.startswith("linux"):
-        try:
-            if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-                if os.getppid() != caller_pid:  # the parent died before the signal was armed
-                    os._exit(1)
-                return
-        except (OSError, AttributeError):
-            pass
-    threading.Thread(target=_watch_parent, args=(caller_pid,), daemon=True, name="gristmill-parent-watch").start()
+    watch = _watch_parent if os.getppid() == caller_pid else _watch_process
+    threading.Thread(target=watch, args=(caller_pid,), daemon=True, name="gristmill-caller-watch").start()
 
 
 def _watch_process(pid: int, interval: float = 1.0) -> None:
@@ -79,11 +64,11 @@ def _watch_process(pid: int, interval: float = 1.0) -> None:
 
 def _exists(pid: int) -> bool:
     try:
-        os.kill(pid, 0)  # POSIX only, as fork servers are
+        os.kill(pid, 0)  # POSIX only, as fork servers are (on Windows this would end the process)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # it exists, as another user's
+        pass
     return True
 
 

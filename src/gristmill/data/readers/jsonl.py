@@ -61,28 +61,11 @@ def record_problem(raw: bytes, record: object) -> tuple[str, str] | None:
             return "invalid_unicode", f"lone surrogate {bad} (not encodable as UTF-8)"
     if raw.count(b":") > MAX_FIELDS and sum(len(item) for item, _ in _nodes(record) if isinstance(item, dict)) > MAX_FIELDS:
         return "too_many_fields", f"more than {MAX_FIELDS:,} fields"
-    if (big := _int_out_of_range(record)) is not None:
-        return "int_out_of_range", f"integer {str(big)[:30]}{'...' if len(str(big)) > 30 else ''} does not fit in 64 bits"
-    return None
-
-
-def _int_out_of_range(record: object) -> int | None:
-    """The first integer of ``record`` beyond 64 bits, if any.
-
-    A walk over the parsed values, not a look at the raw bytes: a record has a few values but kilobytes of text,
-    and a regular expression for 19 digits in a row read the bytes at 55 MB/s, a third of a plain run's time.
-    """
-    todo: list[Any] = [record]
-    while todo:
-        item = todo.pop()
-        kind = type(item)  # exact types: bool is no integer here, and json.loads makes no subclasses
-        if kind is int:
-            if not INT64[0] <= item <= INT64[1]:
-                return item
-        elif kind is dict:
-            todo.extend(item.values())
-        elif kind is list:
-            todo.extend(item)
+    # The parsed record, not the raw bytes: a record has a few values but kilobytes of text, and a regular
+    # expression for 19 digits in a row read the bytes at 55 MB/s, a third of a plain run's time.
+    for item, _ in _nodes(record):
+        if isinstance(item, int) and not isinstance(item, bool) and not INT64[0] <= item <= INT64[1]:
+            return "int_out_of_range", f"integer {str(item)[:30]}{'...' if len(str(item)) > 30 else ''} does not fit in 64 bits"
     return None
 
 
