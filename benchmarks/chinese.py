@@ -289,7 +289,8 @@ def bench_unk(work: Path, clean_kept: Path) -> dict[str, Any]:
 
 
 def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None], inits: list[str],
-                adapted: Path | None = None, bf16: bool = False, max_length: int = 128) -> dict[str, Any]:
+                adapted: Path | None = None, bf16: bool = False, max_length: int = 128,
+                pooling: str | None = None) -> dict[str, Any]:
     """Fine-tune (or fit TF-IDF) for every (size, seed, init) not yet in ``WORKDIR/curve/runs.jsonl``.
 
     ``scratch`` needs only the run's config and tokenizer, so it can run while pretraining is still going.
@@ -320,11 +321,12 @@ def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None]
                 else:
                     if init == "adapted" and adapted is None:
                         raise SystemExit("--adapted ADAPTED_RUN is needed for the adapted init")
-                    m = finetune(adapted if init == "adapted" else run, data, FineTuneConfig(bf16=bf16),
+                    m = finetune(adapted if init == "adapted" else run, data, FineTuneConfig(bf16=bf16, pooling=pooling),
                                  from_scratch=init == "scratch", per_class=size, seed=seed).metrics
                     row = {"per_class": size_name(size), "seed": seed, "init": init, "train_examples": m["train_examples"],
                            "test_accuracy": m["test"]["accuracy"], "test_macro_f1": m["test"]["macro_f1"],
-                           "steps": m["training"]["steps"], "seconds": m["training"]["seconds"], "max_length": max_length}
+                           "steps": m["training"]["steps"], "seconds": m["training"]["seconds"], "max_length": max_length,
+                           "pooling": pooling or "model's own"}
                 print(f"    test accuracy {row['test_accuracy']:.4f}", flush=True)
                 runs.append(row)
                 with runs_file.open("a", encoding="utf-8") as f:
@@ -368,6 +370,7 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast while fine-tuning (every init alike).")
     parser.add_argument("--max-length", type=int, default=128,
                         help="Tokens per task text when fine-tuning, [CLS] and [SEP] included (TF-IDF sees whole texts).")
+    parser.add_argument("--pooling", choices=("cls", "mean"), help="What the classifier head sees (default: the model's own, cls).")
     args = parser.parse_args()
     import torch
 
@@ -393,7 +396,7 @@ def main() -> None:
                 raise SystemExit("--run RUN_DIR is needed for the curve")
             sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
             res = bench_curve(work, args.run, [int(s) for s in args.seeds.split(",")], sizes, args.inits.split(","),
-                              args.adapted, args.bf16, args.max_length)
+                              args.adapted, args.bf16, args.max_length, args.pooling)
         else:
             raise SystemExit(f"unknown part {part}")
         res["wall_seconds"], res["part_cpu_seconds"] = round(time.perf_counter() - t0, 1), round(cpu_seconds() - c0, 1)

@@ -38,6 +38,7 @@ import typer
 
 from gristmill.console import console
 from gristmill.errors import GristmillError
+from gristmill.folders import write_record
 from gristmill.options import COUNT, THREADS_HELP, ranged
 
 Log = Callable[[str], None]
@@ -219,7 +220,7 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
         "seconds": {**{k: round(v, 1) for k, v in seconds.items()}, "total": round(total, 1)},
         "results": results,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_record(out_dir / "summary.json", summary)
     _print_summary(summary, paths, log)
     return summary
 

@@ -140,3 +140,16 @@ def test_cli_trains_and_reports_errors(corpus: Path, tmp_path: Path) -> None:
     assert res.exit_code == 2 and "already holds a tokenizer" in " ".join(res.output.split())
     res = runner.invoke(app, ["tokenizer", "train", "--input", str(tmp_path / "missing"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "no such file" in " ".join(res.output.split())
+
+
+def test_unigram_with_more_characters_than_tokens_says_how_many(tmp_path: Path) -> None:
+    # 400 different Han characters cannot fit in 100 tokens; unigram has no alphabet limit to fall back on.
+    chars = [chr(0x4E00 + i) for i in range(400)]
+    corpus = tmp_path / "many.jsonl"
+    corpus.write_text("".join(json.dumps({"text": "".join(chars[i:i + 40])}) + "\n" for i in range(0, 400, 40)),
+                      encoding="utf-8")
+    with pytest.raises(TokenizerError, match=r"about 40\d different characters .* --vocab-size 100: raise it"):
+        train_tokenizer(corpus, tmp_path / "u", kind="unigram", vocab_size=100, show_progress=False)
+    res = CliRunner().invoke(app, ["tokenizer", "train", "--input", str(corpus), "--out", str(tmp_path / "cli"),
+                                   "--kind", "unigram", "--vocab-size", "100", "--no-progress"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "--limit-alphabet" in " ".join(res.output.split())

@@ -147,7 +147,7 @@ def _tokenizer_files(tokenizer_dir: Path, out_dir: Path, special: dict[str, str]
     tok_config.setdefault("tokenizer_class", "PreTrainedTokenizerFast")
     for key, token in special.items():
         tok_config.setdefault(f"{key}_token", token)
-    config_path.write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
+    write_record(config_path, tok_config)
 
 
 def _special_tokens(tokenizer_dir: Path, config: ModelConfig) -> dict[str, str]:

@@ -199,7 +199,7 @@ def export_onnx(
     report["export_seconds"] = round(time.perf_counter() - started, 2)
     if verify:
         report.update(compare_variants(loaded, spec, out, eval_file, eval_limit, torch_int8, threads))
-    (out / "export.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    folders.write_record(out / "export.json", report)
     return report
 
 
@@ -296,5 +296,5 @@ def export_hf_classifier(ft_dir: str | Path, out_dir: str | Path) -> Path:
     tok_config["model_max_length"] = int(spec.max_length)
     for key, token in (("pad", "[PAD]"), ("unk", "[UNK]"), ("cls", "[CLS]"), ("sep", "[SEP]"), ("mask", "[MASK]")):
         tok_config.setdefault(f"{key}_token", token)
-    tok_config_path.write_text(json.dumps(tok_config, indent=2) + "\n", encoding="utf-8")
+    folders.write_record(tok_config_path, tok_config)
     return out

@@ -181,6 +181,16 @@ LEGACY_TOKENIZER = ("gristmill.json", TOKENIZER_JSON)
 """A tokenizer folder made before output markers: replaceable like a marked one."""
 
 
+def _distinct_characters(tok: Tokenizer, batches: Iterator[list[str]], alphabet: list[str] | None) -> int:
+    """How many characters the unigram trainer must keep: the normalised texts' and the alphabet's (a space
+    counts once, as the word marker it becomes)."""
+    seen: set[str] = set(alphabet or [])
+    for batch in batches:
+        for text in batch:
+            seen.update(tok.normalizer.normalize_str(text) if tok.normalizer is not None else text)
+    return len(seen)
+
+
 def iter_texts(input: str | Path | list[str | Path], max_documents: int | None = None, text_field: str = "text",
                batch_size: int = 1000, counter: dict[str, int] | None = None) -> Iterator[list[str]]:
     """Stream batches of non-empty texts from a corpus (see ``source.resolve_input``)."""
@@ -252,8 +262,19 @@ def _train(input: list[str | Path], out: Path, kind: str, vocab_size: int, lower
         total = min(total, max_documents)
     counter: dict[str, int] = {"documents": 0}
     t0 = time.perf_counter()
-    tok.train_from_iterator(iter_texts(files, max_documents, text_field, counter=counter),
-                            _trainer(kind, vocab_size, min_frequency, limit_alphabet, show_progress, chars), length=total)
+    try:
+        tok.train_from_iterator(iter_texts(files, max_documents, text_field, counter=counter),
+                                _trainer(kind, vocab_size, min_frequency, limit_alphabet, show_progress, chars),
+                                length=total)
+    except Exception as e:
+        if kind != "unigram" or "not large enough to contain all chars" not in str(e):
+            raise
+        needed = _distinct_characters(tok, iter_texts(files, max_documents, text_field), chars)
+        raise TokenizerError(
+            f"the unigram trainer keeps every character it sees, and about {needed:,} different characters "
+            f"(with the alphabet, after normalisation) do not fit in --vocab-size {vocab_size:,}: raise it to "
+            f"more than {needed + len(SPECIAL_TOKENS):,} (leaving room for longer pieces), or use --kind wordpiece, "
+            "whose --limit-alphabet keeps only the most frequent characters") from None
     seconds = time.perf_counter() - t0
     if counter["documents"] == 0:
         raise TokenizerError(f"{input} holds no documents with text to train on")

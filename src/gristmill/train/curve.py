@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gristmill.folders import RunFolder
+from gristmill.folders import RunFolder, write_record
 from gristmill.train.baseline import NAME as BASELINE
 from gristmill.train.baseline import tfidf_logreg
 from gristmill.train.checkpoint import CheckpointError, run_weights_path
@@ -267,7 +267,7 @@ def run_curve(
             if log and done:
                 log(f"resuming: {len(done)} runs already in {runs_file}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "setup.json").write_text(json.dumps(setup, indent=2) + "\n", encoding="utf-8")
+    write_record(out_dir / "setup.json", setup)
 
     encoded = {split: encode_examples(tokenizer, getattr(data, split), data.spec) for split in ("dev", "test")}
     if log and (line := cut_warning(cut_summary(encoded["test"]), "test", data.spec.max_length)):
@@ -304,7 +304,7 @@ def run_curve(
     runs = [r for r in done if r["per_class"] in wanted and r["seed"] in set(seeds)]
     summary = summarise(runs, sizes)
     summary["setup"] = setup
-    (out_dir / "curve.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_record(out_dir / "curve.json", summary)
     (out_dir / "curve.md").write_text(markdown_table(summary), encoding="utf-8")
     title = f"{run.name} ({config.name or 'model'}) on {Path(data.paths['train']).parent.name or 'task'}"
     plot(summary, runs, out_dir / "curve.png", title)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gristmill.errors import GristmillError
+from gristmill.folders import write_record
 
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import HashingVectorizer
@@ -96,7 +97,7 @@ class LinearClassifier:
                    "intercept": np.ascontiguousarray(self.intercept, np.float32)}, str(out / WEIGHTS))
         config = {"kind": KIND, "format_version": 1, "labels": self.labels, "vectorizer": asdict(self.vectorizer),
                   **self.meta}
-        (out / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        write_record(out / CONFIG, config)
         return out
 
 

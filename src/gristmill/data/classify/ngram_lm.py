@@ -19,7 +19,6 @@ a batch, and memory is the count tables (``7 x buckets x 4`` bytes).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 from gristmill.data.classify.linear import ModelFolderError, read_config
 from gristmill.data.dedup.text import fmix64, tokenize_batch
+from gristmill.folders import write_record
 
 KIND = "gristmill-ngram-lm"
 COUNTS = "counts.safetensors"
@@ -123,7 +123,7 @@ class NGramLM:
         save_file({k: np.ascontiguousarray(v) for k, v in self.t.items()}, str(out / COUNTS))
         config = {"kind": KIND, "format_version": 1, "order": 3, "buckets": self.buckets, "tokens": self.tokens,
                   "distinct_words": self.distinct, **(meta or {})}
-        (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        write_record(out / "config.json", config)
         return out
 
 

@@ -8,7 +8,6 @@ F1 per label at the 0.5 decision of the two-label model / the arg-max of a multi
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -22,6 +21,7 @@ from gristmill.data.classify.ngram_lm import train_ngram_lm
 from gristmill.data.readers.jsonl import JsonlError, read_jsonl
 from gristmill.data.readers.output import read_texts
 from gristmill.errors import BadDataError, GristmillError
+from gristmill.folders import write_record
 
 
 class TrainingDataError(GristmillError, ValueError):
@@ -146,5 +146,5 @@ def train_folder(out: str | Path, *, positive: Sequence[str] = (), negative: Seq
         metrics["eval"] = {"file": eval_file, **evaluate(model, eval_texts, gold)}
     model.meta["metrics"] = metrics
     model.save(folder)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    write_record(folder / "metrics.json", metrics)
     return metrics
