@@ -9,6 +9,8 @@ import pytest
 
 from gristmill.data.run import count_documents
 from gristmill.quickstart import QuickstartError, find_repo, run_quickstart
+from gristmill.tokenizer import load_tokenizer
+from gristmill.tokenizer.train import unk_rate
 from tests.quickstart_run import REPO, run_fast_quickstart
 
 
@@ -37,7 +39,13 @@ def test_quickstart_zh_fast_runs_the_whole_path(tmp_path):
     kept, rejected = count_documents(out / "clean" / "kept"), count_documents(out / "clean" / "rejected")
     assert kept + rejected == 1684 and kept > 800
     record = json.loads((out / "tokenizer" / "gristmill.json").read_text())
-    assert record["alphabet"] == "cjk" and record["vocab_size"] >= 9000
+    assert record["alphabet"] == "cjk" and record["vocab_size"] >= 15000
+    # Pieces span Han characters: common words are one token, and no character of the task becomes [UNK].
+    assert record["kind"] == "unigram" and record["cjk"] is False
+    tokenizer = load_tokenizer(out / "tokenizer")
+    assert {"函数", "配置文件"} <= set(tokenizer.encode("此函数返回配置文件的路径", add_special_tokens=False).tokens)
+    task_texts = [json.loads(line)["text"] for line in (REPO / "sample" / "zh" / "task" / "test.jsonl").open(encoding="utf-8")]
+    assert unk_rate(tokenizer, task_texts)[0] == 0
 
     # 256-token sequences, half as many per step: the task's texts are read (nearly) whole.
     assert summary["budget"]["seq_len"] == 256 and summary["budget"]["pretrain_batch"] == 8
@@ -45,8 +53,8 @@ def test_quickstart_zh_fast_runs_the_whole_path(tmp_path):
     for init in ("pretrained", "scratch"):
         metrics = json.loads((out / f"ft-{init}" / "metrics.json").read_text())
         assert metrics["train_examples"] == 128 and metrics["test"]["examples"] == 80
-        cut = metrics["truncation"]["train"]  # at 128 tokens most texts lost their end
-        assert metrics["budget"]["max_length"] == 256 and cut["texts_cut"] < 16 and cut["share_of_tokens_cut"] < 0.01
+        cut = metrics["truncation"]["train"]  # at 128 tokens 53 of 128 texts lost their end
+        assert metrics["budget"]["max_length"] == 256 and cut["texts_cut"] == 0
     # Task-adaptive pretraining read the training file's texts only, and its run was fine-tuned like the others.
     assert (out / "adapt" / "model.safetensors").is_file()
     adapted = json.loads((out / "adapt" / "adapt.json").read_text(encoding="utf-8"))

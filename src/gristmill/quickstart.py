@@ -77,18 +77,22 @@ class Language:
 
     sample: str                      # the sample folder, relative to the repository root
     recipes: tuple[str, ...]         # first one found under recipes/ cleans the corpus
-    tokenizer_args: tuple[str, ...]  # extra `gristmill tokenizer train` options
+    tokenizer_args: tuple[str, ...]  # `gristmill tokenizer train` options: the kind and its settings
     vocab_size: tuple[int, int]      # (full, fast); None-free so the Setting stays shared
     char_tfidf: bool                 # add TF-IDF over character n-grams to the table
     seq_len: int = 128               # pretraining sequence and fine-tuning --max-length, in tokens
 
 
 LANGUAGES = {
-    "en": Language("sample", ("web-en.yaml", "quickstart.yaml"), (), (FULL.vocab_size, FAST.vocab_size), False),
-    # Every common Han character gets a token (tokenizer/train.py: cjk_alphabet), hence the larger vocabulary.
-    # The task's texts are a median of 165 tokens (one per Han character): at 128 most lose their end,
-    # which cost 2-10 points (benchmarks/results/chinese.md, section 6).
-    "zh": Language("sample/zh", ("web-zh.yaml",), ("--alphabet", "cjk"), (12000, 10000), True, seq_len=256),
+    "en": Language("sample", ("web-en.yaml", "quickstart.yaml"), ("--kind", "wordpiece"),
+                   (FULL.vocab_size, FAST.vocab_size), False),
+    # Unigram pieces across Han characters (--no-cjk), so frequent words such as 函数 or 配置文件 are one token:
+    # 7-10 points better at 8-16 labels per class than one token per character (benchmarks/results/chinese.md,
+    # section 8). Every common Han character still gets a token (tokenizer/train.py: cjk_alphabet), and unigram
+    # keeps every character of the corpus, so the vocabulary must hold the sample's 14,700 of both.
+    # The task's texts are a median of 117 tokens: 256 reads nearly all of them whole (section 6).
+    "zh": Language("sample/zh", ("web-zh.yaml",), ("--kind", "unigram", "--no-cjk", "--alphabet", "cjk"),
+                   (20000, 16000), True, seq_len=256),
 }
 
 
@@ -169,8 +173,8 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, fast: bool = False, s
         "run", str(recipe), "--input", str(sample_dir / "corpus.jsonl.gz"), "--out", str(paths["clean"]),
         "--overwrite", "--no-progress"], root, log, logfile)
     seconds["tokenizer"] = run_step("tokenizer", [
-        "tokenizer", "train", "--input", str(paths["clean"] / "kept"), "--kind", "wordpiece",
-        "--vocab-size", str(setting.vocab_size), *language.tokenizer_args, "--out", str(paths["tokenizer"]),
+        "tokenizer", "train", "--input", str(paths["clean"] / "kept"), *language.tokenizer_args,
+        "--vocab-size", str(setting.vocab_size), "--out", str(paths["tokenizer"]),
         "--overwrite", "--no-progress"],
         root, log, logfile)
     seconds["tokenize"] = run_step("tokenize", [
