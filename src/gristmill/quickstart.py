@@ -87,10 +87,10 @@ LANGUAGES = {
     "en": Language("sample", ("web-en.yaml", "quickstart.yaml"), ("--kind", "wordpiece"),
                    (FULL.vocab_size, FAST.vocab_size), False),
     # Unigram pieces across Han characters (--no-cjk), so frequent words such as 函数 or 配置文件 are one token:
-    # 7-10 points better at 8-16 labels per class than one token per character (benchmarks/results/chinese.md,
-    # section 8). Every common Han character still gets a token (tokenizer/train.py: cjk_alphabet), and unigram
+    # +10.4 / +6.9 / +1.3 points at 8 / 16 / 32 labels per class over one token per character, at equal
+    # pretraining compute (benchmarks/results/chinese.md, section 8). Every common Han character still gets a token (tokenizer/train.py: cjk_alphabet), and unigram
     # keeps every character of the corpus, so the vocabulary must hold the sample's 14,700 of both.
-    # The task's texts are a median of 117 tokens: 256 reads nearly all of them whole (section 6).
+    # The task's texts are a median of 122 tokens, at most 189: 256 reads every one whole (section 6).
     "zh": Language("sample/zh", ("web-zh.yaml",), ("--kind", "unigram", "--no-cjk", "--alphabet", "cjk"),
                    (20000, 16000), True, seq_len=256),
 }
@@ -318,7 +318,7 @@ def _print_summary(summary: dict[str, Any], paths: dict[str, Path], log: Log) ->
     log("\n[bold]artefacts[/]")
     described = {
         "clean": "cleaned corpus: kept/, rejected/ (with reasons), stats.json",
-        "tokenizer": "WordPiece tokenizer (Hugging Face folder)",
+        "tokenizer": "tokenizer: a Hugging Face folder; gristmill.json says how it was trained",
         "tokens": "packed token shards + manifest",
         "pretrain": "pretrained tiny encoder: model.safetensors, metrics.jsonl, loss.png",
         "adapt": "the encoder after task-adaptive pretraining on the training texts: model.safetensors, adapt.json",
