@@ -267,7 +267,9 @@ def bench_unk(work: Path, clean_kept: Path) -> dict[str, Any]:
 
     held = [r["text"] for r in records(ZH / "heldout.jsonl.gz")]
     variants = {
-        "Chinese WordPiece 12,000, --alphabet cjk (the zh quickstart's)":
+        "Chinese unigram 20,000, --no-cjk --alphabet cjk (words as pieces; the zh quickstart's since 2026-12-03)":
+            dict(input=clean_kept, kind="unigram", cjk=False, vocab_size=20000, alphabet="cjk"),
+        "Chinese WordPiece 12,000, --alphabet cjk (the zh quickstart's until 2026-12-03)":
             dict(input=clean_kept, vocab_size=12000, alphabet="cjk"),
         "Chinese WordPiece 12,000, no alphabet (limit_alphabet 1000, the default)":
             dict(input=clean_kept, vocab_size=12000),

@@ -88,9 +88,10 @@ LANGUAGES = {
                    (FULL.vocab_size, FAST.vocab_size), False),
     # Unigram pieces across Han characters (--no-cjk), so frequent words such as 函数 or 配置文件 are one token:
     # +10.4 / +6.9 / +1.3 points at 8 / 16 / 32 labels per class over one token per character, at equal
-    # pretraining compute (benchmarks/results/chinese.md, section 8). Every common Han character still gets a token (tokenizer/train.py: cjk_alphabet), and unigram
-    # keeps every character of the corpus, so the vocabulary must hold the sample's 14,700 of both.
-    # The task's texts are a median of 122 tokens, at most 189: 256 reads every one whole (section 6).
+    # pretraining compute (benchmarks/results/chinese.md, section 8). Every common Han character still gets
+    # a token (tokenizer/train.py: cjk_alphabet), and unigram keeps every character of the corpus, so the
+    # vocabulary must hold the sample's 14,700 of both. The task's texts are a median of 122 tokens, at most
+    # 189: 256 reads every one whole (section 6).
     "zh": Language("sample/zh", ("web-zh.yaml",), ("--kind", "unigram", "--no-cjk", "--alphabet", "cjk"),
                    (20000, 16000), True, seq_len=256),
 }

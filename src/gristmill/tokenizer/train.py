@@ -182,12 +182,12 @@ LEGACY_TOKENIZER = ("gristmill.json", TOKENIZER_JSON)
 
 
 def _distinct_characters(tok: Tokenizer, batches: Iterator[list[str]], alphabet: list[str] | None) -> int:
-    """How many characters the unigram trainer must keep: the normalised texts' and the alphabet's (a space
-    counts once, as the word marker it becomes)."""
+    """How many characters the unigram trainer must keep: the normalised texts' and the alphabet's (the space
+    stands for the word marker ``▁``)."""
     seen: set[str] = set(alphabet or [])
     for batch in batches:
         for text in batch:
-            seen.update(tok.normalizer.normalize_str(text) if tok.normalizer is not None else text)
+            seen.update(tok.normalizer.normalize_str(text))  # unigram's pipeline always has a normaliser
     return len(seen)
 
 
