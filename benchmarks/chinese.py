@@ -292,7 +292,7 @@ def bench_unk(work: Path, clean_kept: Path) -> dict[str, Any]:
 
 def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None], inits: list[str],
                 adapted: Path | None = None, bf16: bool = False, max_length: int = 128,
-                pooling: str | None = None) -> dict[str, Any]:
+                pooling: str | None = None, device: str = "auto") -> dict[str, Any]:
     """Fine-tune (or fit TF-IDF) for every (size, seed, init) not yet in ``WORKDIR/curve/runs.jsonl``.
 
     ``scratch`` needs only the run's config and tokenizer, so it can run while pretraining is still going.
@@ -323,10 +323,12 @@ def bench_curve(work: Path, run: Path, seeds: list[int], sizes: list[int | None]
                 else:
                     if init == "adapted" and adapted is None:
                         raise SystemExit("--adapted ADAPTED_RUN is needed for the adapted init")
-                    m = finetune(adapted if init == "adapted" else run, data, FineTuneConfig(bf16=bf16, pooling=pooling),
+                    cfg = FineTuneConfig(bf16=bf16, pooling=pooling, device=device)
+                    m = finetune(adapted if init == "adapted" else run, data, cfg,
                                  from_scratch=init == "scratch", per_class=size, seed=seed).metrics
                     row = {"per_class": size_name(size), "seed": seed, "init": init, "train_examples": m["train_examples"],
                            "test_accuracy": m["test"]["accuracy"], "test_macro_f1": m["test"]["macro_f1"],
+                           "dev_accuracy": m["dev"]["accuracy"],
                            "steps": m["training"]["steps"], "seconds": m["training"]["seconds"], "max_length": max_length,
                            "pooling": pooling or "model's own"}
                 print(f"    test accuracy {row['test_accuracy']:.4f}", flush=True)
@@ -373,6 +375,8 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128,
                         help="Tokens per task text when fine-tuning, [CLS] and [SEP] included (TF-IDF sees whole texts).")
     parser.add_argument("--pooling", choices=("cls", "mean"), help="What the classifier head sees (default: the model's own, cls).")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="Where fine-tuning runs (auto: the GPU when there is one).")
     args = parser.parse_args()
     import torch
 
@@ -398,7 +402,7 @@ def main() -> None:
                 raise SystemExit("--run RUN_DIR is needed for the curve")
             sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
             res = bench_curve(work, args.run, [int(s) for s in args.seeds.split(",")], sizes, args.inits.split(","),
-                              args.adapted, args.bf16, args.max_length, args.pooling)
+                              args.adapted, args.bf16, args.max_length, args.pooling, args.device)
         else:
             raise SystemExit(f"unknown part {part}")
         res["wall_seconds"], res["part_cpu_seconds"] = round(time.perf_counter() - t0, 1), round(cpu_seconds() - c0, 1)

@@ -39,6 +39,8 @@ THREADS_HELP = "CPU threads for PyTorch (default: PyTorch's choice)."
 SEED_HELP = "Random seed: the same seed and inputs give the same result."
 JSON_HELP = "Print the result as one JSON object on stdout (and nothing else there)."
 BF16_HELP = "bf16 autocast for the training forward pass (weights and optimiser state stay fp32)."
+DEVICE_HELP = "auto: cuda when there is one."
+DEVICES = ("auto", "cpu", "cuda")
 
 
 class OptionError(GristmillError, ValueError):

@@ -24,8 +24,14 @@ from gristmill.serve.loading import classifier_from, tagger_from
 from gristmill.tokenizer.tokdir import save_tokdir
 from gristmill.train.checkpoint import save_run_weights
 from gristmill.train.encoding import Encoded, encode_sequences
-from gristmill.train.finetune import FineTuneConfig, build_model, class_weight_tensor, finetune
-from gristmill.train.finetuned import load_finetuned
+from gristmill.train.finetune import (
+    FineTuneConfig,
+    build_model,
+    class_weight_tensor,
+    finetune,
+    training_device,
+)
+from gristmill.train.finetuned import FineTuneError, load_finetuned
 from gristmill.train.forward import pad_batch
 from gristmill.train.tasks import TaskSpec, load_task
 
@@ -316,6 +322,24 @@ def test_bad_inputs_give_messages_not_tracebacks(setup, tmp_path):
 
     assert isinstance(result.exception, SystemExit)  # a clean exit, not an exception escaping the command
     assert not (tmp_path / "ft").exists()
+
+
+def test_device_choice(setup, tmp_path, monkeypatch):
+    # --device auto takes the GPU when there is one, as pretraining does; cuda without one is a one-line refusal.
+    with pytest.raises(FineTuneError, match="--device must be one of auto, cpu, cuda"):
+        FineTuneConfig(device="tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert training_device("auto") == torch.device("cuda") and training_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device("auto") == torch.device("cpu")
+    result, output = cli("finetune", "--model", setup["run"], "--train", setup["train"], "--out", tmp_path / "ft",
+                         "--device", "cuda", *FAST)
+    assert result.exit_code == 2 and "--device cuda was asked for but no CUDA device is available" in output
+    assert not (tmp_path / "ft").exists()
+    # Trained wherever it was, the model comes back on the CPU, so saving and serving never need the GPU.
+    data = load_task(setup["train"], setup["dev"], max_length=32)
+    model = finetune(setup["run"], data, FineTuneConfig(lr=1e-3, epochs=1, batch_size=8), per_class=4).model
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
 
 
 def test_existing_output_needs_overwrite(setup, tmp_path):

@@ -92,12 +92,17 @@ class FineTuneConfig:
     # bf16 autocast for the training forward pass (about 1.5x faster on CPUs with AVX512_BF16 or AMX);
     # weights, optimiser state and dev/test scoring stay fp32.
     bf16: bool = False
+    # Where training and scoring run: "auto" takes the GPU when there is one, as pretraining does. The
+    # fine-tuned model comes back on the CPU, so saving and serving never depend on the device.
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         # The command line's ranges (gristmill.options), so the API refuses what the command line refuses.
         message = options.config_problem(self, options.FINETUNE)
         if message:
             raise FineTuneError(message)
+        if self.device not in options.DEVICES:
+            raise FineTuneError(f"--device must be one of {', '.join(options.DEVICES)}, got {self.device!r}")
 
     def resolved(self, config: ModelConfig) -> FineTuneConfig:
         """A copy with the learning rate filled in for ``config``."""
@@ -113,6 +118,13 @@ class FineTuneConfig:
         eval_every = self.eval_every or max(steps_per_epoch, 25)
         return {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "max_steps": epochs * steps_per_epoch,
                 "eval_every": eval_every}
+
+
+def training_device(name: str) -> torch.device:
+    """``auto`` -> the GPU when there is one, else the CPU; ``cuda`` without a GPU is a user error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FineTuneError("--device cuda was asked for but no CUDA device is available")
+    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def default_lr(config: ModelConfig) -> float:
@@ -302,7 +314,8 @@ def train_classifier(
     """The fine-tuning loop; leaves ``model`` with the weights of the best dev evaluation."""
     token_task = spec.type == "token"
     plan = cfg.plan(len(train))
-    weights = class_weight_tensor(train, len(spec.labels)) if cfg.class_weights else None
+    device = next(model.parameters()).device
+    weights = class_weight_tensor(train, len(spec.labels)).to(device) if cfg.class_weights else None
     loss_fn = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX)
     eval_loss = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     assert cfg.lr is not None, "resolve the learning rate first (FineTuneConfig.resolved)"
@@ -328,7 +341,9 @@ def train_classifier(
         order = torch.randperm(len(train), generator=generator).tolist()
         for start in range(0, len(order), cfg.batch_size):
             model.train()
-            batch = collate([train[i] for i in order[start : start + cfg.batch_size]], pad_id, token_task)
+            batch = {k: v.to(device, non_blocking=True)
+                     for k, v in collate([train[i] for i in order[start : start + cfg.batch_size]], pad_id,
+                                         token_task).items()}
             with autocast:
                 logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
             loss = loss_fn(logits.float().reshape(-1, logits.shape[-1]), batch["labels"].reshape(-1))
@@ -407,6 +422,7 @@ def finetune(
     many runs; they must come from the same tokenizer folder.
     """
     cfg = cfg or FineTuneConfig()
+    device = training_device(cfg.device)  # first: asking for a GPU that is not there costs nothing
     run = Path(run_dir)
     if not run.is_dir():  # the rest of run_problem after the output checks: a refusal there costs nothing
         raise FineTuneError(folders.run_problem(run) or f"{run}: no such model folder")
@@ -449,6 +465,7 @@ def finetune(
 
     model, config = build_model(run, spec, from_scratch=from_scratch, seed=seed, pooling=cfg.pooling,
                                 reinit_layers=cfg.reinit_layers)
+    model.to(device)
     cfg = cfg.resolved(config)
     plan = cfg.plan(len(train_enc))
     if log:
@@ -480,6 +497,7 @@ def finetune(
         if encoded[split]:
             metrics[split] = evaluate(model, getattr(data, split), encoded[split], spec, pad_id, eval_loss,
                                       cfg.eval_batch_size)
+    model.to("cpu")
     if out_dir is not None:
         save_finetuned(out_dir, model, config, spec, tokdir, metrics)
     return FineTuneResult(metrics=metrics, model=model, config=config, out=out_dir)

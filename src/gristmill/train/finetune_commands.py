@@ -17,6 +17,7 @@ from gristmill.folders import FinetunedFolder
 from gristmill.options import (
     BF16_HELP,
     COUNT,
+    DEVICE_HELP,
     JSON_HELP,
     POSITIONS,
     POSITIVE,
@@ -60,6 +61,10 @@ def _reinit_layers() -> Any:
 
 def _bf16() -> Any:
     return typer.Option(False, "--bf16/--fp32", help=BF16_HELP)
+
+
+def _device() -> Any:
+    return typer.Option("auto", "--device", help=DEVICE_HELP)
 
 
 def _pooling() -> Any:
@@ -123,6 +128,7 @@ def register(app: typer.Typer) -> None:
         reinit_layers: int | None = _reinit_layers(),
         pooling: Literal["cls", "mean"] | None = _pooling(),
         bf16: bool = _bf16(),
+        device: Literal["auto", "cpu", "cuda"] = _device(),
         json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Fine-tune a pretrained encoder on a labelled JSONL task; writes FT/ with weights and metrics.json."""
@@ -134,7 +140,7 @@ def register(app: typer.Typer) -> None:
         data = _load(train, dev, test, task, text_field, label_field, pair_field, tokens_field, tags_field,
                      max_length)
         cfg = _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
-                      reinit_layers=reinit_layers, pooling=pooling, bf16=bf16)
+                      reinit_layers=reinit_layers, pooling=pooling, bf16=bf16, device=device)
         result = run_finetune(model, data, cfg, out=out,
                               from_scratch=from_scratch, per_class=per_class, seed=seed, tokenizer_dir=tokenizer,
                               overwrite=overwrite, log=info)
@@ -175,6 +181,7 @@ def register(app: typer.Typer) -> None:
         reinit_layers: int | None = _reinit_layers(),
         pooling: Literal["cls", "mean"] | None = _pooling(),
         bf16: bool = _bf16(),
+        device: Literal["auto", "cpu", "cuda"] = _device(),
     ) -> None:
         """Learning curve: fine-tune pretrained and from scratch at several labels-per-class, several seeds."""
         from rich.console import Console
@@ -188,7 +195,8 @@ def register(app: typer.Typer) -> None:
                      max_length)
         summary = run_curve(model, data, sizes, list(range(seeds)), out,
                             _config(lr, batch_size, epochs, patience, class_weights, layer_decay=layer_decay,
-                                    reinit_layers=reinit_layers, pooling=pooling, bf16=bf16), tokenizer_dir=tokenizer,
+                                    reinit_layers=reinit_layers, pooling=pooling, bf16=bf16, device=device),
+                            tokenizer_dir=tokenizer,
                             overwrite=overwrite, log=info, inits=chosen)
         Console().print(markdown_table(summary))
         info(f"table: {out / 'curve.md'}   plot: {out / 'curve.png'}   runs: {out / 'runs.jsonl'}")

@@ -93,15 +93,16 @@ def batched_logits(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int, 
 
 
 def torch_forward(model: torch.nn.Module) -> Forward:
-    """A PyTorch classifier as a :data:`Forward`, run in eval mode under ``torch.inference_mode``."""
+    """A PyTorch classifier as a :data:`Forward`, run in eval mode under ``torch.inference_mode`` on its own device."""
     import torch
 
     model.eval()
+    device = next(model.parameters()).device
 
     def forward(input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = model(torch.from_numpy(input_ids), attention_mask=torch.from_numpy(attention_mask),
-                        token_type_ids=torch.from_numpy(token_type_ids))
-            return out.float().numpy()
+            out = model(torch.from_numpy(input_ids).to(device), attention_mask=torch.from_numpy(attention_mask).to(device),
+                        token_type_ids=torch.from_numpy(token_type_ids).to(device))
+            return out.float().cpu().numpy()
 
     return forward
