@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module may import from its own package or from a lower layer)::
 
-    base (errors, progress, provenance, checksums, options, console, folders, lazy)
+    base (errors, progress, provenance, checksums, options, console, folders, lazy, durable)
     < data < tokenizer < model < train < serve < report < experiments < quickstart < cli/__main__
 
 Every import counts, including those inside functions: a lazy import still ties the two modules.
@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS: list[list[str]] = [
     ["gristmill", "gristmill.errors", "gristmill.progress", "gristmill.provenance", "gristmill.checksums",
-     "gristmill.options", "gristmill.console", "gristmill.folders", "gristmill.lazy"],
+     "gristmill.options", "gristmill.console", "gristmill.folders", "gristmill.lazy", "gristmill.durable"],
     ["gristmill.data"],
     ["gristmill.tokenizer"],
     ["gristmill.model"],

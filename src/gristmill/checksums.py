@@ -19,6 +19,7 @@ from typing import Any
 
 import xxhash
 
+from gristmill import durable
 from gristmill.errors import BadDataError, GristmillError
 
 SIDECAR = "checksums.json"
@@ -77,7 +78,7 @@ def replace_recorded(tmp: str | Path, path: str | Path) -> None:
         records[path.name + _PREVIOUS] = records[path.name]
     records[path.name] = describe(tmp)
     _write_sidecar(sidecar, records)
-    os.replace(tmp, path)
+    durable.replace(tmp, path)
     records.pop(path.name + _PREVIOUS, None)
     _write_sidecar(sidecar, records)
 
@@ -102,7 +103,7 @@ def verify_sidecar(path: str | Path, full: bool = True) -> bool:
 def _write_sidecar(sidecar: Path, records: dict[str, Any]) -> None:
     tmp = sidecar.with_name(f".{SIDECAR}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(records, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, sidecar)
+    durable.replace(tmp, sidecar)
 
 
 def _read_sidecar(sidecar: Path) -> dict[str, Any]:

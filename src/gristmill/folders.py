@@ -8,8 +8,8 @@
 Every module that reads or writes these folders names their files through here (:class:`RunFolder`,
 :class:`FinetunedFolder`) and words "this is not such a folder" with :func:`run_problem` and
 :func:`finetuned_problem`, so a Hugging Face folder gets the same hint (``gristmill import-hf``)
-wherever it is given. Like ``gristmill.errors`` it imports nothing from gristmill, so every layer may use
-it (``data.classify`` looks into FT folders too); it loads no weights and raises nothing: callers raise
+wherever it is given. It imports only ``gristmill.durable``, which imports nothing from gristmill, so every
+layer may use it (``data.classify`` looks into FT folders too); it loads no weights and raises nothing: callers raise
 their own error with the message.
 """
 
@@ -19,6 +19,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+from gristmill import durable
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -73,16 +75,16 @@ def read_record(path: Path) -> Any:
 def write_record(path: Path, data: Any) -> None:
     """The same files as written: indented JSON with a final newline, replacing the old file whole.
 
-    A killed write leaves the old file or none, never half of one. (``data.storage.atomic_write_text`` does the
-    same for any path, but this module imports nothing from gristmill; the temporary name is storage's, so its
-    cleanup of stale temporaries applies.)
+    A killed write or a crash leaves the old file or none, never half of one. (``data.storage.atomic_write_text``
+    does the same for any path, but this module stays below ``gristmill.data``; the temporary name is storage's,
+    so its cleanup of stale temporaries applies.)
     """
     path = Path(path)
     text = json.dumps(data, indent=2) + "\n"
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        durable.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from gristmill import __version__
+from gristmill import __version__, durable
 from gristmill.errors import GristmillError
 
 if TYPE_CHECKING:
@@ -181,7 +181,11 @@ def listdir(folder: PathLike, files_only: bool = False) -> list[str]:
 
 @contextmanager
 def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
-    """A file object whose content appears at ``path`` only once the block finishes without error."""
+    """A file object whose content appears at ``path`` only once the block finishes without error.
+
+    A local file is on the disk before it takes its name (``gristmill.durable``), so a crash of the machine
+    also leaves the old file or the new one.
+    """
     tmp = join(parent(path), f".{name(path)}.tmp-{os.getpid()}")
     makedirs(parent(path))
     try:
@@ -191,7 +195,7 @@ def atomic_output(path: PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
             fs, inner = filesystem(path)
             fs.mv(filesystem(tmp)[1], inner)
         else:
-            os.replace(tmp, path)
+            durable.replace(tmp, path)
     except BaseException:
         if exists(tmp):
             remove(tmp)

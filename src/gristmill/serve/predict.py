@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from gristmill import durable
 from gristmill.data.storage import open_binary
 from gristmill.errors import describe_os_error
 from gristmill.progress import progress_bar
@@ -170,7 +171,7 @@ class _Output:
         if self.tmp is None:
             return
         if ok:
-            os.replace(self.tmp, self.path)
+            durable.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)
 

@@ -31,7 +31,7 @@ import xxhash
 from rich.console import Console
 from tokenizers import Tokenizer
 
-from gristmill import options
+from gristmill import durable, options
 from gristmill.data import storage
 from gristmill.data.executors import make_executor
 from gristmill.data.fingerprint import fingerprint
@@ -144,10 +144,8 @@ class SequenceWriter:
         if not self._files:
             return None
         for kind, f in self._files.items():
-            f.flush()
-            os.fsync(f.fileno())
             f.close()
-            os.replace(self._path(kind, tmp=True), self._path(kind))
+            durable.replace(self._path(kind, tmp=True), self._path(kind))
         self._files = {}
         rel = self.folder.name
         return {"ids": f"{rel}/{self.name}.ids.bin", "flags": f"{rel}/{self.name}.flags.bin",
@@ -293,7 +291,7 @@ def _prepare_output(out: Path, tokdir: Path, config: dict[str, Any], resume: boo
         tmp = out / f".tokenizer.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.copytree(tokdir, tmp, ignore=shutil.ignore_patterns(".*"))
-        os.replace(tmp, copy)
+        durable.replace(tmp, copy)
 
 
 def _check_same_files(old: list[list[Any]], new: list[list[Any]]) -> None:

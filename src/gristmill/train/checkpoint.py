@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from gristmill import folders
+from gristmill import durable, folders
 from gristmill.folders import RunFolder
 from gristmill.model.run_folder import (  # noqa: F401  (re-exported: the training side names them from here)
     CHECKPOINT_PREFIX,
@@ -101,7 +101,7 @@ def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
         old = folder / f".{final.name}.old-{os.getpid()}"
         os.replace(final, old)
         shutil.rmtree(old)
-    os.replace(tmp, final)
+    durable.replace(tmp, final)
     save_run_weights(model, RunFolder(run_dir).weights)
     for stale in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(stale, ignore_errors=True)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
-from gristmill import checksums, folders
+from gristmill import checksums, durable, folders
 from gristmill.data import storage
 from gristmill.folders import FinetunedFolder, RunFolder
 from gristmill.model.config import ConfigError, DecoderConfig, ModelConfig, read_config
@@ -134,7 +134,7 @@ def save_finetuned(out: Path, model: nn.Module, config: ModelConfig, spec: TaskS
     storage.mark_complete(tmp, "finetune")
     if out.exists():
         storage.remove_output(out, "finetune", legacy=folders.LEGACY_FT, whole=True)
-    os.replace(tmp, out)
+    durable.replace(tmp, out)
 
 
 def write_pictures(folder: Path, metrics: dict[str, Any], name: str) -> None:
