@@ -2,22 +2,26 @@
 
 Issue 21 asks whether a Chinese-pretrained encoder beats TF-IDF over character n-grams on the man-page section
 task (`sample/zh/task`). On 2 CPU cores gristmill could afford `tiny` for 12 M tokens. This script spends a
-GPU lease on bigger encoders and 5-10x the tokens, in three timed phases, so that it fits a short lease:
+GPU lease on bigger encoders and 3-9x the tokens, in three timed phases, so that it fits a short lease:
 
 1. **calibrate**: every arm runs 120 steps at once; the last window's throughput, measured while all arms
    share the GPU, sets each arm's step count so that it finishes inside ``--budget`` seconds (at most
    ``--target-steps``). The learning-rate schedule then ends where the run ends.
 2. **pretrain**: every arm at once (`gristmill pretrain`, bf16, masked LM).
 3. **fine-tune**: `benchmarks/chinese.py --parts curve` for every finished arm (3 seeds x 8 / 16 / 32 labels
-   per class, `--max-length 256`, [CLS]), and from scratch once per model size; all at once, on the GPU.
+   per class, `--max-length 256`, each pooling of ``--poolings``), and from scratch once per model size; all at
+   once, on the GPU.
 
 The arms share one tokenizer per corpus (unigram 20,000 `--no-cjk --alphabet cjk`, the zh quickstart's):
 TOKENS folders made beforehand with `gristmill tokenize`, passed as ``--tokens NAME=DIR``.
 
-Usage (the GPU run of 2026-12-04; `.gpu/` holds the two TOKENS folders)::
+Usage (the two GPU calls of 2026-12-04, `benchmarks/results/chinese.md` section 9; `.gpu/` holds the TOKENS
+folders)::
 
-    python benchmarks/chinese_scale.py --tokens old=.gpu/tokens-old --tokens new=.gpu/tokens-new \\
-        --work $OUT/work --budget 200 --ft-budget 150
+    python benchmarks/chinese_scale.py --round 1 --tokens old=.gpu/tokens-old --tokens new=.gpu/tokens-new \\
+        --work W1 --budget 180 --ft-budget 140
+    python benchmarks/chinese_scale.py --round 2 --poolings cls,mean --tokens old=.gpu/tokens-old \\
+        --tokens new=.gpu/tokens-new --work W2 --budget 160 --ft-budget 130
 
 Writes WORK/summary.json and WORK/summary.md (every arm's pretraining figures and test accuracy per size),
 WORK/logs/ and WORK/bench/ARM/curve/runs.jsonl. Runs on the CPU too (``--device cpu``, for a dry run).

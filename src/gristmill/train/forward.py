@@ -93,7 +93,7 @@ def batched_logits(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int, 
 
 
 def torch_forward(model: torch.nn.Module) -> Forward:
-    """A PyTorch classifier as a :data:`Forward`, run in eval mode under ``torch.inference_mode`` on its own device."""
+    """A PyTorch classifier as a :data:`Forward`: eval mode, ``torch.inference_mode``, on the model's device."""
     import torch
 
     model.eval()
@@ -101,7 +101,8 @@ def torch_forward(model: torch.nn.Module) -> Forward:
 
     def forward(input_ids: np.ndarray, attention_mask: np.ndarray, token_type_ids: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = model(torch.from_numpy(input_ids).to(device), attention_mask=torch.from_numpy(attention_mask).to(device),
+            out = model(torch.from_numpy(input_ids).to(device),
+                        attention_mask=torch.from_numpy(attention_mask).to(device),
                         token_type_ids=torch.from_numpy(token_type_ids).to(device))
             return out.float().cpu().numpy()
 
