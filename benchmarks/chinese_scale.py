@@ -41,6 +41,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# A lent GPU machine has torch but no gristmill installed: this script and its processes run it from the tree.
+sys.path.insert(0, str(ROOT / "src"))
+
+from gristmill.train.metrics import read_metrics  # noqa: E402  (after the path above)
+
 CALIBRATION_STEPS = 120
 
 
@@ -125,11 +130,6 @@ def pretrain_args(arm: Arm, tokens: Path, out: Path, steps: int, device: str, ca
             "--no-progress", "--overwrite"]
 
 
-def metrics(run: Path) -> list[dict[str, Any]]:
-    path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
-
-
 def calibrate(arms: list[Arm], tokens: dict[str, Path], work: Path, device: str) -> dict[str, float]:
     """Steps per second of each arm while all arms run at once (the last logged window)."""
     procs = {a.name: start(pretrain_args(a, tokens[a.corpus], work / "cal" / a.name, CALIBRATION_STEPS, device, True),
@@ -137,7 +137,7 @@ def calibrate(arms: list[Arm], tokens: dict[str, Path], work: Path, device: str)
     wait_all(procs, 120)
     rates = {}
     for a in arms:
-        rows = [r for r in metrics(work / "cal" / a.name) if r.get("kind") == "train"]
+        rows = [r for r in read_metrics(work / "cal" / a.name) if r.get("kind") == "train"]
         if rows:
             rates[a.name] = rows[-1]["tokens_per_s"] / (rows[-1]["tokens"] / rows[-1]["step"])
     return rates
@@ -163,7 +163,7 @@ def summarise(work: Path, plan: dict[str, Any], arms_run: list[Arm], poolings: l
     for arm in arms_run:
         if arm.name not in plan["steps"]:
             continue
-        rows = metrics(work / "pre" / arm.name)
+        rows = read_metrics(work / "pre" / arm.name)
         train = [r for r in rows if r.get("kind") == "train"]
         evals = [r for r in rows if r.get("kind") == "eval"]
         entry: dict[str, Any] = {**asdict(arm), "steps_planned": plan["steps"][arm.name],

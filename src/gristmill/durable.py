@@ -5,8 +5,9 @@ the old file or the new one. After a power cut or a kernel crash, the rename can
 bytes do, and the file is then empty or short. :func:`replace` closes that gap, as databases do: it flushes
 the new content to the disk, renames, then flushes the folder that holds the new name.
 
-This module knows nothing about what is written; ``gristmill.data.storage``, ``gristmill.checksums`` and the
-checkpoint writer call it for their local files (fsspec URLs have no such guarantee to give).
+This module knows nothing about what is written and imports nothing from gristmill. Every local rename into
+place goes through :func:`replace`: ``data.storage.atomic_output``, ``checksums``, ``folders.write_record``,
+checkpoints, FT folders, token shards and ``predict`` outputs (fsspec URLs have no such guarantee to give).
 """
 
 from __future__ import annotations

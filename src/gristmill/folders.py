@@ -9,8 +9,8 @@ Every module that reads or writes these folders names their files through here (
 :class:`FinetunedFolder`) and words "this is not such a folder" with :func:`run_problem` and
 :func:`finetuned_problem`, so a Hugging Face folder gets the same hint (``gristmill import-hf``)
 wherever it is given. It imports only ``gristmill.durable``, which imports nothing from gristmill, so every
-layer may use it (``data.classify`` looks into FT folders too); it loads no weights and raises nothing: callers raise
-their own error with the message.
+layer may use it (``data.classify`` looks into FT folders too); it loads no weights and raises nothing:
+callers raise their own error with the message.
 """
 
 from __future__ import annotations

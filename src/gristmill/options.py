@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import typer
 
@@ -40,7 +40,8 @@ SEED_HELP = "Random seed: the same seed and inputs give the same result."
 JSON_HELP = "Print the result as one JSON object on stdout (and nothing else there)."
 BF16_HELP = "bf16 autocast for the training forward pass (weights and optimiser state stay fp32)."
 DEVICE_HELP = "auto: cuda when there is one."
-DEVICES = ("auto", "cpu", "cuda")
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = get_args(Device)
 
 
 class OptionError(GristmillError, ValueError):

@@ -23,14 +23,9 @@ from gristmill.serve.backends import PredictError
 from gristmill.serve.loading import classifier_from, tagger_from
 from gristmill.tokenizer.tokdir import save_tokdir
 from gristmill.train.checkpoint import save_run_weights
+from gristmill.train.device import training_device
 from gristmill.train.encoding import Encoded, encode_sequences
-from gristmill.train.finetune import (
-    FineTuneConfig,
-    build_model,
-    class_weight_tensor,
-    finetune,
-    training_device,
-)
+from gristmill.train.finetune import FineTuneConfig, build_model, class_weight_tensor, finetune
 from gristmill.train.finetuned import FineTuneError, load_finetuned
 from gristmill.train.forward import pad_batch
 from gristmill.train.tasks import TaskSpec, load_task

@@ -27,6 +27,7 @@ from gristmill.options import (
     SEED,
     SEED_HELP,
     THREADS_HELP,
+    Device,
     at_least,
     ranged,
 )
@@ -75,7 +76,7 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue from the newest checkpoint in --out."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run folder first."),
         compile: bool = typer.Option(False, "--compile", help="torch.compile the model."),
-        device: Literal["auto", "cpu", "cuda"] = typer.Option("auto", "--device", help=DEVICE_HELP),
+        device: Device = typer.Option("auto", "--device", help=DEVICE_HELP),
         threads: int | None = typer.Option(None, "--threads", callback=ranged(COUNT), help=THREADS_HELP + " Per process."),
         progress: bool = typer.Option(True, "--progress/--no-progress", help=PROGRESS_HELP),
         verify: bool = typer.Option(False, "--verify", help="Check every shard's checksum before training "

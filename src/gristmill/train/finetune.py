@@ -31,6 +31,7 @@ from gristmill.model.config import ConfigError, ModelConfig
 from gristmill.model.transformer import init_weights
 from gristmill.provenance import provenance
 from gristmill.train.checkpoint import CheckpointError, load_encoder_into, run_weights_path
+from gristmill.train.device import training_device
 from gristmill.train.encoding import (
     IGNORE_INDEX,
     Encoded,
@@ -118,13 +119,6 @@ class FineTuneConfig:
         eval_every = self.eval_every or max(steps_per_epoch, 25)
         return {"epochs": epochs, "steps_per_epoch": steps_per_epoch, "max_steps": epochs * steps_per_epoch,
                 "eval_every": eval_every}
-
-
-def training_device(name: str) -> torch.device:
-    """``auto`` -> the GPU when there is one, else the CPU; ``cuda`` without a GPU is a user error."""
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FineTuneError("--device cuda was asked for but no CUDA device is available")
-    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
 
 
 def default_lr(config: ModelConfig) -> float:

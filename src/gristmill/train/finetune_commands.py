@@ -24,6 +24,7 @@ from gristmill.options import (
     SEED,
     SEED_HELP,
     THREADS_HELP,
+    Device,
     ranged,
 )
 from gristmill.verbosity import print_json
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
         reinit_layers: int | None = _reinit_layers(),
         pooling: Literal["cls", "mean"] | None = _pooling(),
         bf16: bool = _bf16(),
-        device: Literal["auto", "cpu", "cuda"] = _device(),
+        device: Device = _device(),
         json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
     ) -> None:
         """Fine-tune a pretrained encoder on a labelled JSONL task; writes FT/ with weights and metrics.json."""
@@ -181,7 +182,7 @@ def register(app: typer.Typer) -> None:
         reinit_layers: int | None = _reinit_layers(),
         pooling: Literal["cls", "mean"] | None = _pooling(),
         bf16: bool = _bf16(),
-        device: Literal["auto", "cpu", "cuda"] = _device(),
+        device: Device = _device(),
     ) -> None:
         """Learning curve: fine-tune pretrained and from scratch at several labels-per-class, several seeds."""
         from rich.console import Console

@@ -53,6 +53,7 @@ from gristmill.tokenizer import TokenDataset
 from gristmill.tokenizer.tokdir import TOKENIZER_JSON, tokenizer_hash
 from gristmill.train import checkpoint as ckpt
 from gristmill.train.causal import causal_loss_sum, evaluate_causal, make_causal_batch
+from gristmill.train.device import training_device
 from gristmill.train.masking import MaskingSpec, MaskNoise, apply_mask, draw_noise, nsp_pairs
 from gristmill.train.metrics import (
     TENSORBOARD_MISSING,
@@ -178,16 +179,11 @@ def setup_distributed(device: str) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda and not torch.cuda.is_available():
-        raise PretrainError("--device cuda was asked for but no CUDA device is available")
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device("cpu")
+    dev = training_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return Dist(rank=rank, world=world, device=dev)
 
 
