@@ -6,16 +6,24 @@ loss through its ``labels=`` argument), on the same batches (``--batch`` x 128 t
 from an 8,192-token vocabulary), fp32 and bf16 autocast, one thread. Both run in one process, one
 step each in turn, so the load of other jobs falls on both alike; the ratio is the median of the
 per-round ratios. CPU seconds (``time.process_time``) are reported next to wall-clock seconds, because
-the machine is shared. ``--compile`` adds gristmill under ``torch.compile``.
+the machine is shared. gristmill computes the loss as ``gristmill pretrain`` does, the vocabulary
+projection and cross-entropy fused chunk by chunk (``model/loss.py``); the same model with full logits
+and ``F.cross_entropy`` runs beside it, to show what that buys. ``--compile`` adds gristmill under
+``torch.compile``.
 
 ``generate``: greedy generation of 128 new tokens after a 16-token prompt, batch 1 and batch 8, with
-gristmill's KV cache, with transformers' ``generate`` (its cache), and both without a cache. The
+gristmill's KV cache, with transformers' ``generate`` (its cache), and both without a cache, each once
+per round for ``--rounds`` rounds in turn (ratios: median of the per-round ratios of CPU time). The
 model is a trained decoder run (``--run``) or a random one of ``--size``. At batch 1 the script also
 checks that both produce the same tokens.
+
+``ceiling``: the time of each training step spent in matmuls, by torch's profiler. Both models run the same
+matmuls, so transformers' step time over gristmill's matmul time bounds the speed-up at equal arithmetic.
 
 Usage::
 
     python benchmarks/decoder.py train --sizes tiny,mini --rounds 3 [--compile]
+    python benchmarks/decoder.py ceiling --sizes tiny,mini
     python benchmarks/decoder.py generate --run RUN [--no-cache-too]
 """
 
@@ -39,6 +47,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 VOCAB, SEQ_LEN = 8192, 128
+# gristmill's decoder with its logits computed in full, then F.cross_entropy: what the fused loss replaced.
+UNFUSED = "gristmill, full logits + F.cross_entropy"
 
 
 def timed(fn: Any) -> tuple[float, float]:
@@ -59,7 +69,9 @@ def train_steps(size: str, precision: str, batch: int, rounds: int, compile_too:
     torch.manual_seed(0)
     ours = CausalLM(config).train()
     theirs = to_llama(ours, config).train()
-    models: dict[str, torch.nn.Module] = {"transformers": theirs, "gristmill": ours}
+    unfused = CausalLM(config).train()
+    unfused.load_state_dict(ours.state_dict())
+    models: dict[str, torch.nn.Module] = {"transformers": theirs, "gristmill": ours, UNFUSED: unfused}
     if compile_too:
         twin = CausalLM(config).train()
         twin.load_state_dict(ours.state_dict())
@@ -69,6 +81,7 @@ def train_steps(size: str, precision: str, batch: int, rounds: int, compile_too:
     # gristmill's pretraining loss (train/causal.py): next-token labels, the last position ignored.
     labels = torch.full_like(ids, -100)
     labels[:, :-1] = ids[:, 1:]
+    targets = int((labels != -100).sum())
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step(name: str) -> float:
@@ -76,9 +89,11 @@ def train_steps(size: str, precision: str, batch: int, rounds: int, compile_too:
         with autocast:
             if name == "transformers":
                 loss = model(input_ids=ids, labels=ids).loss
-            else:
+            elif name == UNFUSED:
                 logits = model(ids)
-        if name != "transformers":
+            else:  # as `gristmill pretrain` computes it (model/loss.py), as a mean like transformers'
+                loss = model(ids, labels=labels) / targets
+        if name == UNFUSED:
             loss = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100)
         loss.backward()
         opt.step()
@@ -107,11 +122,51 @@ def train_steps(size: str, precision: str, batch: int, rounds: int, compile_too:
     return out
 
 
+def matmul_ceiling(size: str, precision: str, batch: int) -> dict[str, Any]:
+    """How much of a training step is matmuls, for transformers' Llama and for gristmill (torch profiler, 3 steps).
+
+    Both run the same matmuls. If every other operation of gristmill's step cost nothing, its step would
+    take its matmul time, so ``transformers' step / gristmill's matmuls`` bounds the speed-up that
+    equal arithmetic can give.
+    """
+    from gristmill.model.config import DecoderConfig
+    from gristmill.model.decoder import CausalLM
+    from gristmill.model.hf import to_llama
+
+    config = DecoderConfig.named(size, VOCAB, max_position=512)
+    torch.manual_seed(0)
+    ours = CausalLM(config).train()
+    theirs = to_llama(ours, config).train()
+    ids = torch.randint(5, VOCAB, (batch, SEQ_LEN), generator=torch.Generator().manual_seed(1))
+    labels = torch.full_like(ids, -100)
+    labels[:, :-1] = ids[:, 1:]
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    out: dict[str, Any] = {"size": size, "precision": precision, "batch": batch}
+    for name, model, loss_of in (("transformers", theirs, lambda: theirs(input_ids=ids, labels=ids).loss),
+                                 ("gristmill", ours, lambda: ours(ids, labels=labels))):
+        def step(model: torch.nn.Module = model, loss_of: Any = loss_of) -> None:
+            with autocast:
+                loss = loss_of()
+            loss.backward()
+            model.zero_grad(set_to_none=True)
+
+        step(), step()
+        with torch.profiler.profile() as prof:
+            for _ in range(3):
+                step()
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events) / 3e6
+        matmuls = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm")) / 3e6
+        out[name] = {"step_cpu_s": round(total, 3), "matmul_cpu_s": round(matmuls, 3)}
+    out["ceiling"] = round(out["transformers"]["step_cpu_s"] / out["gristmill"]["matmul_cpu_s"], 2)
+    return out
+
+
 # ---------------------------------------------------------------- generation
 
 
 def generation(run: str | None, size: str, new_tokens: int, prompt_len: int, batches: list[int],
-               no_cache_too: bool) -> list[dict[str, Any]]:
+               no_cache_too: bool, rounds: int) -> list[dict[str, Any]]:
     from gristmill.model.config import DecoderConfig
     from gristmill.model.decoder import CausalLM
     from gristmill.model.hf import to_llama
@@ -149,20 +204,27 @@ def generation(run: str | None, size: str, new_tokens: int, prompt_len: int, bat
             cases += [("gristmill, no cache", ours, False), ("transformers generate, no cache", theirs, False)]
         row: dict[str, Any] = {"batch": batch, "new_tokens": new_tokens, "prompt_tokens": prompt_len,
                                "model": run or f"random {size}", "cases": {}}
-        tokens = {}
-        for name, fn, cache in cases:
-            result: list[list[int]] = []
-            wall, cpu = timed(lambda fn=fn, cache=cache, result=result: result.extend(fn(cache)))
-            tokens[name] = result
+        tokens: dict[str, list[list[int]]] = {}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in cases}
+        for _ in range(rounds):  # each case once per round, in turn, so load falls on all alike
+            for name, fn, cache in cases:
+                result: list[list[int]] = []
+                times[name].append(timed(lambda fn=fn, cache=cache, result=result: result.extend(fn(cache))))
+                tokens[name] = result
+        for name, t in times.items():
+            wall, cpu = statistics.median(w for w, _ in t), statistics.median(c for _, c in t)
             row["cases"][name] = {"s": round(wall, 3), "cpu_s": round(cpu, 3),
                                   "tokens_per_s": round(batch * new_tokens / wall, 1),
                                   "tokens_per_cpu_s": round(batch * new_tokens / cpu, 1)}
-        cached = row["cases"]
-        row["speedup_vs_transformers_cache"] = round(cached["transformers generate, cache"]["cpu_s"]
-                                                     / cached["gristmill, KV cache"]["cpu_s"], 2)
+
+        def ratio(slow: str, fast: str, times: dict[str, list[tuple[float, float]]] = times) -> float:
+            """Median of the per-round ratios of CPU time."""
+            return round(statistics.median(a[1] / b[1] for a, b in zip(times[slow], times[fast])), 2)
+
+        row["rounds"] = rounds
+        row["speedup_vs_transformers_cache"] = ratio("transformers generate, cache", "gristmill, KV cache")
         if no_cache_too:
-            row["cache_saves_gristmill"] = round(cached["gristmill, no cache"]["cpu_s"]
-                                                 / cached["gristmill, KV cache"]["cpu_s"], 2)
+            row["cache_saves_gristmill"] = ratio("gristmill, no cache", "gristmill, KV cache")
         row["same_tokens_as_transformers"] = tokens["gristmill, KV cache"] == tokens["transformers generate, cache"]
         results.append(row)
         print(json.dumps(row), flush=True)
@@ -178,6 +240,10 @@ def main() -> None:
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--rounds", type=int, default=3)
     t.add_argument("--compile", action="store_true")
+    c = sub.add_parser("ceiling", help="Time in matmuls of both training steps (torch profiler).")
+    c.add_argument("--sizes", default="tiny,mini")
+    c.add_argument("--precisions", default="fp32,bf16")
+    c.add_argument("--batch", type=int, default=32)
     g = sub.add_parser("generate")
     g.add_argument("--run", default=None, help="A decoder run (default: random weights of --size).")
     g.add_argument("--size", default="tiny")
@@ -185,7 +251,8 @@ def main() -> None:
     g.add_argument("--prompt-tokens", type=int, default=16)
     g.add_argument("--batches", default="1,8")
     g.add_argument("--no-cache-too", action="store_true")
-    for p in (t, g):
+    g.add_argument("--rounds", type=int, default=5)
+    for p in (t, g, c):
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--json", default=None, help="Also write the results here.")
     args = parser.parse_args()
@@ -200,9 +267,15 @@ def main() -> None:
                 row = train_steps(size, precision, args.batch, args.rounds, args.compile and precision == "fp32")
                 print(json.dumps(row), flush=True)
                 results.append(row)
+    elif args.what == "ceiling":
+        for size in args.sizes.split(","):
+            for precision in args.precisions.split(","):
+                row = matmul_ceiling(size, precision, args.batch)
+                print(json.dumps(row), flush=True)
+                results.append(row)
     else:
         results = generation(args.run, args.size, args.new_tokens, args.prompt_tokens,
-                             [int(b) for b in args.batches.split(",")], args.no_cache_too)
+                             [int(b) for b in args.batches.split(",")], args.no_cache_too, args.rounds)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 

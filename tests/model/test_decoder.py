@@ -184,3 +184,20 @@ def test_import_rejects_llamas_it_cannot_represent(tmp_path):
     LlamaForCausalLM(untied).save_pretrained(tmp_path / "untied")
     with pytest.raises(HFError, match="untied"):
         import_hf(tmp_path / "untied", tmp_path / "run2")
+
+
+def test_labels_give_the_summed_loss_and_gradients_of_the_logits():
+    """Training passes ``labels`` and never sees the logits; loss and gradients must be those of the logits."""
+    config = small()
+    ids = torch.randint(3, 300, (2, 12), generator=torch.Generator().manual_seed(0))
+    labels = torch.full_like(ids, -100)
+    labels[:, :-1] = ids[:, 1:]
+    fused, plain = model(config).train(), model(config).train()
+    loss = fused(ids, labels=labels)
+    loss.backward()
+    logits = plain(ids)
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), reduction="sum")
+    expected.backward()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-4)
+    for (name, a), b in zip(fused.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)

@@ -171,3 +171,32 @@ def test_dropout_is_active_only_in_training():
     model.eval()
     with torch.no_grad():
         assert torch.equal(model(ids), model(ids))
+
+
+@pytest.mark.parametrize("nsp", [False, True])
+def test_labels_give_the_summed_masked_lm_loss_and_gradients_of_the_logits(nsp):
+    """Pretraining passes ``labels`` for the masked positions; loss and gradients must be those of the logits."""
+    config = tiny(nsp=nsp)
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(5, 50, (3, 16), generator=generator)
+    masked = torch.rand(3, 16, generator=generator) < 0.3
+    labels = torch.randint(5, 50, (int(masked.sum()),), generator=generator)
+    torch.manual_seed(0)
+    fused = MaskedLM(config)
+    plain = MaskedLM(config)
+    plain.load_state_dict(fused.state_dict())
+    if nsp:
+        loss, nsp_logits = fused(ids, masked_positions=masked, labels=labels, return_nsp=True)
+        logits, nsp_plain = plain(ids, masked_positions=masked, return_nsp=True)
+        torch.testing.assert_close(nsp_logits, nsp_plain)
+        (loss + nsp_logits.sum()).backward()
+        expected = torch.nn.functional.cross_entropy(logits, labels, reduction="sum")
+        (expected + nsp_plain.sum()).backward()
+    else:
+        loss = fused(ids, masked_positions=masked, labels=labels)
+        loss.backward()
+        expected = torch.nn.functional.cross_entropy(plain(ids, masked_positions=masked), labels, reduction="sum")
+        expected.backward()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-4)
+    for (name, a), b in zip(fused.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)

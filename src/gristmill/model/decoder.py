@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gristmill.model.config import DecoderConfig
+from gristmill.model.loss import linear_cross_entropy
 
 
 class RMSNorm(nn.Module):
@@ -239,7 +240,11 @@ def init_weights(module: nn.Module, config: DecoderConfig) -> None:
 
 
 class CausalLM(nn.Module):
-    """Decoder + the tied output projection -> next-token logits [B, T, V] (or at ``last_only``, [B, 1, V])."""
+    """Decoder + the tied output projection -> next-token logits [B, T, V] (or at ``last_only``, [B, 1, V]).
+
+    With ``labels`` ([B, T], -100 where nothing is to be predicted) it returns the summed cross-entropy
+    instead, through ``linear_cross_entropy``: training never holds the [B, T, V] logits.
+    """
 
     def __init__(self, config: DecoderConfig) -> None:
         super().__init__()
@@ -248,8 +253,11 @@ class CausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, segments: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-                cache: KVCache | None = None, last_only: bool = False) -> torch.Tensor:
+                cache: KVCache | None = None, last_only: bool = False,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
         hidden = self.decoder(input_ids, segments, attention_mask, positions, cache)
+        if labels is not None:
+            return linear_cross_entropy(hidden, self.decoder.embeddings.weight, labels)
         if last_only:  # generation needs the next token only: skip the projection elsewhere
             hidden = hidden[:, -1:]
         return F.linear(hidden, self.decoder.embeddings.weight)

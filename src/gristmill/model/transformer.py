@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gristmill.model.config import ModelConfig
+from gristmill.model.loss import linear_cross_entropy
 
 
 def activation(config: ModelConfig, x: torch.Tensor) -> torch.Tensor:
@@ -185,8 +186,14 @@ class MLMHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
 
     def forward(self, hidden: torch.Tensor, embedding_weight: torch.Tensor) -> torch.Tensor:
-        h = self.layer_norm(activation(self.config, self.dense(hidden)))
-        return F.linear(h, embedding_weight, self.bias)
+        return F.linear(self.transform(hidden), embedding_weight, self.bias)
+
+    def transform(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.layer_norm(activation(self.config, self.dense(hidden)))
+
+    def loss(self, hidden: torch.Tensor, embedding_weight: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed cross-entropy of ``forward``'s logits against ``labels``, without holding those logits."""
+        return linear_cross_entropy(self.transform(hidden), embedding_weight, labels, self.bias)
 
 
 class Pooler(nn.Module):
@@ -214,7 +221,8 @@ class MaskedLM(nn.Module):
     vocabulary projection run only at those positions and the logits are [N, V] in row-major order;
     about 15% of the positions are masked, so this skips most of the largest matmul of pretraining.
     With a boolean mask the last encoder layer also computes only those positions (besides keys and
-    values). Without ``masked_positions`` the logits are [B, T, V].
+    values). Without ``masked_positions`` the logits are [B, T, V]. With ``labels`` (one per selected
+    position) it returns their summed cross-entropy instead of the logits (``model/loss.py``).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -231,13 +239,19 @@ class MaskedLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, masked_positions: torch.Tensor | None = None,
-                return_nsp: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                return_nsp: bool = False, labels: torch.Tensor | None = None,
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if return_nsp and not self.config.nsp:
             raise ValueError("this model has no next-sentence head (config.nsp is false)")
+        weight = self.encoder.embeddings.word_embeddings.weight
+
+        def head(selected: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+            return self.head(selected, weight) if labels is None else self.head.loss(selected, weight, labels)
+
         if masked_positions is not None and masked_positions.dtype == torch.bool and not return_nsp:
             # The last layer runs only at the masked positions as well (NSP needs [CLS] too, so not then).
             selected = self.encoder(input_ids, attention_mask, token_type_ids, output_positions=masked_positions)
-            return self.head(selected, self.encoder.embeddings.word_embeddings.weight)
+            return head(selected, weight)
         hidden = self.encoder(input_ids, attention_mask, token_type_ids)
         selected = hidden
         if masked_positions is not None:
@@ -245,7 +259,7 @@ class MaskedLM(nn.Module):
                 selected = hidden[masked_positions]
             else:
                 selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, masked_positions)
-        logits = self.head(selected, self.encoder.embeddings.word_embeddings.weight)
+        logits = head(selected, weight)
         if return_nsp:
             return logits, self.nsp_classifier(self.nsp_pooler(hidden))
         return logits

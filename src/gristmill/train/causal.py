@@ -25,10 +25,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gristmill.model.loss import IGNORE
+
 if TYPE_CHECKING:
     from gristmill.tokenizer.dataset import TokenSequences
-
-IGNORE = -100
 
 
 @dataclass
@@ -69,14 +69,10 @@ def make_causal_batch(dataset: TokenSequences, indices: np.ndarray, pad_id: int,
     return CausalBatch(ids.to(device, non_blocking=True), segments, labels.to(device, non_blocking=True))
 
 
-def causal_loss_sum(model: torch.nn.Module, batch: CausalBatch, autocast: torch.autocast
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed next-token cross-entropy over the batch's targets, and the logits [B, T, V]."""
+def causal_loss_sum(model: torch.nn.Module, batch: CausalBatch, autocast: torch.autocast) -> torch.Tensor:
+    """Summed next-token cross-entropy over the batch's targets; the model never holds all the logits."""
     with autocast:
-        logits = model(batch.input_ids, segments=batch.segments)
-    loss = F.cross_entropy(logits.float().flatten(0, 1), batch.labels.flatten(), ignore_index=IGNORE,
-                           reduction="sum")
-    return loss, logits
+        return model(batch.input_ids, segments=batch.segments, labels=batch.labels)
 
 
 @torch.no_grad()
@@ -90,9 +86,10 @@ def evaluate_causal(model: torch.nn.Module, dataset: TokenSequences, pad_id: int
     loss_sum = correct = count = 0.0
     for start in range(0, len(rows), micro_batch):
         batch = make_causal_batch(dataset, rows[start:start + micro_batch], pad_id, world.device, doc_mask)
-        loss, logits = causal_loss_sum(model, batch, autocast)
+        with autocast:
+            logits = model(batch.input_ids, segments=batch.segments)
         keep = batch.labels != IGNORE
-        loss_sum += float(loss)
+        loss_sum += float(F.cross_entropy(logits.float()[keep], batch.labels[keep], reduction="sum"))
         correct += float((logits.argmax(-1)[keep] == batch.labels[keep]).sum())
         count += float(keep.sum())
     model.train(was_training)

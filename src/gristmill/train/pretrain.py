@@ -309,17 +309,15 @@ def lr_lambda(step: int, total: int, warmup: int, schedule: str, min_ratio: floa
 
 
 def mlm_loss_sums(model: torch.nn.Module, mb: MicroBatch, autocast: torch.autocast,
-                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Summed cross-entropy over masked tokens (and over NSP rows), plus the masked-token logits."""
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Summed cross-entropy over masked tokens (and over NSP rows); the model never holds their logits."""
     with autocast:
-        if mb.nsp_labels is not None:
-            logits, nsp_logits = model(mb.input_ids, mb.attention_mask, mb.token_type_ids,
-                                       masked_positions=mb.masked, return_nsp=True)
-        else:
-            logits = model(mb.input_ids, mb.attention_mask, mb.token_type_ids, masked_positions=mb.masked)
-    mlm = F.cross_entropy(logits.float(), mb.labels, reduction="sum")
-    nsp = None if mb.nsp_labels is None else F.cross_entropy(nsp_logits.float(), mb.nsp_labels, reduction="sum")
-    return mlm, nsp, logits
+        if mb.nsp_labels is None:
+            return model(mb.input_ids, mb.attention_mask, mb.token_type_ids, masked_positions=mb.masked,
+                         labels=mb.labels), None
+        mlm, nsp_logits = model(mb.input_ids, mb.attention_mask, mb.token_type_ids, masked_positions=mb.masked,
+                                return_nsp=True, labels=mb.labels)
+    return mlm, F.cross_entropy(nsp_logits.float(), mb.nsp_labels, reduction="sum")
 
 
 def causal_step(trained: torch.nn.Module, dataset: TokenSequences, indices: np.ndarray, step: int, world: Dist,
@@ -339,7 +337,7 @@ def causal_step(trained: torch.nn.Module, dataset: TokenSequences, indices: np.n
     for m, batch in enumerate(batches):
         sync = m == len(batches) - 1 or world.world == 1
         with contextlib.nullcontext() if sync else trained.no_sync():
-            loss, _ = causal_loss_sum(trained, batch, autocast)
+            loss = causal_loss_sum(trained, batch, autocast)
             (loss * (world.world / targets)).backward()
         loss_sum += float(loss.detach())
     (loss_sum,) = world.sum(loss_sum)
@@ -363,8 +361,9 @@ def evaluate(model: torch.nn.Module, dataset: TokenSequences, spec: MaskingSpec,
     for start in range(0, len(rows), micro_batch):
         chunk = rows[start:start + micro_batch]
         mb = make_micro_batch(dataset, chunk, noise.rows(torch.as_tensor(chunk)), spec, pad_id, world.device)
-        loss, _, logits = mlm_loss_sums(model, mb, autocast)
-        loss_sum += float(loss)
+        with autocast:
+            logits = model(mb.input_ids, mb.attention_mask, mb.token_type_ids, masked_positions=mb.masked)
+        loss_sum += float(F.cross_entropy(logits.float(), mb.labels, reduction="sum"))
         correct += float((logits.argmax(-1) == mb.labels).sum())
         count += mb.labels.numel()
     model.train(was_training)
@@ -582,7 +581,7 @@ def _pretrain(cfg: PretrainConfig, world: Dist, train: TokenSequences | None,
                 for m, mb in enumerate(batches):
                     sync = m == len(batches) - 1 or world.world == 1
                     with contextlib.nullcontext() if sync else trained.no_sync():
-                        mlm, nsp, _ = mlm_loss_sums(trained, mb, autocast)
+                        mlm, nsp = mlm_loss_sums(trained, mb, autocast)
                         loss = mlm * (world.world / masked_total)
                         if nsp is not None:
                             loss = loss + nsp * (world.world / G)
