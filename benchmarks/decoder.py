@@ -17,6 +17,9 @@ per round for ``--rounds`` rounds in turn (ratios: median of the per-round ratio
 model is a trained decoder run (``--run``) or a random one of ``--size``. At batch 1 the script also
 checks that both produce the same tokens.
 
+``memory``: the peak resident memory of two training steps (fp32), transformers, gristmill and gristmill
+with full logits, each in a fresh process.
+
 ``ceiling``: the time of each training step spent in matmuls, by torch's profiler. Both models run the same
 matmuls, so transformers' step time over gristmill's matmul time bounds the speed-up at equal arithmetic.
 
@@ -24,6 +27,7 @@ Usage::
 
     python benchmarks/decoder.py train --sizes tiny,mini --rounds 3 [--compile]
     python benchmarks/decoder.py ceiling --sizes tiny,mini
+    python benchmarks/decoder.py memory --sizes tiny --vocab 32000 --batch 16 --seq-len 512
     python benchmarks/decoder.py generate --run RUN [--no-cache-too]
 """
 
@@ -162,6 +166,54 @@ def matmul_ceiling(size: str, precision: str, batch: int) -> dict[str, Any]:
     return out
 
 
+MEMORY_CASES = ("transformers", "gristmill", UNFUSED)
+
+
+def peak_memory_worker(case: str, size: str, vocab: int, batch: int, seq_len: int) -> dict[str, Any]:
+    """Two training steps of one implementation in this (fresh) process; its peak resident memory."""
+    import resource
+
+    from gristmill.model.config import DecoderConfig
+    from gristmill.model.decoder import CausalLM
+    from gristmill.model.hf import to_llama
+
+    config = DecoderConfig.named(size, vocab, max_position=max(512, seq_len))
+    torch.manual_seed(0)
+    model = CausalLM(config).train()
+    if case == "transformers":
+        model = to_llama(model, config).train()
+    ids = torch.randint(5, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(1))
+    labels = torch.full_like(ids, -100)
+    labels[:, :-1] = ids[:, 1:]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for _ in range(2):
+        if case == "transformers":
+            loss = model(input_ids=ids, labels=ids).loss
+        elif case == UNFUSED:
+            loss = F.cross_entropy(model(ids).float().flatten(0, 1), labels.flatten(), ignore_index=-100)
+        else:
+            loss = model(ids, labels=labels)
+        loss.backward()
+        model.zero_grad(set_to_none=True)
+    return {"case": case, "size": size, "vocab": vocab, "batch": batch, "seq_len": seq_len,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            "before_steps_mb": round(before)}
+
+
+def peak_memory(size: str, vocab: int, batch: int, seq_len: int) -> dict[str, Any]:
+    """Each implementation alone in a fresh process (peak RSS never goes down, so one process per case)."""
+    import subprocess
+
+    row: dict[str, Any] = {"size": size, "vocab": vocab, "batch": batch, "seq_len": seq_len, "fp32": True}
+    for case in MEMORY_CASES:
+        cmd = [sys.executable, __file__, "memory-worker", "--case", case, "--sizes", size, "--vocab", str(vocab),
+               "--batch", str(batch), "--seq-len", str(seq_len)]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        row[case] = json.loads(out)["peak_rss_mb"]
+    row["gristmill_vs_transformers"] = round(row["gristmill"] / row["transformers"], 2)
+    return row
+
+
 # ---------------------------------------------------------------- generation
 
 
@@ -244,6 +296,14 @@ def main() -> None:
     c.add_argument("--sizes", default="tiny,mini")
     c.add_argument("--precisions", default="fp32,bf16")
     c.add_argument("--batch", type=int, default=32)
+    m = sub.add_parser("memory", help="Peak memory of two training steps, each implementation in a fresh process.")
+    w = sub.add_parser("memory-worker")
+    w.add_argument("--case", choices=MEMORY_CASES, required=True)
+    for p in (m, w):
+        p.add_argument("--sizes", default="tiny")
+        p.add_argument("--vocab", type=int, default=VOCAB)
+        p.add_argument("--batch", type=int, default=32)
+        p.add_argument("--seq-len", type=int, default=SEQ_LEN)
     g = sub.add_parser("generate")
     g.add_argument("--run", default=None, help="A decoder run (default: random weights of --size).")
     g.add_argument("--size", default="tiny")
@@ -252,16 +312,23 @@ def main() -> None:
     g.add_argument("--batches", default="1,8")
     g.add_argument("--no-cache-too", action="store_true")
     g.add_argument("--rounds", type=int, default=5)
-    for p in (t, g, c):
+    for p in (t, g, c, m, w):
         p.add_argument("--threads", type=int, default=1)
         p.add_argument("--json", default=None, help="Also write the results here.")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.what == "memory-worker":
+        print(json.dumps(peak_memory_worker(args.case, args.sizes, args.vocab, args.batch, args.seq_len)))
+        return
     import transformers
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, threads {args.threads}", flush=True)
     results: list[dict[str, Any]] = []
-    if args.what == "train":
+    if args.what == "memory":
+        for size in args.sizes.split(","):
+            results.append(peak_memory(size, args.vocab, args.batch, args.seq_len))
+            print(json.dumps(results[-1]), flush=True)
+    elif args.what == "train":
         for size in args.sizes.split(","):
             for precision in args.precisions.split(","):
                 row = train_steps(size, precision, args.batch, args.rounds, args.compile and precision == "fp32")

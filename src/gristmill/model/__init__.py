@@ -1,4 +1,5 @@
-"""The transformer encoder (embeddings, self-attention, blocks) and its heads, the decoder, plus HF import/export.
+"""The transformer encoder (embeddings, self-attention, blocks) and its heads, the decoder, the vocabulary
+projection fused with its cross-entropy (the pretraining loss of both), plus HF import/export.
 
 The names below are imported on first use (``gristmill.lazy``), so ``import gristmill.model`` loads no torch.
 """
@@ -12,6 +13,7 @@ _EXPORTS = {  # public name -> the module that defines it
     "MaskedLM": "gristmill.model.transformer", "SequenceClassifier": "gristmill.model.transformer",
     "TokenClassifier": "gristmill.model.transformer",
     "CausalLM": "gristmill.model.decoder", "DecoderSequenceClassifier": "gristmill.model.decoder",
+    "linear_cross_entropy": "gristmill.model.loss",
     "HFError": "gristmill.model.hf", "export_hf": "gristmill.model.hf", "import_hf": "gristmill.model.hf",
 }
 
