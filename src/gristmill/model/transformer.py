@@ -245,13 +245,13 @@ class MaskedLM(nn.Module):
             raise ValueError("this model has no next-sentence head (config.nsp is false)")
         weight = self.encoder.embeddings.word_embeddings.weight
 
-        def head(selected: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        def project(selected: torch.Tensor) -> torch.Tensor:  # the logits, or with labels their summed loss
             return self.head(selected, weight) if labels is None else self.head.loss(selected, weight, labels)
 
         if masked_positions is not None and masked_positions.dtype == torch.bool and not return_nsp:
             # The last layer runs only at the masked positions as well (NSP needs [CLS] too, so not then).
             selected = self.encoder(input_ids, attention_mask, token_type_ids, output_positions=masked_positions)
-            return head(selected, weight)
+            return project(selected)
         hidden = self.encoder(input_ids, attention_mask, token_type_ids)
         selected = hidden
         if masked_positions is not None:
@@ -259,10 +259,10 @@ class MaskedLM(nn.Module):
                 selected = hidden[masked_positions]
             else:
                 selected = hidden.reshape(-1, hidden.shape[-1]).index_select(0, masked_positions)
-        logits = head(selected, weight)
+        out = project(selected)
         if return_nsp:
-            return logits, self.nsp_classifier(self.nsp_pooler(hidden))
-        return logits
+            return out, self.nsp_classifier(self.nsp_pooler(hidden))
+        return out
 
 
 class SequenceClassifier(nn.Module):
