@@ -28,7 +28,7 @@ def grads_of(fn, hidden, weight, bias, labels):
 
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_loss_and_gradients_equal_projection_then_cross_entropy(with_bias, monkeypatch):
-    monkeypatch.setattr(loss_module, "chunk_rows", lambda device: 7)  # many chunks and a ragged last one
+    monkeypatch.setattr(loss_module, "chunk_rows", lambda device, vocab_size: 7)  # many chunks and a ragged last one
     torch.manual_seed(0)
     hidden, weight = torch.randn(3, 20, 16), torch.randn(50, 16) * 0.3
     bias = torch.randn(50) if with_bias else None
@@ -82,3 +82,12 @@ def test_a_tied_weight_sums_both_gradients():
     emb.grad = None
     reference(torch.tanh(F.embedding(ids, emb)), emb, labels).backward()
     torch.testing.assert_close(ours, emb.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_a_gpu_chunk_holds_a_bounded_number_of_logits():
+    """The point of the fused loss is bounded memory: a large vocabulary must mean fewer rows per chunk."""
+    cuda = torch.device("cuda")
+    assert loss_module.chunk_rows(cuda, 8192) == 4096
+    for vocab in (128_000, 256_000):
+        assert loss_module.chunk_rows(cuda, vocab) * vocab <= loss_module.GPU_CHUNK_LOGITS
+    assert loss_module.chunk_rows(torch.device("cpu"), 128_000) == 256
