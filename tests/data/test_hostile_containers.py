@@ -110,7 +110,9 @@ def test_damaged_warc_in_a_run_exits_3_with_everything_accounted(tmp_path: Path)
     folder = tmp_path / "crawl"
     folder.mkdir()
     (folder / "good.warc.gz").write_bytes(GZ)
-    (folder / "cut.warc.gz").write_bytes(GZ[: len(GZ) // 2])
+    # Cut inside a gzip member: half the file's length lands on a member boundary in about 4% of archives
+    # (their record ids are random), and a file cut there is a complete, shorter archive.
+    (folder / "cut.warc.gz").write_bytes(GZ[: _inside_member(GZ, N // 2)])
     (folder / "merged.warc").write_bytes(_content_length_times(PLAIN, 5))
     out = tmp_path / "out"
     code, output = invoke("run", write_recipe(tmp_path / "r.yaml", f"{folder}/*.warc*", out), "--no-progress")
