@@ -61,18 +61,34 @@ def timed(fn: Any) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-# ---------------------------------------------------------------- training
+def next_token_batch(batch: int, vocab: int = VOCAB, seq_len: int = SEQ_LEN) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids and gristmill's pretraining labels for them (train/causal.py): the next token, the last
+    position ignored; the same batch for every implementation and every run."""
+    ids = torch.randint(5, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(1))
+    labels = torch.full_like(ids, -100)
+    labels[:, :-1] = ids[:, 1:]
+    return ids, labels
 
 
-def train_steps(size: str, precision: str, batch: int, rounds: int, compile_too: bool) -> dict[str, Any]:
+def gristmill_and_llama(size: str, vocab: int = VOCAB, seq_len: int = SEQ_LEN) -> tuple[Any, Any, Any]:
+    """gristmill's decoder of ``size`` (seed 0) and the same weights as ``LlamaForCausalLM``, both training."""
     from gristmill.model.config import DecoderConfig
     from gristmill.model.decoder import CausalLM
     from gristmill.model.hf import to_llama
 
-    config = DecoderConfig.named(size, VOCAB, max_position=512)
+    config = DecoderConfig.named(size, vocab, max_position=max(512, seq_len))
     torch.manual_seed(0)
     ours = CausalLM(config).train()
-    theirs = to_llama(ours, config).train()
+    return config, ours, to_llama(ours, config).train()
+
+
+# ---------------------------------------------------------------- training
+
+
+def train_steps(size: str, precision: str, batch: int, rounds: int, compile_too: bool) -> dict[str, Any]:
+    from gristmill.model.decoder import CausalLM
+
+    config, ours, theirs = gristmill_and_llama(size)
     unfused = CausalLM(config).train()
     unfused.load_state_dict(ours.state_dict())
     models: dict[str, torch.nn.Module] = {"transformers": theirs, "gristmill": ours, UNFUSED: unfused}
@@ -81,10 +97,7 @@ def train_steps(size: str, precision: str, batch: int, rounds: int, compile_too:
         twin.load_state_dict(ours.state_dict())
         models["gristmill + torch.compile"] = torch.compile(twin)
     optimizers = {name: torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True) for name, m in models.items()}
-    ids = torch.randint(5, VOCAB, (batch, SEQ_LEN), generator=torch.Generator().manual_seed(1))
-    # gristmill's pretraining loss (train/causal.py): next-token labels, the last position ignored.
-    labels = torch.full_like(ids, -100)
-    labels[:, :-1] = ids[:, 1:]
+    ids, labels = next_token_batch(batch)
     targets = int((labels != -100).sum())
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
 
@@ -133,17 +146,8 @@ def matmul_ceiling(size: str, precision: str, batch: int) -> dict[str, Any]:
     take its matmul time, so ``transformers' step / gristmill's matmuls`` bounds the speed-up that
     equal arithmetic can give.
     """
-    from gristmill.model.config import DecoderConfig
-    from gristmill.model.decoder import CausalLM
-    from gristmill.model.hf import to_llama
-
-    config = DecoderConfig.named(size, VOCAB, max_position=512)
-    torch.manual_seed(0)
-    ours = CausalLM(config).train()
-    theirs = to_llama(ours, config).train()
-    ids = torch.randint(5, VOCAB, (batch, SEQ_LEN), generator=torch.Generator().manual_seed(1))
-    labels = torch.full_like(ids, -100)
-    labels[:, :-1] = ids[:, 1:]
+    _, ours, theirs = gristmill_and_llama(size)
+    ids, labels = next_token_batch(batch)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     out: dict[str, Any] = {"size": size, "precision": precision, "batch": batch}
     for name, model, loss_of in (("transformers", theirs, lambda: theirs(input_ids=ids, labels=ids).loss),
@@ -177,14 +181,13 @@ def peak_memory_worker(case: str, size: str, vocab: int, batch: int, seq_len: in
     from gristmill.model.decoder import CausalLM
     from gristmill.model.hf import to_llama
 
+    # Not gristmill_and_llama: that builds both models, and the other's weights would count in this peak.
     config = DecoderConfig.named(size, vocab, max_position=max(512, seq_len))
     torch.manual_seed(0)
     model = CausalLM(config).train()
     if case == "transformers":
         model = to_llama(model, config).train()
-    ids = torch.randint(5, vocab, (batch, seq_len), generator=torch.Generator().manual_seed(1))
-    labels = torch.full_like(ids, -100)
-    labels[:, :-1] = ids[:, 1:]
+    ids, labels = next_token_batch(batch, vocab, seq_len)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for _ in range(2):
         if case == "transformers":

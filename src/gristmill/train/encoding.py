@@ -15,12 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from gristmill.model.loss import IGNORE
 from gristmill.train.tasks import Example, SequenceExample, TaskError, TaskSpec, TokenExample
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-IGNORE_INDEX = -100
+IGNORE_INDEX = IGNORE
 """Label of positions that do not count in the loss or the metrics (PyTorch's cross-entropy default)."""
 
 
